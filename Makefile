@@ -1,0 +1,26 @@
+# The README's two commands: `make demo` (the main job) and `make test` (the whole suite).
+# Both set up what they need first (scripts/setup.sh), so they work on a fresh machine.
+VENV ?= .venv
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test bench lint clean
+
+setup:
+	@VENV=$(VENV) scripts/setup.sh
+
+demo: setup
+	$(BIN)/txmon demo $(DEMO_ARGS)
+
+test: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/ruff check .
+
+bench: setup
+	$(BIN)/python benchmarks/bench_synth.py
+	$(BIN)/python benchmarks/bench_loader.py --generate
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info

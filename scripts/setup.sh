@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Sets up everything txmon needs on a fresh machine: redis-server, a virtualenv with the CPU
+# build of torch, and the project with its dev extras. Safe to run again (it skips what is there).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+VENV=${VENV:-.venv}
+TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}  # other specs pull several GB of CUDA wheels
+
+if ! command -v redis-server >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing redis-server (apt)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+  else
+    echo "setup: redis-server is missing; install it (e.g. sudo apt-get install redis-server) and run again" >&2
+    exit 1
+  fi
+fi
+
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "setup: creating $VENV"
+  "$PYTHON" -m venv "$VENV"
+fi
+PY="$VENV/bin/python"
+
+stamp="$VENV/.txmon-installed"
+want="$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)"
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+  exit 0
+fi
+echo "setup: installing $TORCH_SPEC, then txmon[dev]"
+"$PY" -m pip install -q "$TORCH_SPEC"
+"$PY" -m pip install -q -e ".[dev]"
+echo "$want" > "$stamp"

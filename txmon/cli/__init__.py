@@ -1,0 +1,29 @@
+"""The ``txmon`` command: one typer app, one module per command group."""
+
+from __future__ import annotations
+
+import typer
+
+from txmon import __version__
+from txmon.cli.data import data_app
+from txmon.cli.demo import demo
+
+app = typer.Typer(
+    name="txmon",
+    help="Streaming transaction monitor for Bitcoin anti-money-laundering (Elliptic data).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(data_app, name="data")
+app.command()(demo)
+
+
+@app.command()
+def version() -> None:
+    """Print txmon's version."""
+    typer.echo(__version__)
+
+
+def main() -> None:
+    app()

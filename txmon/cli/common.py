@@ -1,0 +1,48 @@
+"""Small helpers shared by the command modules: console, errors, progress."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import NoReturn
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """A user-facing error: one clear line on stderr, no traceback."""
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def phase_progress() -> Iterator[callable]:
+    """A progress bar fed by ``(phase, done, total)`` callbacks."""
+    with Progress(TextColumn("{task.description:<10}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TimeElapsedColumn(), console=err_console, transient=False) as bar:
+        tasks: dict[str, int] = {}
+
+        def update(phase: str, done: int, total: int) -> None:
+            if phase not in tasks:
+                tasks[phase] = bar.add_task(phase, total=total)
+            bar.update(tasks[phase], completed=done, total=total)
+
+        yield update
+
+
+def load_dataset(data_dir: Path):
+    """Load a data set or exit with the loader's message (file:line and what is wrong)."""
+    from replay.elliptic import DatasetError, load_elliptic
+    from txmon.settings import Settings
+
+    try:
+        with err_console.status(f"loading {data_dir} ..."):
+            return load_elliptic(data_dir, cache_dir=Settings().cache_dir / "datasets")
+    except DatasetError as e:
+        fail(str(e))

@@ -1,0 +1,36 @@
+"""The one settings class: every knob is read from ``TXMON_*`` environment variables."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_cache_dir() -> Path:
+    return Path.home() / ".cache" / "txmon"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TXMON_", extra="ignore")
+
+    # None means "embedded": txmon starts a local Tansu broker / redis-server itself.
+    kafka_bootstrap: str | None = Field(None, description="Kafka bootstrap servers, host:port[,host:port]")
+    redis_url: str | None = Field(None, description="Redis URL, e.g. redis://127.0.0.1:6379/0")
+
+    topic_transactions: str = "txmon.transactions"
+    topic_alerts: str = "txmon.alerts"
+    topic_stats: str = "txmon.stats"
+    topic_dead_letter: str = "txmon.dead-letter"
+    topic_partitions: int = Field(4, ge=1)
+
+    data_dir: Path = Field(Path("data"), description="where data sets live (synthetic ones are written here)")
+    model_dir: Path = Field(Path("models"), description="the versioned model store")
+    cache_dir: Path = Field(default_factory=_default_cache_dir, description="binary copies of loaded data sets")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
