@@ -7,6 +7,7 @@ import typer
 from txmon import __version__
 from txmon.cli.data import data_app
 from txmon.cli.demo import demo
+from txmon.cli.models import models_app
 
 app = typer.Typer(
     name="txmon",
@@ -16,6 +17,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(data_app, name="data")
+app.add_typer(models_app, name="models")
 app.command()(demo)
 
 

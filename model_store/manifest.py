@@ -1,0 +1,88 @@
+"""The manifest written next to every saved model version (``<store>/<version>/manifest.json``)."""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+MANIFEST_VERSION = 1
+# Hyphens are allowed (the trainer has "mlp-local", "rf-local"): "rf-local-v2" parses as ("rf-local", 2).
+MODEL_TYPE_PATTERN = r"[a-z][a-z0-9_]*(?:-[a-z0-9_]+)*"
+# A version id is "<model_type>-v<N>", N >= 1; the directory name and the manifest's version agree.
+VERSION_RE = re.compile(rf"^({MODEL_TYPE_PATTERN})-v([1-9][0-9]*)$")
+
+
+class ModelManifest(BaseModel):
+    """Everything needed to rebuild, trust and apply one saved model, except the tensors themselves."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    version: str = Field(pattern=VERSION_RE.pattern, description="'<model_type>-v<N>', e.g. gcn-v3")
+    model_type: str = Field(pattern=rf"^{MODEL_TYPE_PATTERN}$", description="gcn, mlp, rf, lpa, ...")
+    created_at: datetime = Field(description="UTC, timezone-aware")
+    architecture: dict[str, Any] = Field(description="constructor parameters; always holds n_features")
+    feature_mean: list[float] | None = Field(None, description="normalisation: x' = (x - mean) / std")
+    feature_std: list[float] | None = None
+    threshold: float = Field(ge=0.0, le=1.0, description="illicit if P(illicit) >= threshold")
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    training: dict[str, Any] = Field(default_factory=dict, description="the training configuration")
+    dataset_fingerprint: str = Field(min_length=1)
+    # A bare file name: a manifest must not be able to point the loader outside its own directory.
+    weights_file: str = Field("weights.pt", pattern=r"^[A-Za-z0-9_.-]+$")
+    weights_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    manifest_version: int = MANIFEST_VERSION
+
+    @property
+    def n_features(self) -> int:
+        return self.architecture["n_features"]
+
+    @field_validator("created_at")
+    @classmethod
+    def _utc(cls, v: datetime) -> datetime:
+        if v.tzinfo is None or v.utcoffset() is None:
+            raise ValueError("created_at must be timezone-aware")
+        return v.astimezone(UTC)
+
+    @field_validator("weights_file")
+    @classmethod
+    def _bare_name(cls, v: str) -> str:
+        if v in (".", ".."):
+            raise ValueError("weights_file must be a file name")
+        return v
+
+    @field_validator("manifest_version")
+    @classmethod
+    def _known_version(cls, v: int) -> int:
+        if not 1 <= v <= MANIFEST_VERSION:
+            raise ValueError(f"manifest_version {v} is not supported (this txmon reads 1..{MANIFEST_VERSION})")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ModelManifest:
+        m = VERSION_RE.match(self.version)
+        if m and m.group(1) != self.model_type:
+            raise ValueError(f"version {self.version!r} does not belong to model_type {self.model_type!r}")
+        n = self.architecture.get("n_features")
+        # bool is an int subclass; True is not a feature count.
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise ValueError(f"architecture must hold n_features as a positive int, got {n!r}")
+        if (self.feature_mean is None) != (self.feature_std is None):
+            raise ValueError("feature_mean and feature_std are set together or not at all")
+        for name, values in (("feature_mean", self.feature_mean), ("feature_std", self.feature_std)):
+            if values is None:
+                continue
+            if len(values) != n:
+                raise ValueError(f"{name} has {len(values)} values but n_features is {n}")
+            bad = next((i for i, x in enumerate(values) if not math.isfinite(x)), None)
+            if bad is not None:
+                raise ValueError(f"{name}[{bad}] is {values[bad]}")
+        if self.feature_std is not None:
+            # The worker divides by std: a zero (constant feature) must be clamped by the trainer.
+            bad = next((i for i, x in enumerate(self.feature_std) if x <= 0), None)
+            if bad is not None:
+                raise ValueError(f"feature_std[{bad}] is {self.feature_std[bad]}; clamp it to a positive value")
+        return self
