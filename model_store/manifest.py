@@ -67,9 +67,9 @@ class ModelManifest(BaseModel):
         if m and m.group(1) != self.model_type:
             raise ValueError(f"version {self.version!r} does not belong to model_type {self.model_type!r}")
         n = self.architecture.get("n_features")
-        # bool is an int subclass; True is not a feature count.
-        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-            raise ValueError(f"architecture must hold n_features as a positive int, got {n!r}")
+        # bool is an int subclass; True is not a feature count. 0: a model that reads no features (LPA).
+        if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+            raise ValueError(f"architecture must hold n_features as an int >= 0, got {n!r}")
         if (self.feature_mean is None) != (self.feature_std is None):
             raise ValueError("feature_mean and feature_std are set together or not at all")
         for name, values in (("feature_mean", self.feature_mean), ("feature_std", self.feature_std)):

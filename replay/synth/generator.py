@@ -69,12 +69,15 @@ def generate(scale: float = 1.0, n_steps: int = N_STEPS, seed: int = 0, cal: Cal
     rng = np.random.default_rng(seed)
     sizes = step_sizes(rng, n_steps, scale, cal)
     budgets = illicit_budgets(rng, sizes, cal)
+    # Steps differ in how densely they connect; the ratio over all steps stays at the published one.
+    ratios = np.exp(rng.normal(0.0, 0.05, n_steps))
+    ratios = np.maximum(cal.edges_per_node * ratios * sizes.sum() / float((ratios * sizes).sum()), 1.02)
 
     graphs: list[StepGraph] = []
     for t in range(1, n_steps + 1):
         mix = typology_mix(t, n_steps, cal.shutdown_step)
         graphs.append(generate_step(rng, int(sizes[t - 1]), int(budgets[t - 1]), t, mix,
-                                    cal.edges_per_node, cal.hub_fraction))
+                                    float(ratios[t - 1]), cal.hub_fraction))
         if progress:
             progress("graph", t, n_steps)
 

@@ -105,18 +105,20 @@ def typology_mix(step: int, n_steps: int, shutdown_step: int) -> dict[Typology, 
 
 
 def draw_pattern(rng: np.random.Generator, typ: Typology, step: int, budget: int) -> Pattern:
-    """One pattern of ``typ`` with at most ``budget`` nodes; sizes grow slowly over time."""
-    if typ == Typology.PEELING_CHAIN:
-        p = peeling_chain(rng, int(rng.integers(4, 11 + step // 3)))
-    elif typ == Typology.MIXING:
-        p = mixing(rng, int(rng.integers(3, 9 + step // 6)), int(rng.integers(1, 4)))
-    elif typ == Typology.LAYERING:
+    """One pattern of ``typ`` with at most ``budget`` (>= 2) nodes; sizes grow slowly over time.
+
+    A pattern that would not fit shrinks within its own typology, so small data sets keep the
+    same mix of patterns as large ones.
+    """
+    if typ == Typology.MIXING and budget >= 3:
+        collectors = min(int(rng.integers(1, 4)), budget - 2)
+        width = min(int(rng.integers(3, 9 + step // 6)), budget - 1 - collectors)
+        return mixing(rng, width, collectors)
+    if typ == Typology.LAYERING and budget >= 3:
         p = layering(rng, int(rng.integers(2, 5)), 3)
-    else:
-        p = smurfing(rng, int(rng.integers(4, 16)))
-    if p.size <= budget:
+        while p.size > budget:  # fewer, narrower levels until it fits
+            p = layering(rng, max(1, len(set(p.rank)) - 2), 1 if p.size > budget + 2 else 2)
         return p
-    # Too big for what is left of the step's illicit budget: fall back to the smallest form.
     if typ == Typology.SMURFING:
-        return smurfing(rng, max(1, budget - 1))
-    return peeling_chain(rng, max(2, budget))
+        return smurfing(rng, min(int(rng.integers(4, 16)), budget - 1))
+    return peeling_chain(rng, min(int(rng.integers(4, 11 + step // 3)), budget))

@@ -5,9 +5,11 @@ from __future__ import annotations
 import typer
 
 from txmon import __version__
+from txmon.cli.analyze import analyze
 from txmon.cli.data import data_app
 from txmon.cli.demo import demo
 from txmon.cli.models import models_app
+from txmon.cli.train import evaluate, train
 
 app = typer.Typer(
     name="txmon",
@@ -19,6 +21,9 @@ app = typer.Typer(
 app.add_typer(data_app, name="data")
 app.add_typer(models_app, name="models")
 app.command()(demo)
+app.command()(analyze)
+app.command()(train)
+app.command()(evaluate)
 
 
 @app.command()

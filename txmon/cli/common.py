@@ -11,8 +11,10 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-console = Console()
-err_console = Console(stderr=True)
+# Piped output (CI logs, files) gets a wide console instead of rich's 80 columns, so tables
+# are not truncated.
+console = Console(width=None if Console().is_terminal else 160)
+err_console = Console(stderr=True, width=None if Console(stderr=True).is_terminal else 160)
 
 
 def fail(message: str, code: int = 2) -> NoReturn:

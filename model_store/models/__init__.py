@@ -1,0 +1,1 @@
+"""The detectors: label propagation, GCN, MLP and random forest."""

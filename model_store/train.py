@@ -1,0 +1,253 @@
+"""Training: one plain function per model family, all on the same split and scaler.
+
+Each ``fit_*`` sees the data set, the split's masks and the training labels; the decision
+threshold is chosen on validation; test metrics are computed last, from the final scores.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from sklearn.ensemble import RandomForestClassifier
+from torch.nn import functional as F
+
+from model_store import MODEL_TYPES
+from model_store.graph import gcn_adjacency, hop_rows, to_torch, transition_matrix, undirected_edge_index
+from model_store.metrics import choose_threshold, f1_per_step, illicit_metrics
+from model_store.models.forest import forest_predict, forest_to_tensors
+from model_store.models.gcn import GCN
+from model_store.models.lpa import propagate
+from model_store.models.mlp import MLP
+from model_store.splits import Split
+from replay.dataset import EllipticDataset
+from replay.elliptic_format import ILLICIT, N_LOCAL
+
+Progress = Callable[[int, int, str], None]  # (done, total, message)
+
+
+@dataclass
+class TrainConfig:
+    model_type: str
+    split: str = "temporal"
+    seed: int = 0
+    epochs: int = 200
+    lr: float = 0.01
+    weight_decay: float = 5e-4
+    hidden: int = 100
+    dropout: float = 0.5
+    k_max: int = 10
+    n_estimators: int = 50
+    max_features: int = 50
+
+    def __post_init__(self) -> None:
+        if self.model_type not in MODEL_TYPES:
+            raise ValueError(f"unknown model {self.model_type!r}; choose one of {', '.join(MODEL_TYPES)}")
+
+    @property
+    def feature_set(self) -> str:
+        return "local" if self.model_type.endswith("-local") else "all"
+
+
+@dataclass
+class TrainResult:
+    model_type: str
+    state_dict: dict[str, torch.Tensor]
+    architecture: dict
+    scores: NDArray[np.float64]  # illicit score of every node
+    threshold: float
+    metrics: dict
+    training: dict
+    feature_mean: list[float] | None = None
+    feature_std: list[float] | None = None
+    curves: dict[str, list[float]] = field(default_factory=dict)
+
+
+class Scaler:
+    """Standardisation fitted on training rows only."""
+
+    def __init__(self, mean: NDArray[np.float64], std: NDArray[np.float64]) -> None:
+        self.mean, self.std = np.asarray(mean, dtype=np.float64), np.asarray(std, dtype=np.float64)
+
+    @classmethod
+    def fit(cls, x: NDArray[np.float32]) -> Scaler:
+        x64 = x.astype(np.float64)
+        std = x64.std(axis=0)
+        return cls(x64.mean(axis=0), np.where(std > 0, std, 1.0))
+
+    def transform(self, x: NDArray[np.float32]) -> NDArray[np.float32]:
+        return ((x - self.mean) / self.std).astype(np.float32)
+
+
+def select_features(ds: EllipticDataset, feature_set: str) -> NDArray[np.float32]:
+    return ds.features[:, :N_LOCAL] if feature_set == "local" else ds.features
+
+
+def _class_weights(y: NDArray[np.bool_]) -> torch.Tensor:
+    pos = max(int(y.sum()), 1)
+    neg = max(len(y) - pos, 1)
+    return torch.tensor([len(y) / (2 * neg), len(y) / (2 * pos)], dtype=torch.float32)
+
+
+def _best_f1(y: NDArray[np.bool_], score: NDArray[np.float64]) -> float:
+    return illicit_metrics(y, score, choose_threshold(y, score))["f1"]
+
+
+def _finish(cfg: TrainConfig, ds: EllipticDataset, split: Split, scores: NDArray[np.float64], **kw) -> TrainResult:
+    y = ds.labels == ILLICIT
+    threshold = choose_threshold(y[split.val], scores[split.val])
+    metrics = {
+        "split": split.to_dict(),
+        "train": illicit_metrics(y[split.train], scores[split.train], threshold),
+        "val": illicit_metrics(y[split.val], scores[split.val], threshold),
+        "test": illicit_metrics(y[split.test], scores[split.test], threshold),
+        "test_f1_per_step": f1_per_step(y[split.test], scores[split.test], ds.steps[split.test], threshold),
+    }
+    training = {**cfg.__dict__, "feature_set": cfg.feature_set, "split_description": split.description}
+    return TrainResult(cfg.model_type, scores=scores, threshold=threshold, metrics=metrics, training=training, **kw)
+
+
+def fit_lpa(ds: EllipticDataset, split: Split, cfg: TrainConfig, progress: Progress | None = None) -> TrainResult:
+    y = ds.labels == ILLICIT
+    t = transition_matrix(undirected_edge_index(ds.edge_rows, ds.n_nodes), ds.n_nodes)
+    all_scores = propagate(t, split.train, y & split.train, cfg.k_max)
+    val_f1 = [_best_f1(y[split.val], s[split.val]) for s in all_scores]
+    k = int(np.argmax(val_f1)) + 1  # the smallest k with the best validation F1
+    if progress:
+        progress(cfg.k_max, cfg.k_max, f"k={k}")
+    res = _finish(cfg, ds, split, all_scores[k - 1], state_dict={}, architecture={"n_features": 0, "k": k})
+    res.curves = {"val_f1_by_k": val_f1}
+    return res
+
+
+def fit_rf(ds: EllipticDataset, split: Split, cfg: TrainConfig, progress: Progress | None = None) -> TrainResult:
+    x = select_features(ds, cfg.feature_set)
+    y = ds.labels == ILLICIT
+    rf = RandomForestClassifier(n_estimators=cfg.n_estimators, max_features=min(cfg.max_features, x.shape[1]),
+                                n_jobs=2, random_state=cfg.seed)
+    rf.fit(x[split.train], y[split.train].astype(int))
+    state = forest_to_tensors(rf)
+    scores = forest_predict(state, x)
+    if progress:
+        progress(1, 1, f"{cfg.n_estimators} trees")
+    arch = {"n_features": x.shape[1], "n_estimators": cfg.n_estimators, "max_features": rf.max_features,
+            "feature_set": cfg.feature_set}
+    return _finish(cfg, ds, split, scores, state_dict=state, architecture=arch)
+
+
+def _train_loop(model: torch.nn.Module, cfg: TrainConfig, forward_train: Callable[[], torch.Tensor],
+                y_train: NDArray[np.bool_], score_val: Callable[[], NDArray[np.float64]], y_val: NDArray[np.bool_],
+                progress: Progress | None) -> dict[str, list[float]]:
+    """Full-batch Adam with a class-weighted loss; keeps the epoch with the best validation F1."""
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    target = torch.from_numpy(y_train.astype(np.int64))
+    weights = _class_weights(y_train)
+    curves: dict[str, list[float]] = {"loss": [], "train_f1": [], "val_f1": []}
+    best, best_state = -1.0, None
+    for epoch in range(1, cfg.epochs + 1):
+        model.train()
+        opt.zero_grad()
+        logits = forward_train()
+        loss = F.cross_entropy(logits, target, weight=weights)
+        loss.backward()
+        opt.step()
+        train_score = torch.softmax(logits.detach(), dim=1)[:, 1].numpy()
+        model.eval()
+        with torch.no_grad():
+            val_score = score_val()
+        val_f1 = _best_f1(y_val, val_score)
+        curves["loss"].append(float(loss.detach()))
+        curves["train_f1"].append(illicit_metrics(y_train, train_score, 0.5)["f1"])
+        curves["val_f1"].append(val_f1)
+        if val_f1 > best:
+            best, best_state = val_f1, {k: v.detach().clone() for k, v in model.state_dict().items()}
+        if progress:
+            progress(epoch, cfg.epochs, f"loss {float(loss):.3f} val F1 {val_f1:.3f}")
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    return curves
+
+
+def fit_mlp(ds: EllipticDataset, split: Split, cfg: TrainConfig, progress: Progress | None = None) -> TrainResult:
+    torch.manual_seed(cfg.seed)
+    raw = select_features(ds, cfg.feature_set)
+    scaler = Scaler.fit(raw[split.train])
+    x = torch.from_numpy(scaler.transform(raw))
+    y = ds.labels == ILLICIT
+    model = MLP(x.shape[1], hidden=50, dropout=0.2)
+    x_train, x_val = x[split.train], x[split.val]
+
+    def score_val() -> NDArray[np.float64]:
+        return torch.softmax(model(x_val), dim=1)[:, 1].numpy()
+
+    curves = _train_loop(model, cfg, lambda: model(x_train), y[split.train], score_val, y[split.val], progress)
+    with torch.no_grad():
+        scores = torch.softmax(model(x), dim=1)[:, 1].numpy().astype(np.float64)
+    arch = {**model.architecture(), "feature_set": cfg.feature_set}
+    res = _finish(cfg, ds, split, scores, state_dict=model.state_dict(), architecture=arch,
+                  feature_mean=scaler.mean.tolist(), feature_std=scaler.std.tolist())
+    res.curves = curves
+    return res
+
+
+class RowPlan:
+    """What a GCN needs to compute the logits of some target rows: Â·X and Â's row blocks."""
+
+    def __init__(self, adj, ax_full_rows: Callable[[np.ndarray], torch.Tensor], rows: NDArray[np.int64],
+                 layers: int) -> None:
+        hops = hop_rows(adj, rows, layers - 1)
+        self.targets = hops[0]
+        self.ax = ax_full_rows(hops[-1])
+        self.blocks = [to_torch(adj[hops[i]][:, hops[i + 1]]) for i in range(layers - 2, -1, -1)]
+
+
+def fit_gcn(ds: EllipticDataset, split: Split, cfg: TrainConfig, progress: Progress | None = None) -> TrainResult:
+    torch.manual_seed(cfg.seed)
+    raw = select_features(ds, cfg.feature_set)
+    scaler = Scaler.fit(raw[split.train])
+    x = scaler.transform(raw)
+    y = ds.labels == ILLICIT
+    edge_index = undirected_edge_index(ds.edge_rows, ds.n_nodes)
+    adj = gcn_adjacency(edge_index, ds.n_nodes)
+    layers = 3
+    # The first layer's propagation Â·X is the same every epoch: compute it once, per row set.
+    ax_rows = lambda rows: torch.from_numpy((adj[rows] @ x).astype(np.float32))  # noqa: E731
+    train = RowPlan(adj, ax_rows, np.flatnonzero(split.train), layers)
+    val = RowPlan(adj, ax_rows, np.flatnonzero(split.val), layers)
+    model = GCN(x.shape[1], hidden=cfg.hidden, layers=layers, dropout=cfg.dropout)
+
+    def score_val() -> NDArray[np.float64]:
+        return torch.softmax(model.forward_rows(val.ax, val.blocks), dim=1)[:, 1].numpy()
+
+    t0 = time.perf_counter()
+    curves = _train_loop(model, cfg, lambda: model.forward_rows(train.ax, train.blocks), y[train.targets],
+                         score_val, y[val.targets], progress)
+    train_seconds = time.perf_counter() - t0
+    scores = gcn_scores(model, x, edge_index)
+    arch = {**model.architecture(), "feature_set": cfg.feature_set}
+    res = _finish(cfg, ds, split, scores, state_dict=model.state_dict(), architecture=arch,
+                  feature_mean=scaler.mean.tolist(), feature_std=scaler.std.tolist())
+    res.curves = curves
+    res.training["train_seconds"] = round(train_seconds, 2)
+    return res
+
+
+def gcn_scores(model: GCN, x: NDArray[np.float32], edge_index: torch.Tensor) -> NDArray[np.float64]:
+    """Illicit probability of every node, full graph, PyG path (eval mode)."""
+    model.eval()
+    with torch.no_grad():
+        return torch.softmax(model(torch.from_numpy(x), edge_index), dim=1)[:, 1].numpy().astype(np.float64)
+
+
+FITTERS = {"lpa": fit_lpa, "gcn": fit_gcn, "mlp": fit_mlp, "mlp-local": fit_mlp, "rf": fit_rf, "rf-local": fit_rf}
+
+
+def train_model(ds: EllipticDataset, split: Split, cfg: TrainConfig, progress: Progress | None = None) -> TrainResult:
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    np.random.seed(cfg.seed)
+    return FITTERS[cfg.model_type](ds, split, cfg, progress)

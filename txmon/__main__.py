@@ -1,0 +1,5 @@
+"""``python -m txmon`` is the ``txmon`` command."""
+
+from txmon.cli import main
+
+main()

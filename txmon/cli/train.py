@@ -1,0 +1,154 @@
+"""``txmon train`` and ``txmon evaluate``: fit detectors, store them, compare them honestly."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from model_store import MODEL_TYPES
+from txmon.cli.common import console, err_console, fail, load_dataset
+from txmon.settings import Settings
+
+DataOpt = Annotated[Path, typer.Option("--data", "-d", help="Elliptic-format data directory")]
+SplitOpt = Annotated[str, typer.Option(help="temporal (train 1-34, test 35-49) or random (stratified 0.7/0.15/0.15)")]
+StoreOpt = Annotated[Path | None, typer.Option("--store", help="model store directory [default: TXMON_MODEL_DIR]")]
+
+
+def _check_split(split: str) -> None:
+    from model_store.splits import SPLITS
+
+    if split not in SPLITS:
+        fail(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
+
+
+def train(
+    model: Annotated[str, typer.Argument(help=f"one of: {', '.join(MODEL_TYPES)}")],
+    data: DataOpt,
+    split: SplitOpt = "temporal",
+    seed: Annotated[int, typer.Option(help="random seed (split, initialisation, forest)")] = 0,
+    epochs: Annotated[int, typer.Option(help="training epochs (GCN, MLP)", min=1)] = 200,
+    store: StoreOpt = None,
+    promote: Annotated[bool | None, typer.Option(
+        "--promote/--no-promote", help="make this the latest of its type [default: if there is none yet]")] = None,
+) -> None:
+    """Train a model on a split, store it as a new version, and print its validation and test metrics."""
+    from model_store.plots import confusion, training_curves
+    from model_store.registry import ModelStore
+    from model_store.splits import make_split
+    from model_store.train import TrainConfig, train_model
+
+    if model not in MODEL_TYPES:
+        fail(f"unknown model {model!r}; choose one of {', '.join(MODEL_TYPES)}")
+    _check_split(split)
+    ds = load_dataset(data)
+    sp = make_split(ds, split, seed=seed)
+    cfg = TrainConfig(model, split=split, seed=seed, epochs=epochs)
+    with Progress(TextColumn(f"training {model}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
+                  TimeElapsedColumn(), console=err_console) as bar:
+        task = bar.add_task("", total=None)
+        result = train_model(ds, sp, cfg, lambda done, total, msg: bar.update(task, completed=done, total=total,
+                                                                              description=msg))
+    st = ModelStore(store or Settings().model_dir)
+    manifest = st.save(model, result.state_dict, architecture=result.architecture, threshold=result.threshold,
+                       metrics=result.metrics, training=result.training, dataset_fingerprint=ds.fingerprint,
+                       feature_mean=result.feature_mean, feature_std=result.feature_std, promote=promote)
+    vdir = st.root / manifest.version
+    if result.curves:  # a forest has no epochs
+        training_curves(result.curves, f"{model} on the {split} split", vdir / "training_curves.png")
+    confusion(result.metrics["test"]["confusion"], f"{model}, {split} test set", vdir / "confusion_test.png")
+    _metrics_table(f"{manifest.version}: {sp.description}", {"validation": result.metrics["val"],
+                                                             "test": result.metrics["test"]}, "set")
+    latest = st.latest(model)
+    console.print(f"stored as [bold]{manifest.version}[/] in {st.root}"
+                  f"{' (latest)' if latest == manifest.version else f' (latest {model} is {latest})'}; "
+                  f"plots in {vdir}")
+
+
+def _fmt(x: float) -> str:
+    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}"
+
+
+def _metrics_table(title: str, rows: dict[str, dict], first: str) -> None:
+    table = Table(title=title, header_style="bold")
+    for col in (first, "precision", "recall", "F1", "accuracy", "ROC-AUC", "PR-AUC", "TP", "FP", "FN", "TN",
+                "threshold"):
+        table.add_column(col, justify="left" if col == first else "right")
+    for name, m in rows.items():
+        c = m["confusion"]
+        table.add_row(name, _fmt(m["precision"]), _fmt(m["recall"]), _fmt(m["f1"]), _fmt(m["accuracy"]),
+                      _fmt(m["roc_auc"]), _fmt(m["pr_auc"]), str(c["tp"]), str(c["fp"]), str(c["fn"]), str(c["tn"]),
+                      _fmt(m["threshold"]))
+    console.print(table)
+
+
+def evaluate(
+    data: DataOpt,
+    split: SplitOpt = "temporal",
+    seed: Annotated[int, typer.Option(help="seed of the random split")] = 0,
+    store: StoreOpt = None,
+    out: Annotated[Path | None, typer.Option(help="also write evaluation.json and f1_per_step.png here")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the results as JSON")] = False,
+) -> None:
+    """Compare every stored model trained on this data set and split, on the split's test set.
+
+    Scores are recomputed from the stored weights (verified), with the threshold each model chose
+    on validation; F1 per test step shows the collapse after the dark-market shutdown.
+    """
+    from model_store.metrics import f1_per_step, illicit_metrics
+    from model_store.plots import f1_per_step as plot_f1
+    from model_store.registry import ModelStore, ModelStoreError
+    from model_store.scoring import score_stored
+    from model_store.splits import make_split
+    from replay.elliptic_format import ILLICIT
+
+    _check_split(split)
+    ds = load_dataset(data)
+    sp = make_split(ds, split, seed=seed)
+    st = ModelStore(store or Settings().model_dir)
+    try:
+        candidates = [m for m in st.list() if m.dataset_fingerprint == ds.fingerprint
+                      and m.training.get("split") == split and m.training.get("seed", 0) == seed]
+    except ModelStoreError as e:
+        fail(str(e))
+    newest: dict[str, object] = {}
+    for m in candidates:  # list() is sorted by version number: the newest of each type wins
+        newest[m.model_type] = m
+    if not newest:
+        fail(f"no model in {st.root} was trained on this data set with the {split} split (seed {seed}); "
+             f"run e.g. `txmon train gcn --data {data} --split {split}`")
+    y = ds.labels == ILLICIT
+    results: dict[str, dict] = {}
+    for model_type in [t for t in MODEL_TYPES if t in newest]:
+        m = newest[model_type]
+        try:
+            manifest, state = st.load(m.version)
+        except ModelStoreError as e:
+            fail(str(e))
+        scores = score_stored(manifest, state, ds)
+        metrics = illicit_metrics(y[sp.test], scores[sp.test], manifest.threshold)
+        per_step = f1_per_step(y[sp.test], scores[sp.test], ds.steps[sp.test], manifest.threshold)
+        results[model_type] = {"version": manifest.version, **metrics, "f1_per_step": per_step}
+    if out:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "evaluation.json").write_text(json.dumps({"split": sp.to_dict(), "models": results}, indent=2))
+        plot_f1({k: v["f1_per_step"] for k, v in results.items()}, f"illicit F1 per test step ({split} split)",
+                out / "f1_per_step.png")
+    if as_json:
+        typer.echo(json.dumps({"split": sp.to_dict(), "models": results}, indent=2))
+        return
+    _metrics_table(f"test set: {sp.description}", {f"{k} ({v['version']})": v for k, v in results.items()}, "model")
+    if split == "temporal":
+        steps = sorted({s for v in results.values() for s in v["f1_per_step"]})
+        table = Table(title="illicit F1 per test step (dark-market shutdown at step 43)", header_style="bold")
+        table.add_column("model")
+        for s in steps:
+            table.add_column(str(s), justify="right")
+        for k, v in results.items():
+            table.add_row(k, *[f"{v['f1_per_step'].get(s, 0.0):.2f}" for s in steps])
+        console.print(table)
