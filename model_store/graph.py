@@ -33,13 +33,6 @@ def transition_matrix(edge_index: torch.Tensor, n: int) -> sparse.csr_matrix:
     return sparse.diags(np.where(deg > 0, 1.0 / np.maximum(deg, 1), 0.0)) @ a
 
 
-def to_torch(m: sparse.csr_matrix) -> torch.Tensor:
-    m = m.tocsr()
-    return torch.sparse_csr_tensor(torch.from_numpy(m.indptr.astype(np.int64)),
-                                   torch.from_numpy(m.indices.astype(np.int64)),
-                                   torch.from_numpy(m.data.astype(np.float32)), size=m.shape)
-
-
 def hop_rows(adj: sparse.csr_matrix, rows: NDArray[np.int64], hops: int) -> list[NDArray[np.int64]]:
     """[rows, rows ∪ N(rows), ...]: the nodes each GCN layer must compute, innermost last."""
     out = [np.unique(rows)]

@@ -17,10 +17,10 @@ from sklearn.ensemble import RandomForestClassifier
 from torch.nn import functional as F
 
 from model_store import MODEL_TYPES
-from model_store.graph import gcn_adjacency, hop_rows, to_torch, transition_matrix, undirected_edge_index
+from model_store.graph import gcn_adjacency, hop_rows, transition_matrix, undirected_edge_index
 from model_store.metrics import choose_threshold, f1_per_step, illicit_metrics
 from model_store.models.forest import forest_predict, forest_to_tensors
-from model_store.models.gcn import GCN
+from model_store.models.gcn import GCN, RowBlock
 from model_store.models.lpa import propagate
 from model_store.models.mlp import MLP
 from model_store.splits import Split
@@ -160,13 +160,13 @@ def _train_loop(model: torch.nn.Module, cfg: TrainConfig, forward_train: Callabl
         with torch.no_grad():
             val_score = score_val()
         val_f1 = _best_f1(y_val, val_score)
-        curves["loss"].append(float(loss.detach()))
+        curves["loss"].append(loss.item())
         curves["train_f1"].append(illicit_metrics(y_train, train_score, 0.5)["f1"])
         curves["val_f1"].append(val_f1)
         if val_f1 > best:
             best, best_state = val_f1, {k: v.detach().clone() for k, v in model.state_dict().items()}
         if progress:
-            progress(epoch, cfg.epochs, f"loss {float(loss):.3f} val F1 {val_f1:.3f}")
+            progress(epoch, cfg.epochs, f"loss {curves['loss'][-1]:.3f} val F1 {val_f1:.3f}")
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
@@ -203,7 +203,7 @@ class RowPlan:
         hops = hop_rows(adj, rows, layers - 1)
         self.targets = hops[0]
         self.ax = ax_full_rows(hops[-1])
-        self.blocks = [to_torch(adj[hops[i]][:, hops[i + 1]]) for i in range(layers - 2, -1, -1)]
+        self.blocks = [RowBlock(adj[hops[i]][:, hops[i + 1]]) for i in range(layers - 2, -1, -1)]
 
 
 def fit_gcn(ds: EllipticDataset, split: Split, cfg: TrainConfig, progress: Progress | None = None) -> TrainResult:

@@ -8,10 +8,49 @@ the row blocks of Â each layer needs. Training uses the second; both agree exac
 
 from __future__ import annotations
 
+import numpy as np
 import torch
+from scipy import sparse
 from torch import nn
 from torch.nn import functional as F
 from torch_geometric.nn import GCNConv
+
+
+def dropout(h: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """Inverted dropout with a byte mask: torch's CPU Bernoulli sampling costs ~5x more.
+
+    The rate is rounded to a multiple of 1/256 (0.5 is exact).
+    """
+    if not training or p <= 0:
+        return h
+    cut = round(p * 256)
+    mask = (torch.randint(0, 256, h.shape, dtype=torch.uint8) >= cut).to(h.dtype).mul_(256 / (256 - cut))
+    return h * mask
+
+
+class _RowBlockMM(torch.autograd.Function):
+    """block @ h through scipy's CSR product (2-3x torch's CSR matmul on CPU here), with the
+    transpose precomputed for the backward pass instead of derived anew each time."""
+
+    @staticmethod
+    def forward(ctx, h: torch.Tensor, block: sparse.csr_matrix, block_t: sparse.csr_matrix) -> torch.Tensor:  # noqa: ANN001
+        ctx.block_t = block_t
+        return torch.from_numpy(block @ h.detach().numpy())
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # noqa: ANN001, ANN205
+        return torch.from_numpy(ctx.block_t @ grad.contiguous().numpy()), None, None
+
+
+class RowBlock:
+    """A row block Â[R_out, R_in] (float32 CSR) usable as ``block @ h`` inside autograd."""
+
+    def __init__(self, block: sparse.csr_matrix) -> None:
+        self.block = block.astype(np.float32).tocsr()
+        self.block_t = self.block.T.tocsr()
+
+    def __matmul__(self, h: torch.Tensor) -> torch.Tensor:
+        return _RowBlockMM.apply(h, self.block, self.block_t)
 
 
 class GCN(nn.Module):
@@ -27,7 +66,7 @@ class GCN(nn.Module):
                 "layers": len(self.convs), "dropout": self.dropout}
 
     def _hidden(self, i: int, h: torch.Tensor) -> torch.Tensor:
-        return F.dropout(F.relu(self.bns[i](h)), p=self.dropout, training=self.training)
+        return dropout(F.relu(self.bns[i](h)), self.dropout, self.training)
 
     def forward(self, x: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
         """Logits [N, 2] on a graph given by an undirected edge_index (PyG path)."""
@@ -35,16 +74,16 @@ class GCN(nn.Module):
             x = self._hidden(i, conv(x, edge_index))
         return self.convs[-1](x, edge_index)
 
-    def forward_rows(self, ax: torch.Tensor, blocks: list[torch.Tensor]) -> torch.Tensor:
+    def forward_rows(self, ax: torch.Tensor, blocks: list[RowBlock]) -> torch.Tensor:
         """Logits of the target rows only.
 
-        ax: (Â·X) restricted to the outermost row set R_{L-1}. blocks[i] = Â[R_{L-2-i}, R_{L-1-i}]
-        as sparse CSR, so each layer computes exactly the rows the next one reads.
+        ax: (Â·X) restricted to the outermost row set R_{L-1}. blocks[i] = Â[R_{L-2-i}, R_{L-1-i}],
+        so each layer computes exactly the rows the next one reads.
         """
         convs = self.convs
         h = self._hidden(0, ax @ convs[0].lin.weight.T + convs[0].bias)
         for i, block in enumerate(blocks):
             conv = convs[i + 1]
-            z = torch.sparse.mm(block, h @ conv.lin.weight.T) + conv.bias
+            z = block @ (h @ conv.lin.weight.T) + conv.bias
             h = z if i == len(blocks) - 1 else self._hidden(i + 1, z)
         return h
