@@ -28,7 +28,7 @@ def training_curves(curves: dict[str, list[float]], title: str, path: Path) -> P
     else:  # label propagation: validation F1 by number of steps k
         ks = np.arange(1, len(curves["val_f1_by_k"]) + 1)
         ax1.axis("off")
-        ax2.plot(ks, curves["val_f1_by_k"], marker="o")
+        ax2.plot(ks, curves["val_f1_by_k"], marker="o", label="validation F1 (best threshold)")
         ax2.set(xlabel="propagation steps k", ylabel="validation F1", title="choice of k", ylim=(0, 1))
     ax2.legend(loc="lower right", fontsize=8)
     fig.suptitle(title)

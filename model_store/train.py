@@ -19,7 +19,7 @@ from torch.nn import functional as F
 from model_store import MODEL_TYPES
 from model_store.graph import gcn_adjacency, hop_rows, transition_matrix, undirected_edge_index
 from model_store.metrics import choose_threshold, f1_per_step, illicit_metrics
-from model_store.models.forest import forest_predict, forest_to_tensors
+from model_store.models.forest import forest_to_tensors
 from model_store.models.gcn import GCN, RowBlock
 from model_store.models.lpa import propagate
 from model_store.models.mlp import MLP
@@ -131,7 +131,7 @@ def fit_rf(ds: EllipticDataset, split: Split, cfg: TrainConfig, progress: Progre
                                 n_jobs=2, random_state=cfg.seed)
     rf.fit(x[split.train], y[split.train].astype(int))
     state = forest_to_tensors(rf)
-    scores = forest_predict(state, x)
+    scores = rf.predict_proba(x)[:, list(rf.classes_).index(1)] if 1 in rf.classes_ else np.zeros(len(x))
     if progress:
         progress(1, 1, f"{cfg.n_estimators} trees")
     arch = {"n_features": x.shape[1], "n_estimators": cfg.n_estimators, "max_features": rf.max_features,
