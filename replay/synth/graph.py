@@ -1,8 +1,9 @@
 """One time step's transaction graph: a heavy-tailed licit background plus illicit patterns.
 
-The background is a preferential-attachment tree (so every step is one weakly connected
-component) whose hubs are licit services: payout hubs early in the step (mostly outgoing
-edges), consolidation hubs late (mostly incoming). Edges point from the earlier transaction to
+The background is a tree grown by attractiveness (so every step is one weakly connected
+component, with smoothly heavy-tailed degrees) whose best-connected nodes are licit services:
+payout hubs early in the step (mostly outgoing edges), consolidation hubs late (mostly
+incoming). Edges point from the earlier transaction to
 the later one, so each step is a DAG, and a few random extra edges bring the ratio to the
 published ~1.15 edges per node while keeping clustering near zero.
 """
@@ -16,7 +17,8 @@ from numpy.typing import NDArray
 
 from replay.synth.typologies import Pattern, Typology, draw_pattern
 
-P_HUB, P_PREFERENTIAL = 0.2, 0.3  # tree attachment: to a hub / by degree / else uniformly
+FITNESS_SHAPE = 1.3  # Pareto shape of a transaction's attractiveness: sets the degree tail
+P_FITNESS = 0.7  # a tree edge goes to an earlier node by attractiveness, else uniformly
 P_PEEL_IN_GRAPH = 0.5  # a peeled payment lands on a transaction in the data set (else outside)
 
 
@@ -31,25 +33,16 @@ class StepGraph:
     rank: NDArray[np.int64]  # position inside the node's pattern (peeling-chain hop), else 0
 
 
-def _preferential_tree(rng: np.random.Generator, b: int, n_hubs: int) -> tuple[list[int], list[int]]:
-    """Undirected tree on b nodes; nodes 0..n_hubs-1 are hubs with Pareto attractiveness."""
-    weights = rng.pareto(1.5, n_hubs) + 1.0
-    hub_cdf = np.cumsum(weights) / weights.sum()
-    u, hub_u, pick_u = rng.random(b), rng.random(b), rng.random(b)
-    ends: list[int] = []  # every edge endpoint once: a uniform pick is degree-proportional
-    a_list, b_list = [], []
-    for i in range(1, b):
-        r = u[i]
-        if r < P_HUB:
-            parent = min(int(np.searchsorted(hub_cdf, hub_u[i])), n_hubs - 1, i - 1)
-        elif r < P_HUB + P_PREFERENTIAL and ends:
-            parent = ends[int(pick_u[i] * len(ends))]
-        else:
-            parent = int(pick_u[i] * i)
-        a_list.append(parent)
-        b_list.append(i)
-        ends += (parent, i)
-    return a_list, b_list
+def _fitness_tree(rng: np.random.Generator, b: int) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """Undirected tree on b nodes: node i attaches to an earlier node chosen by Pareto
+    attractiveness (or uniformly), so degrees are smoothly heavy-tailed (a fitness model)."""
+    fitness = rng.pareto(FITNESS_SHAPE, b) + 1.0
+    cum = np.cumsum(fitness)
+    child = np.arange(1, b)
+    by_fitness = np.minimum(np.searchsorted(cum, rng.random(b - 1) * cum[child - 1], side="right"), child - 1)
+    uniform = (rng.random(b - 1) * child).astype(np.int64)
+    parent = np.where(rng.random(b - 1) < P_FITNESS, by_fitness, uniform)
+    return parent.astype(np.int64), child
 
 
 def generate_step(rng: np.random.Generator, n: int, illicit_budget: int, step: int,
@@ -65,20 +58,23 @@ def generate_step(rng: np.random.Generator, n: int, illicit_budget: int, step: i
         left -= p.size
     n_ill = sum(p.size for p in patterns)
     b = n - n_ill
+    parent, child = _fitness_tree(rng, b)
+    # The best-connected background transactions are the licit services (exchanges...).
     n_hubs = max(1, round(b * hub_fraction))
+    tree_degree = np.bincount(np.r_[parent, child], minlength=b)
+    hub_ids = np.argsort(-tree_degree, kind="stable")[:n_hubs]
 
     # Time of each node inside the step, in [0, 1): it orients every edge.
     time = np.empty(n)
-    hub_kind = rng.random(n_hubs) < 0.5  # True: consolidation (late), False: payout (early)
     time[:b] = rng.random(b)
-    time[:n_hubs] = np.where(hub_kind, 0.8 + 0.2 * rng.random(n_hubs), 0.2 * rng.random(n_hubs))
+    late = rng.random(n_hubs) < 0.5  # consolidations come late (mostly inputs), payouts early
+    time[hub_ids] = np.where(late, 0.8 + 0.2 * rng.random(n_hubs), 0.2 * rng.random(n_hubs))
 
     typology = np.zeros(n, dtype=np.int8)
     rank = np.zeros(n, dtype=np.int64)
-    src, dst = _preferential_tree(rng, b, n_hubs)
+    src, dst = parent.tolist(), child.tolist()
     bg_by_time = np.argsort(time[:b])
     bg_times = time[:b][bg_by_time]
-    hub_ids = np.arange(n_hubs)
 
     def earlier_bg(t: float) -> int | None:
         k = int(np.searchsorted(bg_times, t))
@@ -86,7 +82,7 @@ def generate_step(rng: np.random.Generator, n: int, illicit_budget: int, step: i
 
     def later_bg(t: float, prefer_hub: bool) -> int | None:
         if prefer_hub:
-            late_hubs = hub_ids[time[:n_hubs] > t]
+            late_hubs = hub_ids[time[hub_ids] > t]
             if late_hubs.size:
                 return int(rng.choice(late_hubs))
         k = int(np.searchsorted(bg_times, t, side="right"))
@@ -146,7 +142,7 @@ def generate_step(rng: np.random.Generator, n: int, illicit_budget: int, step: i
     s, d = np.where(flip, d, s), np.where(flip, s, d)
     illicit = typology != Typology.BACKGROUND
     hub = np.zeros(n, dtype=bool)
-    hub[:n_hubs] = True
+    hub[hub_ids] = True
     return StepGraph(n, s, d, illicit, typology, hub, rank)
 
 
