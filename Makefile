@@ -23,6 +23,8 @@ bench: setup
 	$(BIN)/python benchmarks/bench_loader.py --generate
 	$(BIN)/python benchmarks/bench_analyze.py
 	$(BIN)/python benchmarks/bench_gcn.py
+	$(BIN)/python benchmarks/bench_producer.py
+	$(BIN)/python benchmarks/bench_stream_core.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info

@@ -63,8 +63,8 @@ def test_unknown_fields_are_refused() -> None:
 
 def test_markers_are_told_apart_by_kind() -> None:
     now = time.time()
-    step_end = StepEnd(replay_id="r1", step=3, count=10, event_time=now)
-    replay_end = ReplayEnd(replay_id="r1", first_step=1, last_step=3, count=30, event_time=now)
+    step_end = StepEnd(replay_id="r1", step=3, count=10, partitions=4, event_time=now)
+    replay_end = ReplayEnd(replay_id="r1", first_step=1, last_step=3, count=30, partitions=4, event_time=now)
     assert isinstance(TOPIC_EVENT.validate_json(step_end.model_dump_json()), StepEnd)
     assert isinstance(TOPIC_EVENT.validate_json(replay_end.model_dump_json()), ReplayEnd)
 

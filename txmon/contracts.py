@@ -88,6 +88,8 @@ class StepEnd(_Record):
     replay_id: str
     step: Step
     count: int = Field(ge=0, description="transactions in the step (all partitions)")
+    partitions: int = Field(ge=1, description="partitions this marker was sent to: a step is complete "
+                                              "once every one of them has passed it")
     event_time: float
 
 
@@ -99,6 +101,7 @@ class ReplayEnd(_Record):
     first_step: Step
     last_step: Step
     count: int = Field(ge=0, description="transactions in the replay")
+    partitions: int = Field(ge=1, description="partitions this marker was sent to")
     event_time: float
 
 

@@ -9,6 +9,7 @@ from txmon.cli.analyze import analyze
 from txmon.cli.data import data_app
 from txmon.cli.demo import demo
 from txmon.cli.models import models_app
+from txmon.cli.produce import produce
 from txmon.cli.train import evaluate, train
 
 app = typer.Typer(
@@ -24,6 +25,7 @@ app.command()(demo)
 app.command()(analyze)
 app.command()(train)
 app.command()(evaluate)
+app.command()(produce)
 
 
 @app.command()

@@ -1,0 +1,108 @@
+"""Every Redis key txmon's worker uses, named in one place.
+
+Keys of one (replay, step) share the hash tag ``{<replay_id>:<step>}`` so that Redis Cluster keeps a
+step on one slot: the Lua scripts that write a batch or count triangles touch only that slot. Keys
+that concern the whole replay (alert claims, step bookkeeping, history) share ``{<replay_id>}``.
+Replays are namespaced by their id, so nothing needs a TTL to stay correct.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+# Braces would break the hash tag and ':' is our separator inside it.
+_REPLAY_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,100}$")
+
+
+@lru_cache(maxsize=256)  # called per event
+def check_replay_id(replay_id: str) -> str:
+    if not _REPLAY_ID.match(replay_id):
+        raise ValueError(f"replay id {replay_id!r} must be 1-100 characters of A-Z a-z 0-9 _ . -")
+    return replay_id
+
+
+@dataclass(frozen=True)
+class StepKeys:
+    """Keys of one step's graph."""
+
+    replay_id: str
+    step: int
+
+    @property
+    def prefix(self) -> str:
+        return f"txm:{{{self.replay_id}:{self.step}}}:"
+
+    def node(self, chunk: int) -> str:
+        """Chunk ``chunk`` of the node records (tx id, event time, features) of seqs chunk*K .. chunk*K+K-1."""
+        return f"{self.prefix}node:{chunk}"
+
+    def nb(self, seq: int) -> str:
+        """Undirected neighbour seqs of ``seq`` (a set; intset-encoded while small)."""
+        return f"{self.prefix}nb:{seq}"
+
+    @property
+    def seen(self) -> str:
+        """Bitmap: bit s set once the record of seq s is written (the node has arrived)."""
+        return self.prefix + "seen"
+
+    @property
+    def scored(self) -> str:
+        """Bitmap: bit s set once seq s has its arrival score (the event is fully processed)."""
+        return self.prefix + "scored"
+
+    @property
+    def tmp(self) -> str:
+        """Scratch key for the scripts' BITOPs; deleted by the script that sets it."""
+        return self.prefix + "tmp"
+
+    @property
+    def edges(self) -> str:
+        """Append-only log of directed edges (int32 src seq, int32 dst seq), each node pair once."""
+        return self.prefix + "edges"
+
+    @property
+    def tri(self) -> str:
+        """Triangles of the step, counted as their last edge arrives."""
+        return self.prefix + "tri"
+
+    @property
+    def arr(self) -> str:
+        """Arrival scores, float32 at s*4."""
+        return self.prefix + "arr"
+
+    @property
+    def fin(self) -> str:
+        """Final scores, float32 at s*4, written at step close."""
+        return self.prefix + "fin"
+
+
+@dataclass(frozen=True)
+class ReplayKeys:
+    """Keys that concern a whole replay."""
+
+    replay_id: str
+
+    @property
+    def prefix(self) -> str:
+        return f"txm:{{{self.replay_id}}}:"
+
+    def alert(self, tx_id: int, kind: str) -> str:
+        return f"{self.prefix}alert:{tx_id}:{kind}"
+
+    def stepend(self, step: int) -> str:
+        """Set of the partitions that have passed step_end for ``step``."""
+        return f"{self.prefix}stepend:{step}"
+
+    def final(self, step: int) -> str:
+        """Finalisation claim of ``step``: a lease while running, 'done' afterwards."""
+        return f"{self.prefix}final:{step}"
+
+    @property
+    def hist(self) -> str:
+        """Hash: step -> 'nodes,edges' of each finalised step (densification history)."""
+        return self.prefix + "hist"
+
+    def step(self, step: int) -> StepKeys:
+        return StepKeys(self.replay_id, step)

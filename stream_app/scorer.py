@@ -1,0 +1,104 @@
+"""The GCN as the worker runs it: load from the model store, score a subgraph, explain a score.
+
+Scores are the PyG path (``GCN.forward`` in eval mode) on an induced subgraph with undirected edges,
+exactly what ``model_store.train.gcn_scores`` does on the full graph.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from scipy import sparse
+
+from model_store.manifest import ModelManifest
+from model_store.models.gcn import GCN
+from model_store.registry import ModelStore, ModelStoreError
+from model_store.scoring import build_gcn
+from model_store.train import Scaler
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    gcn: GCN  # in eval mode
+    scaler: Scaler
+    threshold: float
+    version: str
+    manifest: ModelManifest | None = None
+    _last_input: threading.local = field(default_factory=threading.local, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Explanations need the last layer's input. One hook for the model's lifetime, writing to a
+        # thread-local: adding and removing hooks per call would race with another thread's forward.
+        self.gcn.convs[-1].register_forward_pre_hook(self._keep_input)
+
+    def _keep_input(self, _module: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+        self._last_input.value = args[0]
+
+    @property
+    def layers(self) -> int:
+        return len(self.gcn.convs)
+
+    @property
+    def n_features(self) -> int:
+        """The model reads the first n features of an event (165 for "all", 93 for "local")."""
+        return self.gcn.convs[0].in_channels
+
+    def scale(self, raw: NDArray[np.float32]) -> NDArray[np.float32]:
+        return self.scaler.transform(raw[:, : self.n_features])
+
+    @classmethod
+    def from_store(cls, store_dir: Path | str, ref: str = "latest") -> LoadedModel:
+        manifest, state = ModelStore(Path(store_dir)).load(ref, model_type="gcn")
+        if manifest.feature_mean is None or manifest.feature_std is None:
+            raise ModelStoreError(f"model {manifest.version} has no feature normalisation")
+        scaler = Scaler(np.array(manifest.feature_mean), np.array(manifest.feature_std))
+        return cls(build_gcn(manifest, state), scaler, manifest.threshold, manifest.version, manifest)
+
+
+@dataclass(frozen=True)
+class Scored:
+    """GCN outputs on a subgraph (local node indices)."""
+
+    probs: NDArray[np.float64]  # P(illicit) per node
+    hidden: torch.Tensor  # input of the last layer, for explanations
+    adj: sparse.csr_matrix  # the subgraph's undirected adjacency
+
+
+def induced(adj: sparse.csr_matrix, nodes: NDArray[np.int64]) -> sparse.csr_matrix:
+    """Adjacency of the subgraph induced by ``nodes`` (sorted), in their order."""
+    return adj[nodes][:, nodes].tocsr()
+
+
+def score(model: LoadedModel, x: NDArray[np.float32], adj: sparse.csr_matrix) -> Scored:
+    """P(illicit) of every node of a graph given by scaled features and a symmetric adjacency."""
+    coo = adj.tocoo()
+    edge_index = torch.from_numpy(np.vstack([coo.row, coo.col]).astype(np.int64))
+    with torch.no_grad():
+        logits = model.gcn(torch.from_numpy(x), edge_index)
+    probs = torch.softmax(logits, dim=1)[:, 1].numpy().astype(np.float64)
+    return Scored(probs, model._last_input.value, adj)
+
+
+def top_neighbours(model: LoadedModel, scored: Scored, nodes: NDArray[np.int64],
+                   k: int = 3) -> list[list[tuple[int, float]]]:
+    """For each node, the k neighbours that moved its illicit logit margin most in the last layer.
+
+    The last layer computes out_v = Σ_j Â_vj (W h_j) + b, so neighbour j adds Â_vj · (W h_j)[1] − (W h_j)[0]
+    to logit(illicit) − logit(licit): signed, exact for that layer, and one matrix-vector product.
+    Returns (local index, contribution) pairs, largest |contribution| first.
+    """
+    w = model.gcn.convs[-1].lin.weight.detach()
+    margin = (scored.hidden @ (w[1] - w[0])).numpy().astype(np.float64)
+    deg = np.diff(scored.adj.indptr) + 1.0  # GCN degrees count the self loop
+    out = []
+    for v in nodes:
+        nb = scored.adj.indices[scored.adj.indptr[v]: scored.adj.indptr[v + 1]]
+        contrib = margin[nb] / np.sqrt(deg[v] * deg[nb])
+        order = np.argsort(-np.abs(contrib), kind="stable")[:k]
+        out.append([(int(nb[i]), float(contrib[i])) for i in order])
+    return out

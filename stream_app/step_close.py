@@ -1,0 +1,135 @@
+"""Step close: who finalises a step, the final re-scoring, final/retracted alerts and the step's statistics.
+
+Statistics follow ``replay.analysis.network`` (the offline report) so the two can be compared:
+edges are directed (each edge row once), avg_degree = edges / nodes (the average in- and out-degree),
+density = edges / (nodes · (nodes − 1)); clustering is the global clustering coefficient
+3 · triangles / wedges of the simple undirected graph, with triangles from the counter the write
+script keeps in Redis and wedges Σ C(d, 2) from the undirected degrees. Power laws are fitted to the
+step's own in- and out-degrees (as the report's per-step fits; a cumulative fit at every step would
+have to re-read every earlier step). Densification E ∝ N^α is fitted over the cumulative (N, E) of
+the finalised steps so far and over the last ``window`` of them, at least 3 points each.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+
+import numpy as np
+import powerlaw  # noqa: F401 - fits.py imports it lazily; a worker fits at every close, so pay ~0.6 s at start-up
+import redis
+from numpy.typing import NDArray
+from scipy import sparse
+
+from replay.analysis.fits import densification_series, fit_power_law
+from stream_app.alerts import Candidate, claim
+from stream_app.graph_store import GraphStore
+from stream_app.keys import ReplayKeys, StepKeys
+from stream_app.scorer import LoadedModel, score, top_neighbours
+from txmon.contracts import Alert, StepStats
+
+DONE = b"done"
+
+
+@dataclass(frozen=True)
+class StepResult:
+    stats: StepStats
+    alerts: list[Alert]
+    tx_ids: NDArray[np.int64]  # the step's transactions, in seq order
+    final_scores: NDArray[np.float64]  # their final scores
+
+
+# -- who finalises ---------------------------------------------------------------------------------------------------
+
+
+def record_step_end(client: redis.Redis, replay_id: str, step: int, partition: int, n_partitions: int) -> bool:
+    """Record that ``partition`` passed step_end; True when every partition has."""
+    key = ReplayKeys(replay_id).stepend(step)
+    pipe = client.pipeline(transaction=False)
+    pipe.sadd(key, partition)
+    pipe.scard(key)
+    return int(pipe.execute()[1]) >= n_partitions
+
+
+def claim_finalisation(client: redis.Redis, replay_id: str, step: int, lease_s: float) -> bool:
+    """SET NX with a lease: a worker that dies mid-way does not block the step forever (its replayed
+    step_end, or another worker's, claims it again once the lease is over); 'done' has no expiry."""
+    return bool(client.set(ReplayKeys(replay_id).final(step), uuid.uuid4().hex, nx=True, px=int(lease_s * 1000)))
+
+
+def mark_finalised(client: redis.Redis, replay_id: str, step: int) -> None:
+    client.set(ReplayKeys(replay_id).final(step), DONE)
+
+
+# -- statistics ------------------------------------------------------------------------------------------------------
+
+
+def step_stats(replay_id: str, step: int, n: int, src: NDArray[np.int64], dst: NDArray[np.int64], triangles: int,
+               history: dict[int, tuple[int, int]], window: int) -> StepStats:
+    """Statistics of a step graph on nodes 0..n-1 with directed edges src → dst (each node pair once).
+
+    ``history``: step -> (nodes, edges) of the finalised steps (this one is added if missing).
+    """
+    e = int(src.size)
+    deg = np.bincount(np.r_[src, dst], minlength=n)  # undirected: the log holds each pair once
+    wedges = float(np.sum(deg * (deg - 1) / 2))
+    history = {**history, step: (n, e)}
+    past = sorted(s for s in history if s <= step)
+    cum_n = np.cumsum([history[s][0] for s in past], dtype=np.float64)
+    cum_e = np.cumsum([history[s][1] for s in past], dtype=np.float64)
+    dens = densification_series(cum_n, cum_e)[-1]
+    dens_w = densification_series(cum_n, cum_e, window=window)[-1]
+    return StepStats(
+        replay_id=replay_id, step=step, nodes_step=n, edges_step=e,
+        nodes_total=int(cum_n[-1]), edges_total=int(cum_e[-1]),
+        avg_degree=e / n if n else 0.0, density=e / (n * (n - 1)) if n > 1 else 0.0,
+        clustering=3 * triangles / wedges if wedges else 0.0, triangles_step=triangles,
+        in_degree_fit=fit_power_law(np.bincount(dst, minlength=n)),
+        out_degree_fit=fit_power_law(np.bincount(src, minlength=n)),
+        densification_alpha=dens.alpha if dens else None, densification_r2=dens.r2 if dens else None,
+        densification_alpha_window=dens_w.alpha if dens_w else None, window=window, computed_at=time.time(),
+    )
+
+
+# -- finalisation ----------------------------------------------------------------------------------------------------
+
+
+def finalise(store: GraphStore, model: LoadedModel, replay_id: str, step: int, window: int) -> StepResult:
+    """Re-score the whole step from Redis, store final scores and history, claim final/retracted alerts."""
+    keys = StepKeys(replay_id, step)
+    data = store.read_step(keys)
+    g = data.graph
+    seqs = np.flatnonzero(g.seen)
+    n = seqs.size
+    local = np.full(g.size, -1, dtype=np.int64)
+    local[seqs] = np.arange(n)
+    e = g.arrived_edges()
+    src, dst = local[e[:, 0]], local[e[:, 1]]
+    adj = sparse.csr_matrix((np.ones(2 * src.size, dtype=np.float32), (np.r_[src, dst], np.r_[dst, src])),
+                            shape=(n, n))
+    records = data.records[seqs]
+    scored = score(model, model.scale(records["features"]), adj) if n else None
+    # Decide on the float32 value Redis keeps, so a later reader reaches the same verdict.
+    fin = scored.probs.astype(np.float32).astype(np.float64) if scored else np.zeros(0)
+    by_seq = np.zeros(g.size, dtype=np.float64)
+    by_seq[seqs] = fin
+    history = store.store_final(keys, by_seq, n, int(src.size))
+    stats = step_stats(replay_id, step, n, src, dst, data.triangles, history, window)
+
+    thr = model.threshold
+    has_arr = g.scored[seqs]
+    arr = np.where(has_arr, data.arr[seqs], fin)  # never scored on arrival (crash): the final score stands in
+    arrival_alert = has_arr & (arr >= thr)
+    kinds = np.where(arrival_alert & (fin < thr), 1, np.where(~arrival_alert & (fin >= thr), 2, 0))
+    chosen = np.flatnonzero(kinds)
+    candidates: list[Candidate] = []
+    if chosen.size and scored is not None:
+        ids = records["tx_id"]
+        for i, nbs in zip(chosen, top_neighbours(model, scored, chosen), strict=True):
+            candidates.append(Candidate(
+                kind="retracted" if kinds[i] == 1 else "final", tx_id=int(ids[i]), step=step,
+                arrival_score=float(arr[i]), final_score=float(fin[i]), event_time=float(records["event_time"][i]),
+                neighbours=[(int(ids[j]), w) for j, w in nbs]))
+    alerts = claim(store.redis, replay_id, candidates, thr, model.version)
+    return StepResult(stats, alerts, records["tx_id"].astype(np.int64), fin)

@@ -1,0 +1,124 @@
+"""``txmon produce``: replay a data set's transactions onto Kafka, step by step."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from replay.elliptic_format import STEP_MAX, STEP_MIN
+from txmon.cli.common import console, err_console, fail, load_dataset
+from txmon.settings import Settings
+
+NO_BROKER = ("no Kafka broker configured: set TXMON_KAFKA_BOOTSTRAP=host:port "
+             "(or run `txmon demo`, which starts an embedded broker)")
+
+
+def produce(
+    data: Annotated[Path, typer.Option(help="directory holding the three Elliptic-format CSV files")],
+    from_step: Annotated[int | None, typer.Option("--from-step", help="first time step to send (default: the "
+                                                  "data set's first)")] = None,
+    to_step: Annotated[int | None, typer.Option("--to-step", help="last time step to send (default: the data "
+                                                "set's last)")] = None,
+    rate: Annotated[float | None, typer.Option(help="send at this many transactions per second")] = None,
+    max_speed: Annotated[bool, typer.Option("--max", help="send as fast as the broker takes them (the default)")]
+    = False,
+    replay_id: Annotated[str | None, typer.Option("--replay-id", help="name of this replay (default: UTC time "
+                                                  "plus a random suffix)")] = None,
+    partitions: Annotated[int | None, typer.Option(min=1, help="partitions of topics created now (default: "
+                                                   "TXMON_TOPIC_PARTITIONS)")] = None,
+) -> None:
+    """Replay a data set's transactions onto Kafka, step by step, with step_end markers.
+
+    Transactions go out keyed by id, with features and edges to earlier ones; labels never do.
+
+    After each step a step_end goes to every partition, after the last a replay_end.
+
+    Missing topics are created. The broker is TXMON_KAFKA_BOOTSTRAP.
+    """
+    from producer.kafka_io import ProducerError
+    from producer.plan import PlanError, plan_replay
+    from producer.replay import new_replay_id, prepare_topics, send_replay
+
+    if rate is not None and max_speed:
+        fail("--rate and --max are mutually exclusive")
+    if rate is not None and not rate > 0:
+        fail(f"--rate must be positive, got {rate:g}")
+    for name, step in (("--from-step", from_step), ("--to-step", to_step)):
+        if step is not None and not STEP_MIN <= step <= STEP_MAX:
+            fail(f"{name} must be in {STEP_MIN}..{STEP_MAX}, got {step}")
+    if from_step is not None and to_step is not None and from_step > to_step:
+        fail(f"--from-step {from_step} is after --to-step {to_step}")
+    if replay_id is not None and not replay_id.strip():
+        fail("--replay-id must not be empty")
+    settings = Settings()
+    bootstrap = settings.kafka_bootstrap
+    if not bootstrap:
+        fail(NO_BROKER)
+
+    ds = load_dataset(data)
+    try:
+        plan = plan_replay(ds, from_step, to_step, replay_id or new_replay_id())
+    except PlanError as e:
+        fail(str(e))
+    for note in plan.warnings():
+        err_console.print(f"[yellow]warning:[/] {note}", highlight=False)
+
+    try:
+        setup = prepare_topics(bootstrap, settings, partitions)
+    except ProducerError as e:
+        fail(str(e))
+    for note in setup.notes:
+        err_console.print(f"[yellow]warning:[/] {note}", highlight=False)
+    # Our own messages say what went wrong; kafka-python's log lines would only repeat it noisily.
+    for name in ("kafka", "producer"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    pace = f"at {rate:,.0f} tx/s" if rate else "as fast as possible"
+    err_console.print(f"replay [bold]{plan.replay_id}[/]: steps {plan.first_step}..{plan.last_step}, "
+                      f"{plan.count:,} transactions to {settings.topic_transactions} at {bootstrap}, {pace}",
+                      highlight=False)
+    done = 0
+    with Progress(TextColumn("sending"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
+                  TimeElapsedColumn(), TimeRemainingColumn(), console=err_console) as bar:
+        task = bar.add_task("send", total=plan.count, rate="")
+
+        def progress(sent: int, total: int) -> None:
+            nonlocal done
+            done = sent
+            speed = bar.tasks[task].speed
+            bar.update(task, completed=sent, total=total, rate=f"{speed:,.0f} tx/s" if speed else "")
+
+        try:
+            summary = send_replay(plan, bootstrap, settings, rate=rate, progress=progress, setup=setup)
+        except ProducerError as e:
+            bar.stop()
+            fail(str(e) if not done else f"{e} ({done:,} of {plan.count:,} transactions were sent)")
+        except KeyboardInterrupt:
+            bar.stop()
+            fail(f"interrupted after {done:,} of {plan.count:,} transactions (replay {plan.replay_id})", code=130)
+
+    table = Table(title=f"replay {summary.replay_id}", show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    counts = list(summary.step_counts.values()) or [0]
+    target = f" (target {summary.target_rate:,.0f})" if summary.target_rate else " (--max)"
+    rows = [
+        ("replay id", summary.replay_id),
+        ("topic", f"{summary.topic} ({summary.partitions} partitions) at {bootstrap}"),
+        ("steps", f"{summary.first_step}..{summary.last_step} ({summary.steps} sent)"),
+        ("events", f"{summary.events:,} transactions + {summary.markers:,} markers"),
+        ("edges", f"{summary.edges:,} carried; skipped: {summary.skipped.describe()}"),
+        ("bytes", f"{summary.bytes / 1e6:,.1f} MB ({summary.bytes / max(summary.events, 1):,.0f} B per transaction)"),
+        ("time", f"{summary.seconds:,.2f} s"),
+        ("rate", f"{summary.rate:,.0f} tx/s{target}, {summary.mb_per_s:,.1f} MB/s"),
+        ("per step", f"min {min(counts):,} / mean {sum(counts) / len(counts):,.0f} / max {max(counts):,} transactions"),
+    ]
+    if summary.empty_steps:
+        rows.append(("empty steps", ", ".join(map(str, summary.empty_steps))))
+    for name, value in rows:
+        table.add_row(name, value)
+    console.print(table)
