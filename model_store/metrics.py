@@ -31,6 +31,11 @@ def illicit_metrics(y_true: NDArray[np.bool_], score: NDArray[np.float64], thres
     """Precision/recall/F1 of the illicit class at ``threshold``, plus threshold-free AUCs."""
     y_true = np.asarray(y_true, dtype=bool)
     pred = np.asarray(score) >= threshold
+    if len(y_true) == 0:  # e.g. a temporal split of a data set with fewer than 35 steps
+        nan = float("nan")
+        return {"precision": nan, "recall": nan, "f1": nan, "accuracy": nan, "roc_auc": nan, "pr_auc": nan,
+                "confusion": {"tn": 0, "fp": 0, "fn": 0, "tp": 0}, "threshold": float(threshold), "n": 0,
+                "n_illicit": 0}
     both = 0 < y_true.sum() < len(y_true)
     tn, fp, fn, tp = confusion_matrix(y_true, pred, labels=[False, True]).ravel()
     return {

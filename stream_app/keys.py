@@ -100,6 +100,11 @@ class ReplayKeys:
         return f"{self.prefix}final:{step}"
 
     @property
+    def replay_end(self) -> str:
+        """Set of the partitions whose replay_end the worker has processed (a replay is done when all have)."""
+        return self.prefix + "replay_end"
+
+    @property
     def hist(self) -> str:
         """Hash: step -> 'nodes,edges' of each finalised step (densification history)."""
         return self.prefix + "hist"

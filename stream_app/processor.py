@@ -18,7 +18,7 @@ import torch
 from model_store.graph import hop_rows
 from stream_app.alerts import Candidate, claim
 from stream_app.graph_store import FeatureCache, GraphStore, NodeBatch
-from stream_app.keys import StepKeys, check_replay_id
+from stream_app.keys import ReplayKeys, StepKeys, check_replay_id
 from stream_app.scorer import LoadedModel, induced, score, top_neighbours
 from stream_app.step_close import StepResult, claim_finalisation, finalise, mark_finalised, record_step_end
 from txmon.contracts import Alert, TxEvent
@@ -120,6 +120,16 @@ class Processor:
         return claim(self.redis, keys.replay_id, candidates, self.model.threshold, self.model.version)
 
     # -- step close -----------------------------------------------------------------------------------------------
+
+    def on_replay_end(self, replay_id: str, partition: int, n_partitions: int) -> bool:
+        """Record that ``partition`` has passed replay_end (everything before it is processed);
+        True once every partition has — what ``txmon replay`` waits for, never consumer lag."""
+        key = ReplayKeys(replay_id).replay_end
+        pipe = self.redis.pipeline()
+        pipe.sadd(key, partition)
+        pipe.scard(key)
+        _, n = pipe.execute()
+        return n >= n_partitions
 
     def on_step_end(self, replay_id: str, step: int, partition: int, n_partitions: int) -> StepResult | None:
         """Record the partition's step_end; finalise the step if this call completes the set and wins the claim.

@@ -26,6 +26,13 @@ class Settings(BaseSettings):
     topic_dead_letter: str = "txmon.dead-letter"
     topic_partitions: int = Field(4, ge=1)
 
+    # The stream worker.
+    worker_app_id: str = Field("txmon-worker", description="Faust app id = the Kafka consumer group")
+    model_version: str = Field("latest", description="GCN version the worker serves, or latest")
+    batch_max: int = Field(1000, ge=1, description="events per micro-batch at most")
+    batch_wait_s: float = Field(0.05, gt=0, description="how long a micro-batch waits to fill")
+    max_record_bytes: int = Field(64 * 1024, ge=1024, description="larger records are dead-lettered")
+
     data_dir: Path = Field(Path("data"), description="where data sets live (synthetic ones are written here)")
     model_dir: Path = Field(Path("models"), description="the versioned model store")
     cache_dir: Path = Field(default_factory=_default_cache_dir, description="binary copies of loaded data sets")

@@ -11,6 +11,7 @@ from txmon.cli.demo import demo
 from txmon.cli.models import models_app
 from txmon.cli.produce import produce
 from txmon.cli.train import evaluate, train
+from txmon.cli.worker import worker
 
 app = typer.Typer(
     name="txmon",
@@ -26,6 +27,7 @@ app.command()(analyze)
 app.command()(train)
 app.command()(evaluate)
 app.command()(produce)
+app.command()(worker)
 
 
 @app.command()
