@@ -20,7 +20,14 @@ from stream_app.alerts import Candidate, claim
 from stream_app.graph_store import FeatureCache, GraphStore, NodeBatch
 from stream_app.keys import ReplayKeys, StepKeys, check_replay_id
 from stream_app.scorer import LoadedModel, induced, score, top_neighbours
-from stream_app.step_close import StepResult, claim_finalisation, finalise, mark_finalised, record_step_end
+from stream_app.step_close import (
+    StepResult,
+    claim_finalisation,
+    finalise,
+    mark_finalised,
+    record_step_end,
+    wait_for_earlier_steps,
+)
 from txmon.contracts import Alert, TxEvent
 
 log = logging.getLogger(__name__)
@@ -141,6 +148,10 @@ class Processor:
             return None
         if not claim_finalisation(self.redis, replay_id, step, self.close_lease_s):
             return None  # done, or another worker is on it
+        pending = wait_for_earlier_steps(self.redis, replay_id, step, self.close_lease_s / 2)
+        if pending:
+            log.warning("replay %s step %d: steps %s not finalised in time; cumulative statistics omit them",
+                        replay_id, step, pending)
         result = finalise(self.store, self.model, replay_id, step, self.window)
         mark_finalised(self.redis, replay_id, step)
         self.cache.drop(StepKeys(replay_id, step))

@@ -58,6 +58,31 @@ def claim_finalisation(client: redis.Redis, replay_id: str, step: int, lease_s: 
     return bool(client.set(ReplayKeys(replay_id).final(step), uuid.uuid4().hex, nx=True, px=int(lease_s * 1000)))
 
 
+def wait_for_earlier_steps(client: redis.Redis, replay_id: str, step: int, timeout_s: float) -> list[int]:
+    """Wait until every earlier step of the replay is finalised; return those still pending at the timeout.
+
+    Cumulative statistics need the history of all earlier steps. A step's markers follow the
+    previous step's on every partition, so when ``step`` completes, every earlier step of the
+    replay has completed too and its finalisation is claimed — but another worker may still be
+    running it. Earlier steps of the replay are the ones with a step_end set.
+    """
+    rk = ReplayKeys(replay_id)
+    earlier = list(range(1, step))
+    deadline = time.monotonic() + timeout_s
+    while earlier:
+        pipe = client.pipeline(transaction=False)
+        for s in earlier:
+            pipe.exists(rk.stepend(s))
+            pipe.get(rk.final(s))
+        res = pipe.execute()
+        earlier = [s for s, started, final in zip(earlier, res[::2], res[1::2], strict=True)
+                   if started and final != DONE]
+        if not earlier or time.monotonic() >= deadline:
+            break
+        time.sleep(0.01)
+    return earlier
+
+
 def mark_finalised(client: redis.Redis, replay_id: str, step: int) -> None:
     client.set(ReplayKeys(replay_id).final(step), DONE)
 

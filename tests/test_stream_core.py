@@ -469,3 +469,20 @@ def test_two_workers_on_the_same_events_at_once(r: redis.Redis, redis_url: str, 
         assert int(r.get(keys.tri)) == offline_triangles(dense, t)
         assert r.strlen(keys.edges) == 8 * int(np.sum(dense.steps[dense.edge_rows[:, 0]] == t))
         assert r.bitcount(keys.scored) == r.bitcount(keys.seen) == int(np.sum(dense.steps == t))
+
+
+@pytest.mark.integration
+def test_finaliser_waits_for_earlier_steps_of_the_replay(redis_client) -> None:
+    import threading
+
+    from stream_app.keys import ReplayKeys
+    from stream_app.step_close import DONE, wait_for_earlier_steps
+
+    rk = ReplayKeys("wait")
+    for s in (2, 3):  # the replay started at step 2: step 1 is not waited for
+        redis_client.sadd(rk.stepend(s), 0)
+    redis_client.set(rk.final(2), DONE)
+    redis_client.set(rk.final(3), b"lease-of-another-worker")
+    assert wait_for_earlier_steps(redis_client, "wait", 4, timeout_s=0.05) == [3]
+    threading.Timer(0.05, lambda: redis_client.set(rk.final(3), DONE)).start()
+    assert wait_for_earlier_steps(redis_client, "wait", 4, timeout_s=5.0) == []
