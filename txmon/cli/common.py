@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import NoReturn
@@ -24,7 +24,7 @@ def fail(message: str, code: int = 2) -> NoReturn:
 
 
 @contextmanager
-def phase_progress() -> Iterator[callable]:
+def phase_progress() -> Iterator[Callable[[str, int, int], None]]:
     """A progress bar fed by ``(phase, done, total)`` callbacks."""
     with Progress(TextColumn("{task.description:<10}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TimeElapsedColumn(), console=err_console, transient=False) as bar:
