@@ -9,6 +9,7 @@ not in this worker's cache (only with several workers); store the arrival scores
 from __future__ import annotations
 
 import logging
+import math
 from itertools import groupby
 
 import numpy as np
@@ -16,6 +17,7 @@ import redis
 import torch
 
 from model_store.graph import hop_rows
+from replay.elliptic_format import STEP_MAX
 from stream_app.alerts import Candidate, claim
 from stream_app.graph_store import FeatureCache, GraphStore, NodeBatch
 from stream_app.keys import ReplayKeys, StepKeys, check_replay_id
@@ -33,6 +35,7 @@ from txmon.contracts import Alert, TxEvent
 log = logging.getLogger(__name__)
 
 MAX_SEQ = 1 << 20  # bounds a step's bitmaps (128 KiB) and record chunks; Elliptic's largest step has 8k
+MAX_TX_ID = (1 << 63) - 1
 
 
 class Processor:
@@ -65,6 +68,12 @@ class Processor:
             return str(e)
         if event.seq >= MAX_SEQ:
             return f"seq {event.seq} is beyond {MAX_SEQ - 1}"
+        if event.step > STEP_MAX:
+            return f"step {event.step} is beyond {STEP_MAX}"
+        if event.tx_id > MAX_TX_ID:  # stored as int64
+            return f"tx id {event.tx_id} does not fit in 64 bits"
+        if not math.isfinite(event.event_time):
+            return f"event_time {event.event_time} is not finite"
         for _, s in event.inputs_from + event.outputs_to:
             if not 0 <= s < MAX_SEQ or s == event.seq:
                 return f"neighbour seq {s} is out of range or the event's own"

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 from pydantic import ValidationError
 
+from replay.elliptic_format import STEP_MAX
+from stream_app.keys import check_replay_id
 from stream_app.processor import Processor
 from txmon.contracts import TOPIC_EVENT, DeadLetter, ReplayEnd, StepEnd, TxEvent
 
@@ -51,6 +53,18 @@ def _validation_reason(e: ValidationError) -> str:
     return f"invalid record: {where}: {first['msg']}{more}"
 
 
+def _marker_problem(record: StepEnd | ReplayEnd) -> str | None:
+    """Why the worker cannot take this marker, or None: a bad one must be dead-lettered, not crash the agent."""
+    try:
+        check_replay_id(record.replay_id)
+    except ValueError as e:
+        return str(e)
+    last = record.step if isinstance(record, StepEnd) else record.last_step
+    if last > STEP_MAX:  # step close walks the steps before it
+        return f"step {last} is beyond {STEP_MAX}"
+    return None
+
+
 def route(processor: Processor, batch: list[Consumed], max_record_bytes: int) -> Outputs:
     out = Outputs()
     pending: list[TxEvent] = []
@@ -81,6 +95,8 @@ def route(processor: Processor, batch: list[Consumed], max_record_bytes: int) ->
                 out.dead_letters.append(_dead_letter(msg, reason))
             else:
                 pending.append(record)
+        elif reason := _marker_problem(record):
+            out.dead_letters.append(_dead_letter(msg, reason))
         elif isinstance(record, StepEnd):
             flush()
             result = processor.on_step_end(record.replay_id, record.step, msg.partition, record.partitions)
