@@ -25,6 +25,7 @@ bench: setup
 	$(BIN)/python benchmarks/bench_gcn.py
 	$(BIN)/python benchmarks/bench_producer.py
 	$(BIN)/python benchmarks/bench_stream_core.py
+	$(BIN)/python benchmarks/bench_pipeline.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info

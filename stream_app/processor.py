@@ -81,11 +81,14 @@ class Processor:
 
     # -- arrival --------------------------------------------------------------------------------------------------
 
-    def process_batch(self, events: list[TxEvent]) -> list[Alert]:
-        """Write the batch to Redis, score its new transactions, return the arrival alerts claimed."""
+    def process_batch(self, events: list[TxEvent], *, checked: bool = False) -> list[Alert]:
+        """Write the batch to Redis, score its new transactions, return the arrival alerts claimed.
+
+        checked: the caller already ran ``check`` on every event (the router does, to dead-letter).
+        """
         good = []
         for e in events:
-            reason = self.check(e)
+            reason = None if checked else self.check(e)
             if reason:
                 log.warning("skipping tx %s of replay %r: %s", e.tx_id, e.replay_id, reason)
             else:

@@ -71,7 +71,7 @@ def route(processor: Processor, batch: list[Consumed], max_record_bytes: int) ->
 
     def flush() -> None:
         if pending:
-            for alert in processor.process_batch(pending):
+            for alert in processor.process_batch(pending, checked=True):  # checked on the way in
                 out.alerts.append((str(alert.tx_id).encode(), alert.model_dump_json().encode()))
             out.processed += len(pending)
             pending.clear()

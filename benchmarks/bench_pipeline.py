@@ -1,0 +1,457 @@
+"""Benchmark: the whole pipeline on the embedded stack — replay producer → Tansu → one worker subprocess → Redis.
+
+Phases, each against the same TansuBroker + RedisServer and one ``python -m txmon worker``:
+
+1. warm-up: a one-step replay, waited for, so the worker has joined its group and loaded its model;
+2. throughput: the full synthetic replay sent as fast as possible (``send_replay`` without a rate, as
+   ``txmon produce --max``); tx/s from the first send to the receipt of the last step's statistics record;
+   Redis memory per transaction from INFO ``used_memory`` before and after;
+3. latency: ``--paced-steps`` steps around the largest one at ``--rate`` tx/s; event→alert latency of the
+   arrival alerts (alert.processing_time − alert.event_time, and receipt on the alert topic − event_time);
+   step close of the largest step (its step_end acknowledged → its statistics computed / received);
+4. the same step close in-process (``finalise`` on the stored step), and the naive per-event path:
+   the Processor fed one event at a time (one Redis round trip set and one GCN forward per transaction) on
+   the first ``--naive`` events of the largest step, extrapolated, against the pipeline's end-to-end rate.
+
+The model is the shipped GCN architecture (3 layers, 100 wide) with random weights and a threshold at the
+``--alert-share`` upper quantile of its offline scores: scoring costs the same as a trained one's.
+
+    python benchmarks/bench_pipeline.py [--scale 1.0] [--rate 5000] [--also-rates 2000,3000] [--paced-steps 10]
+                                        [--naive 2000] [--profile /tmp/worker.svg] [--fetch-wait-ms 500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import redis
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO / "tests"), str(REPO / "benchmarks")]
+
+from bench_stream_core import memory_breakdown  # noqa: E402
+from e2e_helpers import (  # noqa: E402
+    TopicReader,
+    WorkerProcess,
+    claimed_alert_ids,
+    replay_done,
+    save_gcn,
+    unique_settings,
+    wait_for,
+    worker_env,
+)
+
+from model_store.graph import undirected_edge_index  # noqa: E402
+from model_store.models.gcn import GCN  # noqa: E402
+from model_store.train import Scaler, gcn_scores  # noqa: E402
+from producer.plan import plan_replay  # noqa: E402
+from producer.replay import prepare_topics, send_replay  # noqa: E402
+from replay.dataset import EllipticDataset  # noqa: E402
+from replay.synth import generate  # noqa: E402
+from stream_app.keys import StepKeys  # noqa: E402
+from stream_app.processor import Processor  # noqa: E402
+from stream_app.scorer import LoadedModel  # noqa: E402
+from stream_app.step_close import finalise  # noqa: E402
+from txmon.embedded import RedisServer, TansuBroker  # noqa: E402
+
+PARTITIONS = 4
+TARGETS = {"throughput": 25_000, "ratio": 10, "p99_ms": 250, "bytes_per_tx": 1_000, "close_ms": 150}
+
+# The worker as `txmon worker` runs it, plus a one-line log per micro-batch (wall time, events, seconds in
+# route) and optionally a different aiokafka fetch_max_wait_ms (Faust hard-codes 1500; docs/tansu.md).
+INSTRUMENTED_WORKER = """
+import os, sys, time
+FETCH_WAIT_MS = {fetch_wait_ms}
+if FETCH_WAIT_MS is not None:
+    import aiokafka
+    class _Consumer(aiokafka.AIOKafkaConsumer):
+        def __init__(self, *args, **kw):
+            kw["fetch_max_wait_ms"] = FETCH_WAIT_MS
+            super().__init__(*args, **kw)
+    aiokafka.AIOKafkaConsumer = _Consumer
+import stream_app.app as app_module
+_route, _log = app_module.route, open(os.environ["BENCH_BATCH_LOG"], "a", buffering=1)
+def route(processor, batch, max_record_bytes):
+    t = time.perf_counter()
+    out = _route(processor, batch, max_record_bytes)
+    _log.write(f"{{time.time():.4f}} {{len(batch)}} {{time.perf_counter() - t:.6f}}\\n")
+    return out
+app_module.route = route
+sys.argv = ["txmon", "worker"]
+from txmon.cli import main
+main()
+"""
+
+
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU seconds of a process so far (0 if it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, TypeError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds all cores spent not idle since boot (from /proc/stat)."""
+    v = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    return (sum(v) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")  # minus idle and iowait
+
+
+class CpuMeter:
+    """CPU seconds of the pipeline's processes and of the whole machine between two points in time."""
+
+    def __init__(self, pids: dict[str, int | None]) -> None:
+        self.pids = pids
+        self.t0 = time.time()
+        self.start = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        self.start["this process (producer, readers)"] = time.process_time()
+        self.machine0 = machine_busy_seconds()
+
+    def report(self, end: float | None = None) -> str:
+        wall = (end or time.time()) - self.t0
+        used = {name: cpu_seconds(pid) - self.start[name] for name, pid in self.pids.items()}
+        used["this process (producer, readers)"] = time.process_time() - self.start["this process (producer, readers)"]
+        machine = machine_busy_seconds() - self.machine0
+        others = machine - sum(used.values())
+        parts = ", ".join(f"{name} {100 * u / wall:.0f}%" for name, u in used.items())
+        return (f"CPU over {wall:.1f} s, in % of one core: {parts}; everything else on the machine "
+                f"{100 * max(others, 0) / wall:.0f}%; the machine's {os.cpu_count()} cores were "
+                f"{100 * machine / (wall * (os.cpu_count() or 1)):.0f}% busy")
+
+
+def batch_log(path: Path, start: float, end: float) -> tuple[np.ndarray, np.ndarray]:
+    """Sizes and route seconds of the micro-batches the worker finished between ``start`` and ``end``."""
+    rows = np.loadtxt(path, ndmin=2) if path.exists() and path.stat().st_size else np.zeros((0, 3))
+    sel = (rows[:, 0] >= start) & (rows[:, 0] <= end)
+    return rows[sel, 1], rows[sel, 2]
+
+
+@dataclass
+class Collector:
+    """A thread reading the stats and alert topics from the beginning, stamping each record's receipt time."""
+
+    bootstrap: str
+    stats_topic: str
+    alerts_topic: str
+    stats: list = field(default_factory=list)  # (received, dict)
+    alerts: list = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._ready = threading.Event()
+        self._thread.start()
+        self._ready.wait(30)
+
+    def _run(self) -> None:
+        readers = [TopicReader(self.bootstrap, t, PARTITIONS, fetch_max_wait_ms=20)
+                   for t in (self.stats_topic, self.alerts_topic)]
+        self._ready.set()
+        seen = [0, 0]
+        try:
+            while not self._stop.is_set():
+                for i, (r, sink) in enumerate(zip(readers, (self.stats, self.alerts), strict=True)):
+                    r.poll(20)
+                    for rec in r.records[seen[i]:]:
+                        sink.append((rec.received, rec.json()))
+                    seen[i] = len(r.records)
+        finally:
+            for r in readers:
+                r.close()
+
+    def stats_of(self, replay_id: str) -> list[tuple[float, dict]]:
+        return [(t, s) for t, s in list(self.stats) if s["replay_id"] == replay_id]
+
+    def alerts_of(self, replay_id: str) -> list[tuple[float, dict]]:
+        return [(t, a) for t, a in list(self.alerts) if a["replay_id"] == replay_id]
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+
+class Profiler:
+    """``py-spy record`` on the worker; prints the heaviest frames from its collapsed stacks."""
+
+    def __init__(self, pid: int, svg: Path) -> None:
+        self.svg, self.raw = svg, svg.with_suffix(".folded")
+        self.procs = [subprocess.Popen(["py-spy", "record", "--pid", str(pid), "--rate", "100", "--nonblocking",
+                                        "--format", fmt, "-o", str(out)],
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                      for fmt, out in (("flamegraph", self.svg), ("raw", self.raw))]
+
+    def stop(self) -> None:
+        for p in self.procs:
+            p.send_signal(2)  # SIGINT: py-spy writes its output and exits
+        for p in self.procs:
+            p.wait(60)
+
+    def report(self, top: int = 18) -> None:
+        if not self.raw.exists():
+            print("  (py-spy wrote no profile: is ptrace allowed?)")
+            return
+        samples = []  # (frames, count)
+        for line in self.raw.read_text().splitlines():
+            stack, _, n = line.rpartition(" ")
+            # "Class.function (path/file.py:line)" -> "Class.function (file.py)"
+            samples.append(([re.sub(r"\((?:.*/)?([^/:()]+)(?::\d+)?\)$", r"(\1)", f) for f in stack.split(";")],
+                            int(n)))
+        total = sum(n for _, n in samples) or 1
+        own: collections.Counter[str] = collections.Counter()
+        for frames, n in samples:
+            own[frames[-1]] += n
+        print(f"  {total:,} samples (100 Hz, threads while not idle); flame graph: {self.svg}")
+        print("  self time (leaf frames):")
+        for f, n in own.most_common(top):
+            print(f"    {100 * n / total:5.1f}%  {f}")
+        print("  inclusive time of the worker's parts:")
+        keys = ("score (app.py)", "route (routing.py)", "Processor.process_batch (processor.py)",
+                "NodeBatch.from_events (graph_store.py)", "GraphStore.write_batch (graph_store.py)",
+                "StepGraph.adjacency (graph_store.py)", "hop_rows (graph.py)", "induced (scorer.py)",
+                "score (scorer.py)", "top_neighbours (scorer.py)", "GraphStore.store_arrival (graph_store.py)",
+                "claim (alerts.py)", "Processor.on_step_end (processor.py)", "finalise (step_close.py)",
+                "step_stats (step_close.py)", "fit_power_law (fits.py)", "_decode_features (contracts.py)",
+                "Redis.execute_command (client.py)", "Pipeline.execute (client.py)", "Topic.send (topics.py)")
+        for k in keys:
+            n = sum(c for frames, c in samples if k in frames)
+            if n:
+                print(f"    {100 * n / total:5.1f}%  {k}")
+
+
+def percentile_ms(values: list[float], q: float) -> float:
+    return float(np.percentile(np.array(values) * 1e3, q)) if values else float("nan")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--scale", type=float, default=1.0, help="synthetic data set size (1.0 = Elliptic's 203,769 tx)")
+    ap.add_argument("--rate", type=float, default=5_000, help="paced rate for the latency phase, tx/s")
+    ap.add_argument("--also-rates", type=lambda v: [float(x) for x in v.split(",")], default=[],
+                    help="more paced rates to measure, comma-separated (reported, not in the table)")
+    ap.add_argument("--paced-steps", type=int, default=10, help="steps in the latency phase (around the largest)")
+    ap.add_argument("--naive", type=int, default=2_000, help="events for the per-event path")
+    ap.add_argument("--alert-share", type=float, default=0.02, help="threshold = this upper quantile of scores")
+    ap.add_argument("--batch-max", type=int, default=None, help="TXMON_BATCH_MAX for the worker")
+    ap.add_argument("--fetch-wait-ms", type=int, default=None,
+                    help="patch the worker's aiokafka fetch_max_wait_ms (Faust hard-codes 1500)")
+    ap.add_argument("--plain-worker", action="store_true",
+                    help="run `python -m txmon worker` itself (no batch log, no --fetch-wait-ms)")
+    ap.add_argument("--profile", type=Path, default=None, help="py-spy the worker in phase 2; flame graph here")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--timeout", type=float, default=900, help="seconds to wait for a phase")
+    args = ap.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="txmon-bench-pipeline-"))
+    t0 = time.perf_counter()
+    d = generate(args.scale, seed=args.seed)
+    ds = EllipticDataset(d.tx_ids, d.steps, d.features.astype(np.float32), d.labels, d.edges, fingerprint="bench")
+    counts = np.bincount(ds.steps.astype(np.int64), minlength=50)
+    largest = int(np.argmax(counts))
+    torch.manual_seed(args.seed)
+    gcn = GCN(ds.features.shape[1]).eval()
+    scaler = Scaler.fit(ds.features)
+    offline = gcn_scores(gcn, scaler.transform(ds.features), undirected_edge_index(ds.edge_rows, ds.n_nodes))
+    threshold = float(np.quantile(offline, 1 - args.alert_share))
+    save_gcn(tmp / "models", gcn.state_dict(), {**gcn.architecture(), "feature_set": "all"}, threshold,
+             scaler.mean, scaler.std, ds.fingerprint)
+    print(f"data: {ds.n_nodes:,} tx, {ds.n_edges:,} edges, 49 steps, largest step {largest} "
+          f"({counts[largest]:,} tx); model: random GCN {gcn.architecture()}, threshold {threshold:.4f} "
+          f"(set-up {time.perf_counter() - t0:.1f} s)")
+
+    worker = collector = profiler = None
+    results: dict[str, float] = {}
+    with TansuBroker() as kafka, RedisServer() as rserver:
+        try:
+            client = redis.Redis.from_url(rserver.url)
+            extra = {"batch_max": args.batch_max} if args.batch_max else {}
+            settings = unique_settings(kafka.bootstrap, rserver.url, tmp / "models", tag="bench",
+                                       topic_partitions=PARTITIONS, **extra)
+            setup = prepare_topics(kafka.bootstrap, settings)
+            env = worker_env(settings, "bench-worker", BENCH_BATCH_LOG=str(tmp / "batches.log"))
+            command = None
+            if not args.plain_worker:
+                command = [sys.executable, "-c", INSTRUMENTED_WORKER.format(fetch_wait_ms=args.fetch_wait_ms)]
+            worker = WorkerProcess(env, tmp / "worker.log", tmp / "worker", command=command)
+            collector = Collector(kafka.bootstrap, settings.topic_stats, settings.topic_alerts)
+
+            def run(replay_id: str, first: int | None = None, last: int | None = None, rate: float | None = None,
+                    progress=None):  # noqa: ANN001, ANN202
+                plan = plan_replay(ds, first, last, replay_id)
+                start = time.time()
+                summary = send_replay(plan, kafka.bootstrap, settings, rate=rate, setup=setup, progress=progress)
+                return plan, start, summary
+
+            def wait_done(replay_id: str, n_steps: int, what: str) -> None:
+                wait_for(lambda: replay_done(client, replay_id, PARTITIONS)
+                         and len(collector.stats_of(replay_id)) >= n_steps, args.timeout, what, worker=worker,
+                         interval=0.05)
+
+            # 1. warm-up
+            t = time.time()
+            run("warmup", 1, 1)
+            wait_done("warmup", 1, "the warm-up replay")
+            print(f"\nworker ready: warm-up step processed {time.time() - worker.started:.1f} s after its start "
+                  f"({time.time() - t:.1f} s after the warm-up was sent)")
+
+            # 2. throughput, unpaced
+            client.memory_purge()
+            mem0 = client.info("memory")["used_memory"]
+            if args.profile:
+                profiler = Profiler(worker.pid, args.profile)
+                time.sleep(1.0)  # py-spy attaches
+            meter = CpuMeter({"worker": worker.pid, "tansu": kafka.pid, "redis": rserver.pid})
+            plan, start, summary = run("full")
+            wait_done("full", len(plan), "the full replay")
+            cpu_full = meter.report()
+            if profiler:
+                profiler.stop()
+            stats = collector.stats_of("full")
+            end = max(t for t, _ in stats)
+            last_computed = max(s["computed_at"] for _, s in stats)
+            mem1 = client.info("memory")["used_memory"]
+            n = summary.events
+            results["throughput"] = n / (end - start)
+            results["bytes_per_tx"] = (mem1 - mem0) / n
+            breakdown = memory_breakdown(client, StepKeys("full", largest), int(counts[largest]))
+            print(f"\nthroughput: {n:,} tx in {end - start:.1f} s = {results['throughput']:,.0f} tx/s end to end "
+                  f"(first send → last statistics record received)")
+            print(f"  producer: {summary.rate:,.0f} tx/s ({summary.seconds:.1f} s, {summary.mb_per_s:.1f} MB/s); "
+                  f"worker done {last_computed - start:.1f} s after the first send, "
+                  f"{last_computed - (start + summary.seconds):.1f} s after the last")
+            sizes, secs = batch_log(tmp / "batches.log", start, end)
+            if sizes.size:
+                print(f"  worker: {sizes.size:,} micro-batches, {sizes.mean():,.0f} events on average (median "
+                      f"{np.median(sizes):,.0f}, max {sizes.max():,.0f}); route() busy {secs.sum():.1f} s of "
+                      f"{end - start:.1f} s ({100 * secs.sum() / (end - start):.0f}%), {1e6 * secs.sum() / n:,.0f} µs "
+                      f"per tx; the rest is Faust, the Kafka clients and waiting")
+            print(f"  {cpu_full}")
+            print(f"  redis: {results['bytes_per_tx']:,.0f} bytes per transaction (used_memory delta "
+                  f"{(mem1 - mem0) / 2**20:,.1f} MiB); largest step by key family (MEMORY USAGE / tx): "
+                  + ", ".join(f"{k} {v:,.1f}" for k, v in breakdown.items()))
+
+            # 3. latency, paced
+            k = min(args.paced_steps, 49)
+            first = max(1, min(largest - k // 2, 49 - k + 1))
+            last = first + k - 1
+            cum = dict(zip(range(first, last + 1), np.cumsum(counts[first:last + 1]).tolist(), strict=True))
+
+            def paced(rate: float) -> float:
+                """One paced replay of steps first..last; prints its latencies, returns the p99 in ms."""
+                replay_id = f"paced-{rate:.0f}"
+                acked: dict[int, float] = {}
+
+                def progress(sent: int, total: int) -> None:
+                    now = time.time()
+                    for s, c in cum.items():
+                        if sent == c:  # the last call at a step's count comes after its step_end was flushed
+                            acked[s] = now
+
+                meter = CpuMeter({"worker": worker.pid, "tansu": kafka.pid, "redis": rserver.pid})
+                plan, start, summary = run(replay_id, first, last, rate=rate, progress=progress)
+                wait_done(replay_id, len(plan), "the paced replay")
+                done = time.time()
+                cpu = meter.report(done)
+                claimed = claimed_alert_ids(client, replay_id)
+                wait_for(lambda: claimed <= {a["alert_id"] for _, a in collector.alerts_of(replay_id)},
+                         args.timeout, "the paced replay's alerts", worker=worker)
+                arrival = [(t, a) for t, a in collector.alerts_of(replay_id) if a["kind"] == "arrival"]
+                lat = [a["processing_time"] - a["event_time"] for _, a in arrival]
+                recv = [t - a["event_time"] for t, a in arrival]
+                stat_of = {s["step"]: (t, s) for t, s in collector.stats_of(replay_id)}
+                t_recv, s_big = stat_of[largest]
+                print(f"\nlatency: steps {first}-{last} ({summary.events:,} tx) at {summary.rate:,.0f} tx/s "
+                      f"(target {rate:,.0f}); {len(arrival):,} arrival alerts")
+                sizes, secs = batch_log(tmp / "batches.log", start, done)
+                if sizes.size:
+                    print(f"  worker: {sizes.size:,} micro-batches, {sizes.mean():,.0f} events on average, route() "
+                          f"p50 {np.median(secs) * 1e3:,.0f} ms, p99 {np.percentile(secs, 99) * 1e3:,.0f} ms per "
+                          f"batch, busy {100 * secs.sum() / (done - start):.0f}% of the {done - start:.1f} s")
+                print(f"  {cpu}")
+                print(f"  event → alert emitted (processing_time − event_time): p50 {percentile_ms(lat, 50):,.0f} "
+                      f"ms, p99 {percentile_ms(lat, 99):,.0f} ms, max {percentile_ms(lat, 100):,.0f} ms")
+                print(f"  event → alert received from the alert topic: p50 {percentile_ms(recv, 50):,.0f} ms, "
+                      f"p99 {percentile_ms(recv, 99):,.0f} ms, max {percentile_ms(recv, 100):,.0f} ms")
+                print(f"  step close, step {largest} ({counts[largest]:,} tx): step_end acknowledged → statistics "
+                      f"computed {(s_big['computed_at'] - acked[largest]) * 1e3:,.0f} ms, → received "
+                      f"{(t_recv - acked[largest]) * 1e3:,.0f} ms")
+                closes = [stat_of[s][1]["computed_at"] - acked[s] for s in acked if s in stat_of]
+                print(f"  all paced steps, step_end acknowledged → statistics computed: median "
+                      f"{np.median(closes) * 1e3:,.0f} ms, max {max(closes) * 1e3:,.0f} ms")
+                return percentile_ms(lat, 99)
+
+            results["p99_ms"] = paced(args.rate)
+            for rate in args.also_rates:
+                paced(rate)
+
+            # 4. in-process: step close and the naive per-event path
+            model = LoadedModel.from_store(tmp / "models")
+            proc = Processor(redis.Redis.from_url(rserver.url), model)
+            times = []
+            for _ in range(3):
+                t = time.perf_counter()
+                finalise(proc.store, model, "full", largest, proc.window)
+                times.append(time.perf_counter() - t)
+            results["close_ms"] = float(np.median(times) * 1e3)
+            print(f"\nstep close in-process (finalise of step {largest}, {counts[largest]:,} tx, median of 3): "
+                  f"{results['close_ms']:,.0f} ms")
+            sp = plan_replay(ds, largest, largest, "naive").steps[0]
+            events = [sp.event(s) for s in range(min(args.naive, sp.count))]
+            t = time.perf_counter()
+            for e in events:
+                proc.process_batch([e])
+            naive = len(events) / (time.perf_counter() - t)
+            results["ratio"] = results["throughput"] / naive
+            print(f"naive per-event path (Processor.process_batch on single events, first {len(events):,} tx of "
+                  f"step {largest}): {naive:,.0f} tx/s → the full replay would take {n / naive:,.0f} s")
+        finally:
+            if profiler:
+                for p in profiler.procs:
+                    if p.poll() is None:
+                        p.kill()
+            if collector:
+                collector.close()
+            if worker:
+                code = worker.stop()
+                print(f"\nworker stopped with exit code {code}")
+                worker.kill()
+    if profiler:
+        print("\nworker profile during the throughput phase (py-spy):")
+        profiler.report()
+
+    print("\n| metric | measured | target | |")
+    print("|---|---|---|---|")
+    rows = [
+        ("end-to-end throughput", f"{results['throughput']:,.0f} tx/s", f">= {TARGETS['throughput']:,} tx/s",
+         results["throughput"] >= TARGETS["throughput"]),
+        ("vs naive per-event path", f"{results['ratio']:,.1f}x", f">= {TARGETS['ratio']}x",
+         results["ratio"] >= TARGETS["ratio"]),
+        (f"p99 event→alert at {args.rate:,.0f} tx/s", f"{results['p99_ms']:,.0f} ms", f"<= {TARGETS['p99_ms']} ms",
+         results["p99_ms"] <= TARGETS["p99_ms"]),
+        ("Redis memory per transaction", f"{results['bytes_per_tx']:,.0f} B", f"<= {TARGETS['bytes_per_tx']:,} B",
+         results["bytes_per_tx"] <= TARGETS["bytes_per_tx"]),
+        (f"step close, {counts[largest]:,}-tx step (in-process)", f"{results['close_ms']:,.0f} ms",
+         f"<= {TARGETS['close_ms']} ms", results["close_ms"] <= TARGETS["close_ms"]),
+    ]
+    for name, got, want, ok in rows:
+        print(f"| {name} | {got} | {want} | {'met' if ok else 'NOT met'} |")
+    print(f"(scale {args.scale}, {PARTITIONS} partitions, one worker, batch max {settings.batch_max}, fetch wait "
+          f"{args.fetch_wait_ms or 'Faust default 1500'} ms)")
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
