@@ -34,6 +34,7 @@ from numpy.typing import NDArray
 from redis.exceptions import NoScriptError
 from scipy import sparse
 
+from replay.describe import undirected_adjacency
 from replay.elliptic_format import N_FEATURES
 from stream_app.keys import ReplayKeys, StepKeys
 from txmon.contracts import TxEvent
@@ -183,8 +184,7 @@ class StepGraph:
     def adjacency(self) -> sparse.csr_matrix:
         """Undirected adjacency over seqs 0..size-1, arrived nodes only."""
         e = self.arrived_edges()
-        u, v = np.r_[e[:, 0], e[:, 1]], np.r_[e[:, 1], e[:, 0]]
-        return sparse.csr_matrix((np.ones(u.size, dtype=np.float32), (u, v)), shape=(self.size, self.size))
+        return undirected_adjacency(self.size, e[:, 0], e[:, 1])
 
 
 @dataclass(frozen=True)

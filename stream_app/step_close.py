@@ -20,9 +20,9 @@ import numpy as np
 import powerlaw  # noqa: F401 - fits.py imports it lazily; a worker fits at every close, so pay ~0.6 s at start-up
 import redis
 from numpy.typing import NDArray
-from scipy import sparse
 
 from replay.analysis.fits import densification_series, fit_power_law
+from replay.describe import undirected_adjacency
 from stream_app.alerts import Candidate, claim
 from stream_app.graph_store import GraphStore
 from stream_app.keys import ReplayKeys, StepKeys
@@ -131,8 +131,7 @@ def finalise(store: GraphStore, model: LoadedModel, replay_id: str, step: int, w
     local[seqs] = np.arange(n)
     e = g.arrived_edges()
     src, dst = local[e[:, 0]], local[e[:, 1]]
-    adj = sparse.csr_matrix((np.ones(2 * src.size, dtype=np.float32), (np.r_[src, dst], np.r_[dst, src])),
-                            shape=(n, n))
+    adj = undirected_adjacency(n, src, dst)
     records = data.records[seqs]
     scored = score(model, model.scale(records["features"]), adj) if n else None
     # Decide on the float32 value Redis keeps, so a later reader reaches the same verdict.

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy import sparse
 
+from replay.describe import undirected_adjacency
 from replay.elliptic_format import N_LOCAL
 from replay.synth.typologies import Typology
 
@@ -114,10 +114,7 @@ def neighbour_aggregates(local: NDArray[np.float64], src: NDArray[np.int64],
     """
     n = len(local)
     base = local[:, :AGGREGATE_BASE]
-    adj = sparse.coo_matrix((np.ones(2 * len(src)), (np.r_[src, dst], np.r_[dst, src])), shape=(n, n)).tocsr()
-    adj.data[:] = 1.0  # duplicates of one undirected pair count once
-    adj.sum_duplicates()
-    adj.data[:] = 1.0
+    adj = undirected_adjacency(n, src, dst)
     deg = np.asarray(adj.sum(axis=1)).ravel()
     safe = np.maximum(deg, 1.0)[:, None]
     mean = (adj @ base) / safe
