@@ -18,8 +18,9 @@ from replay.analysis.fits import (
     fit_power_law,
     fit_tail,
 )
-from replay.analysis.network import GraphStats, NetworkAnalysis, Progress, analyze_network
+from replay.analysis.network import GraphStats, NetworkAnalysis, analyze_network
 from replay.dataset import EllipticDataset
+from txmon.progress import PhaseProgress
 
 __all__ = [
     "AnalysisResult", "DensificationFit", "GraphStats", "NetworkAnalysis", "TailFit", "analyze_network",
@@ -43,7 +44,7 @@ def run_analysis(
     step_fits: bool = True,
     window: int = 10,
     source: str | None = None,
-    progress: Progress | None = None,
+    progress: PhaseProgress | None = None,
 ) -> AnalysisResult:
     """Analyse ``ds`` and write report.md, analysis.json and the figures into ``out`` (created, overwritten)."""
     from replay.analysis.plots import write_plots

@@ -14,7 +14,6 @@ Definitions (the report repeats them):
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,8 +24,7 @@ from replay.analysis.fits import DensificationFit, TailFit, densification_series
 from replay.dataset import EllipticDataset
 from replay.describe import local_clustering, undirected_adjacency
 from txmon.contracts import PowerLawFit
-
-Progress = Callable[[str, int, int], None]  # (phase, done, total), as replay.synth uses it
+from txmon.progress import PhaseProgress
 
 
 @dataclass(frozen=True)
@@ -132,7 +130,9 @@ def _by_step(ds: EllipticDataset) -> tuple[NDArray[np.int64], NDArray[np.int64],
     return values, np.r_[starts, len(order)], pos[er[:, 0]], pos[er[:, 1]]
 
 
-def step_statistics(ds: EllipticDataset, progress: Progress | None = None) -> tuple[list[GraphStats], list[GraphStats]]:
+def step_statistics(
+    ds: EllipticDataset, progress: PhaseProgress | None = None
+) -> tuple[list[GraphStats], list[GraphStats]]:
     """Per-step and cumulative statistics, one entry per step present in the data."""
     values, bounds, src, dst = _by_step(ds)
     # Renumbered, nodes of step values[i] are bounds[i]..bounds[i+1]-1, so an edge's step is that
@@ -179,7 +179,7 @@ def _fit_or_none(nodes: NDArray[np.float64], edges: NDArray[np.float64]) -> Dens
 
 
 def analyze_network(
-    ds: EllipticDataset, *, step_fits: bool = True, window: int = 10, progress: Progress | None = None
+    ds: EllipticDataset, *, step_fits: bool = True, window: int = 10, progress: PhaseProgress | None = None
 ) -> NetworkAnalysis:
     """All the numbers of the report.
 

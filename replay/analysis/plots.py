@@ -10,7 +10,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from replay.analysis.fits import lognormal_ccdf, power_law_ccdf
-from replay.analysis.network import DegreeDistribution, GraphStats, NetworkAnalysis, Progress
+from replay.analysis.network import DegreeDistribution, GraphStats, NetworkAnalysis
+from txmon.progress import PhaseProgress
 
 DPI = 110
 
@@ -167,7 +168,7 @@ def plot_step_fits(a: NetworkAnalysis, out: Path) -> str | None:
     return _save(fig, out / "step_power_law.png")
 
 
-def write_plots(a: NetworkAnalysis, out: Path, progress: Progress | None = None) -> dict[str, str]:
+def write_plots(a: NetworkAnalysis, out: Path, progress: PhaseProgress | None = None) -> dict[str, str]:
     """Write every figure into ``out``; returns figure key → file name (relative to ``out``)."""
     plotters = {"degrees": plot_degrees, "densification": plot_densification, "step_series": plot_step_series,
                 "step_fits": plot_step_fits}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,9 +14,9 @@ from replay.synth.features import latent_traits, local_features, neighbour_aggre
 from replay.synth.graph import StepGraph, generate_step
 from replay.synth.typologies import typology_mix
 from replay.synth.writer import write_kaggle_files
+from txmon.progress import PhaseProgress
 
 MAX_TX_ID = 310_000_000
-Progress = Callable[[str, int, int], None]  # (phase, done, total)
 
 
 @dataclass(frozen=True)
@@ -61,7 +60,7 @@ def illicit_budgets(rng: np.random.Generator, sizes: NDArray[np.int64], cal: Cal
 
 
 def generate(scale: float = 1.0, n_steps: int = N_STEPS, seed: int = 0, cal: Calibration = ELLIPTIC,
-             progress: Progress | None = None) -> SynthData:
+             progress: PhaseProgress | None = None) -> SynthData:
     if not 0 < scale <= 10:
         raise ValueError(f"scale must be in (0, 10], got {scale}")
     if not 1 <= n_steps <= N_STEPS:
@@ -139,7 +138,7 @@ def _unique_ids(rng: np.random.Generator, n: int) -> NDArray[np.int64]:
 
 
 def synthesize(out_dir: Path, scale: float = 1.0, n_steps: int = N_STEPS, seed: int = 0,
-               progress: Progress | None = None) -> SynthData:
+               progress: PhaseProgress | None = None) -> SynthData:
     """Generate and write the three Kaggle files to ``out_dir``."""
     data = generate(scale, n_steps, seed, progress=progress)
     write_kaggle_files(out_dir, data.tx_ids, data.steps, data.features, data.labels, data.edges)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import NoReturn
@@ -10,6 +10,8 @@ from typing import NoReturn
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from txmon.progress import PhaseProgress
 
 # Piped output (CI logs, files) gets a wide console instead of rich's 80 columns, so tables
 # are not truncated.
@@ -24,7 +26,7 @@ def fail(message: str, code: int = 2) -> NoReturn:
 
 
 @contextmanager
-def phase_progress() -> Iterator[Callable[[str, int, int], None]]:
+def phase_progress() -> Iterator[PhaseProgress]:
     """A progress bar fed by ``(phase, done, total)`` callbacks."""
     with Progress(TextColumn("{task.description:<10}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TimeElapsedColumn(), console=err_console, transient=False) as bar:
