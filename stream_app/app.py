@@ -1,30 +1,62 @@
-"""The Faust worker: ``faust -A stream_app.app worker --without-web`` or ``txmon worker``.
+"""The Faust worker: ``faust -A stream_app.app worker`` or ``txmon worker``.
 
 A thin loop: consume the transactions topic in micro-batches, hand each batch to
-``stream_app.routing.route`` (plain code over Redis), publish what it returns. No Faust tables:
-all state lives in Redis, so workers can be restarted or added at any time.
+``stream_app.routing.route`` (plain code over Redis), publish what it returns, then record in Redis
+that it is published. No Faust tables: all state lives in Redis, so workers can be restarted or added
+at any time. The web server (``TXMON_WEB_PORT``) serves the views of ``stream_app.views`` and /metrics.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import faust
-import redis
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.web import Request, Response, View
 
+from stream_app import metrics, views
 from stream_app.processor import Processor
-from stream_app.routing import Consumed, route
+from stream_app.redis_client import connect
+from stream_app.routing import Consumed, Outputs, after_publish, route
 from stream_app.scorer import LoadedModel
 from txmon.settings import Settings
 
 log = logging.getLogger(__name__)
 settings = Settings()
+STARTED_AT = time.time()
+
+
+def _patch_fetch_wait(wait_ms: int) -> None:
+    """Faust creates its aiokafka consumer with a fixed ``fetch_max_wait_ms=1500`` and no setting for it;
+    Tansu holds fetches for that long although data waits, which made p99 event→alert latency > 1 s
+    (docs/tansu.md). Set it on the consumer Faust creates, before it starts."""
+    thread = faust_aiokafka.AIOKafkaConsumerThread
+    original = thread._create_worker_consumer
+    if getattr(original, "_txmon_patched", False):
+        return
+
+    def create(self: Any, transport: Any) -> Any:
+        consumer = original(self, transport)
+        consumer._fetch_max_wait_ms = wait_ms  # read by AIOKafkaConsumer.start() when it builds its Fetcher
+        return consumer
+
+    create._txmon_patched = True  # type: ignore[attr-defined]
+    thread._create_worker_consumer = create
+
+
+_patch_fetch_wait(settings.fetch_wait_ms)
 
 app = faust.App(
     settings.worker_app_id,
     broker=f"kafka://{settings.kafka_bootstrap or '127.0.0.1:9092'}",
     store="memory://",
-    web_enabled=False,
+    web_enabled=settings.web_port > 0,
+    web_port=settings.web_port or 6066,
+    web_bind=settings.web_bind,
     topic_partitions=settings.topic_partitions,
     # Tansu (the embedded broker) has no use for Faust's leader topic and restores tables wrongly;
     # a short session makes group joins take seconds instead of half a minute (docs/tansu.md).
@@ -41,6 +73,10 @@ stats_topic = app.topic(settings.topic_stats, key_type=bytes, value_type=bytes)
 dead_letter_topic = app.topic(settings.topic_dead_letter, key_type=bytes, value_type=bytes)
 
 _processor: Processor | None = None
+# route() runs here, off the event loop: while a batch is processed (numpy, torch and Redis I/O let go
+# of the GIL), Faust keeps fetching and decoding the next one, and the web views stay responsive.
+# One thread, so batches are processed in order, one at a time, as they were consumed.
+_route_thread = ThreadPoolExecutor(1, thread_name_prefix="txmon-route")
 
 
 def processor() -> Processor:
@@ -49,30 +85,107 @@ def processor() -> Processor:
     if _processor is None:
         if not settings.redis_url:
             raise RuntimeError("TXMON_REDIS_URL is not set: the worker keeps its graph in Redis")
-        client = redis.Redis.from_url(settings.redis_url, decode_responses=False)
         model = LoadedModel.from_store(settings.model_dir, settings.model_version)
         log.info("serving %s (threshold %.3f) from %s", model.version, model.threshold, settings.model_dir)
-        _processor = Processor(client, model)
+        metrics.MODEL_INFO.labels(model.version).set(1)
+        _processor = Processor(connect(settings.redis_url), model)
     return _processor
+
+
+async def publish(out: Outputs) -> None:
+    for key, value in out.alerts:
+        await alerts_topic.send(key=key, value=value)
+    for key, value in out.stats:
+        await stats_topic.send(key=key, value=value)
+    for key, value in out.dead_letters:
+        await dead_letter_topic.send(key=key, value=value)
+    if out.replay_ends:
+        await app.producer.flush()  # on Kafka before the replay is recorded as ended (after_publish)
+
+
+def observe(out: Outputs, n_records: int, seconds: float, version: str) -> None:
+    metrics.RECORDS.inc(n_records)
+    metrics.BATCH_SIZE.observe(n_records)
+    metrics.BATCH_SECONDS.observe(seconds)
+    metrics.EVENTS.labels(version).inc(out.processed)
+    now = time.time()
+    for a in out.alert_records:
+        metrics.ALERTS.labels(a.kind, version).inc()
+        metrics.EVENT_TO_ALERT.labels(a.kind).observe(max(0.0, now - a.event_time))
+    metrics.DEAD_LETTERS.inc(len(out.dead_letters))
+    for s in out.close_seconds:
+        metrics.STEP_CLOSE.observe(s)
+    metrics.STEPS_FINALISED.inc(len(out.close_seconds))
+    if out.last_step is not None:
+        metrics.CURRENT_STEP.set(out.last_step)
 
 
 @app.agent(transactions)
 async def score(stream) -> None:  # noqa: ANN001
     async for batch in stream.take_events(settings.batch_max, within=settings.batch_wait_s):
+        t0 = time.perf_counter()
         consumed = [Consumed(e.message.topic, e.message.partition, e.message.offset, e.message.key, e.message.value)
                     for e in batch]
-        proc = processor()
-        out = route(proc, consumed, settings.max_record_bytes)
-        for key, value in out.alerts:
-            await alerts_topic.send(key=key, value=value)
-        for key, value in out.stats:
-            await stats_topic.send(key=key, value=value)
-        for key, value in out.dead_letters:
-            await dead_letter_topic.send(key=key, value=value)
+        loop = asyncio.get_running_loop()
+        proc = await loop.run_in_executor(_route_thread, processor)
+        out = await loop.run_in_executor(_route_thread, route, proc, consumed, settings.max_record_bytes)
+        await publish(out)
+        for end in await loop.run_in_executor(_route_thread, after_publish, proc, out):
+            log.info("replay %s: every partition has passed replay_end", end.replay_id)
+        observe(out, len(batch), time.perf_counter() - t0, proc.model.version)
         if out.dead_letters:
             log.warning("%d record(s) sent to %s", len(out.dead_letters), settings.topic_dead_letter)
-        for end in out.replays_done:
-            log.info("replay %s: every partition has passed replay_end", end.replay_id)
+
+
+# -- web views: thin wrappers over stream_app.views ---------------------------------------------------------------
+
+
+def _answer(view: View, fn: Any, *args: Any) -> Response:
+    try:
+        return view.json(fn(*args))
+    except views.ViewError as e:
+        return view.error(e.status, e.message)
+
+
+def _threshold() -> float:
+    return processor().model.threshold
+
+
+@app.page("/health")
+async def health(web: View, request: Request) -> Response:
+    proc = processor()
+    return _answer(web, views.health, proc.redis, proc.model.version, STARTED_AT, time.time())
+
+
+@app.page("/alerts")
+async def latest_alerts(web: View, request: Request) -> Response:
+    q = request.query
+    return _answer(web, lambda: views.latest_alerts(processor().redis, views.parse_limit(q.get("limit")),
+                                                     q.get("kind"), q.get("replay")))
+
+
+@app.page("/tx/{tx_id}")
+async def transaction(web: View, request: Request, tx_id: str) -> Response:
+    return _answer(web, lambda: views.transaction(processor().redis, views.parse_tx_id(tx_id),
+                                                   request.query.get("replay"), _threshold()))
+
+
+@app.page("/stats")
+async def latest_stats(web: View, request: Request) -> Response:
+    q = request.query
+
+    def answer() -> dict:
+        step = q.get("step")
+        if step is not None and not step.isdigit():
+            raise views.ViewError(400, f"step must be a positive integer, got {step!r}")
+        return views.latest_stats(processor().redis, q.get("replay"), int(step) if step else None)
+
+    return _answer(web, answer)
+
+
+@app.page("/metrics")
+async def prometheus_metrics(web: View, request: Request) -> Response:
+    return web.bytes(metrics.exposition(), content_type="text/plain; version=0.0.4; charset=utf-8")
 
 
 def main() -> None:

@@ -36,7 +36,7 @@ from scipy import sparse
 
 from replay.describe import undirected_adjacency
 from replay.elliptic_format import N_FEATURES
-from stream_app.keys import ReplayKeys, StepKeys
+from stream_app.keys import REPLAYS, SEQ_BITS, TX_BUCKETS, ReplayKeys, StepKeys
 from txmon.contracts import TxEvent
 
 RECORD = np.dtype([("tx_id", "<i8"), ("event_time", "<f8"), ("features", "<f4", (N_FEATURES,))])
@@ -113,6 +113,18 @@ return table.concat(owned)
 """
 
 
+INDEX_TX = """
+-- The tx id index of a batch. KEYS: bucket hashes (one replay's, one slot). ARGV[i]: 'tx value tx value ...'
+-- for KEYS[i]. HSET is idempotent, so a replayed event rewrites the same values.
+for i, key in ipairs(KEYS) do
+  local kv = {}
+  for w in string.gmatch(ARGV[i], '%S+') do kv[#kv + 1] = w end
+  redis.call('HSET', key, unpack(kv))
+end
+return #KEYS
+"""
+
+
 def bits(raw: bytes | None, size: int = 0) -> NDArray[np.bool_]:
     """A Redis bitmap as bools (bit 0 is the high bit of byte 0), padded to ``size``."""
     b = np.unpackbits(np.frombuffer(raw or b"", dtype=np.uint8)).astype(bool)
@@ -133,6 +145,21 @@ def _runs(seqs: NDArray[np.int64]) -> tuple[NDArray[np.int64], NDArray[np.int64]
     brk = np.flatnonzero((np.diff(seqs) != 1) | (np.diff(seqs // NODES_PER_CHUNK) != 0)) + 1
     starts = np.r_[0, brk]
     return seqs[starts], np.diff(np.r_[starts, seqs.size])
+
+
+def _index_args(keys: StepKeys, batch: NodeBatch) -> tuple[list[str], list[str]]:
+    """INDEX_TX's keys and arguments: the batch's tx ids grouped by bucket."""
+    ids = batch.records["tx_id"]
+    values = (keys.step << SEQ_BITS) | batch.seqs
+    bucket = ids % TX_BUCKETS
+    order = np.argsort(bucket, kind="stable")
+    bounds = np.flatnonzero(np.diff(bucket[order])) + 1
+    rk = ReplayKeys(keys.replay_id)
+    out_keys, out_args = [], []
+    for part in np.split(order, bounds) if order.size else []:
+        out_keys.append(rk.tx(int(bucket[part[0]])))
+        out_args.append(" ".join(f"{t} {v}" for t, v in zip(ids[part].tolist(), values[part].tolist(), strict=True)))
+    return out_keys, out_args
 
 
 @dataclass(frozen=True)
@@ -209,7 +236,7 @@ class GraphStore:
 
     def _load_scripts(self) -> None:
         self._shas = {name: self.redis.script_load(src) for name, src in
-                      (("write", WRITE_BATCH), ("arrival", STORE_ARRIVAL))}
+                      (("write", WRITE_BATCH), ("arrival", STORE_ARRIVAL), ("index", INDEX_TX))}
 
     def _pipeline(self, build: Callable[[redis.client.Pipeline], None]) -> list:
         """Run a pipeline; after a script cache flush (server restart) reload and run it again: all idempotent."""
@@ -227,20 +254,30 @@ class GraphStore:
     # -- arrival path ---------------------------------------------------------------------------------------------
 
     def write_batch(self, keys: StepKeys, batch: NodeBatch) -> StepGraph:
-        """Write the batch and read back the step graph, in one round trip."""
+        """Write the batch (and its tx id index) and read back the step graph, in one round trip."""
         first, count = _runs(batch.seqs)
         runs = np.stack([first, count], axis=1).astype(EDGE).tobytes()
         edges = batch.edges.astype(EDGE).tobytes()
+        index_keys, index_args = _index_args(keys, batch)
 
         def build(pipe: redis.client.Pipeline) -> None:
             pipe.evalsha(self._shas["write"], 1, keys.seen, keys.prefix, NODES_PER_CHUNK, RECORD.itemsize,
                          runs, batch.records.tobytes(), edges, bitmap(batch.seqs))
+            pipe.evalsha(self._shas["index"], len(index_keys), *index_keys, *index_args)
+            pipe.zadd(REPLAYS, {keys.replay_id: float(batch.records["event_time"].min())}, nx=True)
             pipe.get(keys.seen)
             pipe.get(keys.scored)
             pipe.get(keys.edges)
 
-        _, seen, scored, log = self._pipeline(build)
+        *_, seen, scored, log = self._pipeline(build)
         return StepGraph.decode(seen, scored, log)
+
+    def locate(self, replay_id: str, tx_id: int) -> tuple[int, int] | None:
+        """(step, seq) of a transaction the worker has written, or None."""
+        v = self.redis.hget(ReplayKeys(replay_id).tx(tx_id % TX_BUCKETS), str(tx_id))
+        if v is None:
+            return None
+        return int(v) >> SEQ_BITS, int(v) & ((1 << SEQ_BITS) - 1)
 
     def read_records(self, keys: StepKeys, seqs: NDArray[np.int64]) -> NDArray:
         """Records of arrived ``seqs``: one GETRANGE per chunk touched, one round trip."""

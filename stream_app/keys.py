@@ -109,5 +109,27 @@ class ReplayKeys:
         """Hash: step -> 'nodes,edges' of each finalised step (densification history)."""
         return self.prefix + "hist"
 
+    def tx(self, bucket: int) -> str:
+        """Hash: tx id -> step * 2**20 + seq, for the tx ids with ``tx_id % TX_BUCKETS == bucket``. Small
+        hashes stay listpack-encoded (~20 bytes an entry, not ~80 in one big hash)."""
+        return f"{self.prefix}tx:{bucket}"
+
+    @property
+    def stats(self) -> str:
+        """Hash: step -> the step's StepStats JSON, as published."""
+        return self.prefix + "stats"
+
+    @property
+    def published(self) -> str:
+        """Hash: alert kind -> alerts of this replay published to the alert topic (counted after the send)."""
+        return self.prefix + "published"
+
     def step(self, step: int) -> StepKeys:
         return StepKeys(self.replay_id, step)
+
+
+TX_BUCKETS = 4096
+SEQ_BITS = 20  # a tx index value is step << SEQ_BITS | seq
+REPLAYS = "txm:replays"  # sorted set: replay id -> when a worker first saw it (Unix seconds)
+LATEST_ALERTS = "txm:latest:alerts"  # list: the newest alerts' JSON, any replay, newest first
+LATEST_N = 1000

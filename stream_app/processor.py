@@ -20,7 +20,7 @@ from model_store.graph import hop_rows
 from replay.elliptic_format import STEP_MAX
 from stream_app.alerts import Candidate, claim
 from stream_app.graph_store import FeatureCache, GraphStore, NodeBatch
-from stream_app.keys import ReplayKeys, StepKeys, check_replay_id
+from stream_app.keys import SEQ_BITS, ReplayKeys, StepKeys, check_replay_id
 from stream_app.scorer import LoadedModel, induced, score, top_neighbours
 from stream_app.step_close import (
     StepResult,
@@ -34,7 +34,7 @@ from txmon.contracts import Alert, TxEvent
 
 log = logging.getLogger(__name__)
 
-MAX_SEQ = 1 << 20  # bounds a step's bitmaps (128 KiB) and record chunks; Elliptic's largest step has 8k
+MAX_SEQ = 1 << SEQ_BITS  # bounds a step's bitmaps (128 KiB) and record chunks; Elliptic's largest step has 8k
 MAX_TX_ID = (1 << 63) - 1
 
 

@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 from pydantic import ValidationError
 
 from replay.elliptic_format import STEP_MAX
+from stream_app.alerts import record_published
 from stream_app.keys import check_replay_id
 from stream_app.processor import Processor
-from txmon.contracts import TOPIC_EVENT, DeadLetter, ReplayEnd, StepEnd, TxEvent
+from txmon.contracts import TOPIC_EVENT, Alert, DeadLetter, ReplayEnd, StepEnd, StepStats, TxEvent
 
 DLQ_VALUE_CHARS = 2048  # a dead letter keeps the start of the record, enough to see what it was
 
@@ -33,9 +34,17 @@ class Outputs:
     alerts: list[tuple[bytes, bytes]] = field(default_factory=list)  # (key, value) for the alert topic
     stats: list[tuple[bytes, bytes]] = field(default_factory=list)
     dead_letters: list[tuple[bytes | None, bytes]] = field(default_factory=list)
-    replays_done: list[ReplayEnd] = field(default_factory=list)  # replays whose every partition has ended
+    replay_ends: list[tuple[ReplayEnd, int]] = field(default_factory=list)  # (marker, partition): see after_publish
     processed: int = 0
     steps_closed: list[tuple[str, int]] = field(default_factory=list)
+    close_seconds: list[float] = field(default_factory=list)  # one per step this batch finalised
+    alert_records: list[Alert] = field(default_factory=list)  # what ``alerts`` carries, as records
+    stats_records: list[StepStats] = field(default_factory=list)
+    last_step: int | None = None  # of the batch's last transaction
+
+    def add_alert(self, alert: Alert) -> None:
+        self.alerts.append((str(alert.tx_id).encode(), alert.model_dump_json().encode()))
+        self.alert_records.append(alert)
 
 
 def _dead_letter(msg: Consumed, reason: str) -> tuple[bytes | None, bytes]:
@@ -72,8 +81,9 @@ def route(processor: Processor, batch: list[Consumed], max_record_bytes: int) ->
     def flush() -> None:
         if pending:
             for alert in processor.process_batch(pending, checked=True):  # checked on the way in
-                out.alerts.append((str(alert.tx_id).encode(), alert.model_dump_json().encode()))
+                out.add_alert(alert)
             out.processed += len(pending)
+            out.last_step = pending[-1].step
             pending.clear()
 
     for msg in batch:
@@ -99,16 +109,28 @@ def route(processor: Processor, batch: list[Consumed], max_record_bytes: int) ->
             out.dead_letters.append(_dead_letter(msg, reason))
         elif isinstance(record, StepEnd):
             flush()
+            t0 = time.perf_counter()
             result = processor.on_step_end(record.replay_id, record.step, msg.partition, record.partitions)
             if result is not None:
                 for alert in result.alerts:
-                    out.alerts.append((str(alert.tx_id).encode(), alert.model_dump_json().encode()))
+                    out.add_alert(alert)
                 key = f"{record.replay_id}:{record.step}".encode()
                 out.stats.append((key, result.stats.model_dump_json().encode()))
+                out.stats_records.append(result.stats)
                 out.steps_closed.append((record.replay_id, record.step))
+                out.close_seconds.append(time.perf_counter() - t0)
         else:
             flush()
-            if processor.on_replay_end(record.replay_id, msg.partition, record.partitions):
-                out.replays_done.append(record)
+            out.replay_ends.append((record, msg.partition))
     flush()
     return out
+
+
+def after_publish(processor: Processor, out: Outputs) -> list[ReplayEnd]:
+    """Once the batch's alerts and statistics are on Kafka (sent and flushed): record that they are —
+    per-replay alert counts, the latest alerts, the step statistics — and only then the batch's
+    replay_end markers. So whoever sees a replay end in Redis (``txmon replay``) finds every alert of
+    the replay on the topic. Returns the replays whose every partition has now passed replay_end."""
+    record_published(processor.redis, out.alert_records, out.stats_records)
+    return [end for end, partition in out.replay_ends
+            if processor.on_replay_end(end.replay_id, partition, end.partitions)]

@@ -45,3 +45,22 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
         yield client
     finally:
         client.close()
+
+
+@pytest.fixture
+def proc(redis_client: redis.Redis):  # noqa: ANN201
+    """A stream Processor on the test's Redis with a tiny random GCN; threshold 0, so every scored
+    transaction alerts."""
+    import numpy as np
+    import torch
+
+    from model_store.models.gcn import GCN
+    from model_store.train import Scaler
+    from replay.elliptic_format import N_FEATURES
+    from stream_app.processor import Processor
+    from stream_app.scorer import LoadedModel
+
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    scaler = Scaler(rng.normal(size=N_FEATURES), np.abs(rng.normal(size=N_FEATURES)) + 0.5)
+    return Processor(redis_client, LoadedModel(GCN(N_FEATURES, hidden=8).eval(), scaler, 0.0, "gcn-test"))

@@ -30,6 +30,7 @@ from model_store.train import gcn_scores
 from replay.dataset import EllipticDataset
 from stream_app.keys import ReplayKeys, StepKeys
 from stream_app.scorer import LoadedModel
+from txmon.embedded import free_port
 from txmon.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -69,6 +70,7 @@ def worker_env(settings: Settings, app_id: str, **extra: str) -> dict[str, str]:
         TXMON_BATCH_MAX=str(settings.batch_max),
         TXMON_BATCH_WAIT_S=str(settings.batch_wait_s),
         TXMON_MAX_RECORD_BYTES=str(settings.max_record_bytes),
+        TXMON_WEB_PORT=str(free_port()),  # several workers on one machine: never Faust's fixed 6066
     )
     env.update(extra)
     return env

@@ -9,35 +9,21 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
 import redis
-import torch
 
-from model_store.models.gcn import GCN
-from model_store.train import Scaler
 from replay.elliptic_format import N_FEATURES
 from stream_app.keys import StepKeys
 from stream_app.processor import MAX_SEQ, Processor
-from stream_app.routing import DLQ_VALUE_CHARS, Consumed, route
-from stream_app.scorer import LoadedModel
+from stream_app.routing import DLQ_VALUE_CHARS, Consumed, Outputs, after_publish, route
 from txmon.contracts import Alert, DeadLetter, ReplayEnd, StepEnd, StepStats, TxEvent, encode_features
 
 pytestmark = [pytest.mark.integration, pytest.mark.filterwarnings("ignore:Sparse:UserWarning")]
 
 TOPIC = "txmon.transactions"
 MAX_BYTES = 64 * 1024
-
-
-@pytest.fixture
-def proc(redis_client: redis.Redis) -> Iterator[Processor]:
-    """A Processor with a tiny random GCN; threshold 0 so that every scored transaction alerts."""
-    torch.manual_seed(0)
-    rng = np.random.default_rng(0)
-    scaler = Scaler(rng.normal(size=N_FEATURES), np.abs(rng.normal(size=N_FEATURES)) + 0.5)
-    yield Processor(redis_client, LoadedModel(GCN(N_FEATURES, hidden=8).eval(), scaler, 0.0, "gcn-test"))
 
 
 def _features(seed: int) -> np.ndarray:
@@ -127,7 +113,7 @@ def test_bad_input_is_dead_lettered_with_a_clear_reason(proc: Processor, redis_c
     value, fragments = BAD[name]
     raw = json.dumps(value).encode() if isinstance(value, dict) else value
     out = route(proc, [msg(value, partition=2, offset=41, key=b"\xffkey")], MAX_BYTES)
-    assert len(out.dead_letters) == 1 and not (out.alerts or out.stats or out.replays_done or out.processed)
+    assert len(out.dead_letters) == 1 and not (out.alerts or out.stats or out.replay_ends or out.processed)
     key, dl = out.dead_letters[0]
     assert key == b"\xffkey"  # the record's own key: a dead letter lands next to its kin
     d = DeadLetter.model_validate_json(dl)
@@ -208,25 +194,47 @@ def test_a_step_closes_only_when_every_partition_passed_its_marker(proc: Process
 # -- replay_end ----------------------------------------------------------------------------------------------------
 
 
+def _route_and_publish(proc: Processor, batch: list[Consumed]) -> tuple[Outputs, list[ReplayEnd]]:
+    out = route(proc, batch, MAX_BYTES)
+    return out, after_publish(proc, out)
+
+
 def test_replay_end_is_reported_only_once_every_partition_passed_it(proc: Processor) -> None:
     end = replay_end(replay_id="r", partitions=3)
-    first = route(proc, [msg(end, partition=0), msg(end, partition=0), msg(end, partition=2)], MAX_BYTES)
-    assert first.replays_done == []  # partition 0 twice is still one partition
-    other = route(proc, [msg(replay_end(replay_id="other", partitions=3), partition=1)], MAX_BYTES)
-    assert other.replays_done == []  # another replay's end does not count
-    last = route(proc, [msg(end, partition=1)], MAX_BYTES)
-    assert [e.replay_id for e in last.replays_done] == ["r"]
-    assert last.replays_done[0] == ReplayEnd.model_validate(end)
+    _, first = _route_and_publish(proc, [msg(end, partition=0), msg(end, partition=0), msg(end, partition=2)])
+    assert first == []  # partition 0 twice is still one partition
+    _, other = _route_and_publish(proc, [msg(replay_end(replay_id="other", partitions=3), partition=1)])
+    assert other == []  # another replay's end does not count
+    _, last = _route_and_publish(proc, [msg(end, partition=1)])
+    assert last == [ReplayEnd.model_validate(end)]
 
 
-def test_replay_end_after_the_transactions_of_its_batch(proc: Processor, redis_client: redis.Redis) -> None:
+def test_replay_end_is_recorded_only_after_publishing(proc: Processor, redis_client: redis.Redis) -> None:
     batch = [msg(tx(step=1, seq=i), offset=i) for i in range(4)]
     batch += [msg(step_end(step=1), offset=4), msg(replay_end(), offset=5)]
     out = route(proc, batch, MAX_BYTES)
-    assert out.processed == 4 and out.steps_closed == [("r", 1)] and len(out.replays_done) == 1
+    assert out.processed == 4 and out.steps_closed == [("r", 1)] and len(out.replay_ends) == 1
+    assert redis_client.scard("txm:{r}:replay_end") == 0  # not before the outputs are on Kafka
+    assert len(after_publish(proc, out)) == 1
     assert redis_client.scard("txm:{r}:replay_end") == 1
+    stored = StepStats.model_validate_json(redis_client.hget("txm:{r}:stats", "1"))
+    assert stored == out.stats_records[0] and stored.nodes_step == 4
+
+
+def test_published_alerts_are_counted_per_kind_and_listed_newest_first(proc: Processor,
+                                                                       redis_client: redis.Redis) -> None:
+    out = Outputs()
+    first = Alert(alert_id="r:5:arrival", kind="arrival", replay_id="r", tx_id=5, step=1, arrival_score=0.9,
+                  threshold=0.5, model_version="gcn-v1", event_time=1.0, processing_time=2.0)
+    out.add_alert(first)
+    out.add_alert(first.model_copy(update={"alert_id": "r:5:retracted", "kind": "retracted", "final_score": 0.1}))
+    out.add_alert(first.model_copy(update={"alert_id": "r:6:arrival", "tx_id": 6}))
+    after_publish(proc, out)
+    assert redis_client.hgetall("txm:{r}:published") == {b"arrival": b"2", b"retracted": b"1"}
+    newest = [Alert.model_validate_json(v).alert_id for v in redis_client.lrange("txm:latest:alerts", 0, -1)]
+    assert newest == ["r:6:arrival", "r:5:retracted", "r:5:arrival"]
 
 
 def test_an_empty_batch_does_nothing(proc: Processor, redis_client: redis.Redis) -> None:
-    out = route(proc, [], MAX_BYTES)
-    assert (out.alerts, out.stats, out.dead_letters, out.replays_done, out.processed) == ([], [], [], [], 0)
+    out, done = _route_and_publish(proc, [])
+    assert (out.alerts, out.stats, out.dead_letters, done, out.processed) == ([], [], [], [], 0)

@@ -197,7 +197,8 @@ def snapshot(r: redis.Redis) -> dict:
     out = {}
     for key in r.scan_iter(count=1000):
         kind = r.type(key)
-        value = {b"string": r.get, b"set": lambda k: sorted(r.smembers(k)), b"hash": r.hgetall}[kind](key)
+        value = {b"string": r.get, b"set": lambda k: sorted(r.smembers(k)), b"hash": r.hgetall,
+                 b"zset": lambda k: r.zrange(k, 0, -1, withscores=True)}[kind](key)
         out[key] = (kind, value, r.pttl(key))
     return out
 

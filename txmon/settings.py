@@ -32,6 +32,10 @@ class Settings(BaseSettings):
     batch_max: int = Field(1000, ge=1, description="events per micro-batch at most")
     batch_wait_s: float = Field(0.05, gt=0, description="how long a micro-batch waits to fill")
     max_record_bytes: int = Field(64 * 1024, ge=1024, description="larger records are dead-lettered")
+    fetch_wait_ms: int = Field(100, ge=1, le=1500, description="longest a consumer fetch waits for data; Faust's "
+                                                                "fixed 1500 ms makes alerts late on Tansu")
+    web_port: int = Field(6066, ge=0, le=65535, description="the worker's web views and /metrics; 0 turns them off")
+    web_bind: str = Field("127.0.0.1", description="address the web server binds (0.0.0.0 in containers)")
 
     data_dir: Path = Field(Path("data"), description="where data sets live (synthetic ones are written here)")
     model_dir: Path = Field(Path("models"), description="the versioned model store")

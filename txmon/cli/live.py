@@ -139,7 +139,7 @@ def _rmtree(path: Path) -> None:
 
 
 def worker_env(settings: Settings, bootstrap: str, redis_url: str, model_dir: Path, model_version: str,
-               app_id: str) -> dict[str, str]:
+               app_id: str, web_port: int = 0) -> dict[str, str]:
     """The worker's environment: this run's services, model, consumer group and topics."""
     env = dict(os.environ)
     env.update({
@@ -153,6 +153,7 @@ def worker_env(settings: Settings, bootstrap: str, redis_url: str, model_dir: Pa
         "TXMON_TOPIC_STATS": settings.topic_stats,
         "TXMON_TOPIC_DEAD_LETTER": settings.topic_dead_letter,
         "TXMON_TOPIC_PARTITIONS": str(settings.topic_partitions),
+        "TXMON_WEB_PORT": str(web_port),
         "PYTHONUNBUFFERED": "1",
     })
     # The worker runs in its own directory: make sure it imports this txmon, installed or not.

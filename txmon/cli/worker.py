@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Annotated
 
@@ -13,14 +14,26 @@ from txmon.settings import Settings
 
 def worker(
     loglevel: Annotated[str, typer.Option("--loglevel", "-l", help="debug, info, warning or error")] = "info",
+    web_port: Annotated[int | None, typer.Option(min=0, max=65535, help="port of the web views and /metrics "
+                                                 "[default: TXMON_WEB_PORT or 6066]; 0 turns the web server off")]
+    = None,
+    web_bind: Annotated[str | None, typer.Option(help="address the web server binds [default: TXMON_WEB_BIND or "
+                                                     "127.0.0.1]; 0.0.0.0 in a container")] = None,
 ) -> None:
     """Run the stream worker: score transactions, publish alerts and per-step statistics.
 
-    Reads TXMON_KAFKA_BOOTSTRAP, TXMON_REDIS_URL and TXMON_MODEL_DIR / TXMON_MODEL_VERSION; start as
-    many as the transactions topic has partitions (`txmon demo` runs one on embedded services).
+    Reads TXMON_KAFKA_BOOTSTRAP, TXMON_REDIS_URL and TXMON_MODEL_DIR / TXMON_MODEL_VERSION; start up to
+    as many as the transactions topic has partitions (`txmon demo` runs one on embedded services).
+
+    Web views on --web-port: /health, /alerts, /tx/{tx_id}, /stats, /metrics (Prometheus).
     """
     from model_store.registry import ModelStore, ModelStoreError
 
+    # stream_app.app reads its settings from the environment when imported
+    if web_port is not None:
+        os.environ["TXMON_WEB_PORT"] = str(web_port)
+    if web_bind is not None:
+        os.environ["TXMON_WEB_BIND"] = web_bind
     s = Settings()
     if not s.kafka_bootstrap or not s.redis_url:
         fail("the worker needs TXMON_KAFKA_BOOTSTRAP (host:port) and TXMON_REDIS_URL (redis://host:port/0); "
@@ -31,5 +44,7 @@ def worker(
         fail(f"{e} (train one with `txmon train gcn --data DIR`)")
     from stream_app.app import app
 
-    sys.argv = ["txmon worker", "worker", "--loglevel", loglevel, "--without-web"]
+    # Faust's worker command overrides the app's web settings with its own flags' defaults: pass ours.
+    web = ["--web-port", str(s.web_port), "--web-bind", s.web_bind] if s.web_port else ["--without-web"]
+    sys.argv = ["txmon worker", "worker", "--loglevel", loglevel, *web]
     app.main()
