@@ -17,6 +17,7 @@ from typing import Any
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.web import Request, Response, View
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from stream_app import metrics, views
 from stream_app.processor import Processor
@@ -185,7 +186,8 @@ async def latest_stats(web: View, request: Request) -> Response:
 
 @app.page("/metrics")
 async def prometheus_metrics(web: View, request: Request) -> Response:
-    return web.bytes(metrics.exposition(), content_type="text/plain; version=0.0.4; charset=utf-8")
+    # aiohttp refuses parameters in content_type=; the exposition format's full type goes in as a header
+    return web.bytes(metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 def main() -> None:

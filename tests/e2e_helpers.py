@@ -15,6 +15,8 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -128,6 +130,8 @@ class WorkerProcess:
         """``command``: run this instead of ``python -m txmon worker`` (e.g. a wrapper that patches a setting)."""
         self.log_path = log_path
         self.started = time.time()
+        port = env.get("TXMON_WEB_PORT", "0")
+        self.web_url = f"http://127.0.0.1:{port}" if port != "0" else None  # /health, /tx/{id}, /metrics ...
         cwd.mkdir(parents=True, exist_ok=True)  # Faust writes <app id>-data here
         cmd = command or [sys.executable, "-m", "txmon", "worker"]
         with open(log_path, "wb") as log:
@@ -149,6 +153,22 @@ class WorkerProcess:
     def check_alive(self) -> None:
         if self.proc.poll() is not None:
             raise WaitTimeout(f"the worker exited with code {self.proc.returncode}\n{self.tail()}")
+
+    def ready(self) -> bool:
+        """Faust logged that it joined its group and has its partitions."""
+        try:
+            return b"[^Worker]: Ready" in self.log_path.read_bytes()
+        except OSError:
+            return False
+
+    def get(self, path: str, timeout: float = 10.0) -> tuple[int, bytes]:
+        """(status, body) of a GET on the worker's web server; errors are answers too, not exceptions."""
+        assert self.web_url, "the worker runs without its web server"
+        try:
+            with urllib.request.urlopen(self.web_url + path, timeout=timeout) as r:
+                return r.status, r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read()
 
     def stop(self, timeout: float = 30.0) -> int:
         """SIGTERM and wait: the exit code (SIGKILL and WaitTimeout if it does not stop in time)."""

@@ -10,6 +10,8 @@ from txmon.cli.data import data_app
 from txmon.cli.demo import demo
 from txmon.cli.models import models_app
 from txmon.cli.produce import produce
+from txmon.cli.replay import replay
+from txmon.cli.top import top
 from txmon.cli.train import evaluate, train
 from txmon.cli.worker import worker
 
@@ -27,7 +29,9 @@ app.command()(analyze)
 app.command()(train)
 app.command()(evaluate)
 app.command()(produce)
+app.command()(replay)
 app.command()(worker)
+app.command()(top)
 
 
 @app.command()

@@ -108,7 +108,7 @@ def _one_line(ds) -> str:  # noqa: ANN001
             f"unknown")
 
 
-def _served_model(ds, epochs: int):  # noqa: ANN001, ANN202
+def served_model(ds, epochs: int):  # noqa: ANN001, ANN202
     """The GCN to serve for this data set: the latest one if it was trained on it, else the newest that was,
     else a new one (trained on the temporal split, stored, promoted only if the store has no latest GCN)."""
     from model_store.manifest import ModelManifest
@@ -191,7 +191,7 @@ def _run(data: Path | None, scale: float, seed: int, epochs: int, rate: float | 
     console.print(f"data set {data}: {_one_line(ds)}", highlight=False)
 
     with _timed(timings, "model"):
-        manifest, how = _served_model(ds, epochs)
+        manifest, how = served_model(ds, epochs)
     test_f1 = (manifest.metrics.get("test") or {}).get("f1")
     console.print(f"serving [bold]{manifest.version}[/] ({how}; threshold {manifest.threshold:.3f}"
                   + (f", offline test F1 {test_f1:.3f}" if isinstance(test_f1, float) else "") + ")",

@@ -14,6 +14,60 @@ from replay.elliptic_format import STEP_MAX, STEP_MIN
 from txmon.cli.common import console, err_console, fail, load_dataset
 from txmon.settings import Settings
 
+
+def check_replay_options(from_step: int | None, to_step: int | None, rate: float | None, max_speed: bool,
+                         replay_id: str | None) -> None:
+    """The checks `txmon produce` and `txmon replay` share, failing with the option's name."""
+    if rate is not None and max_speed:
+        fail("--rate and --max are mutually exclusive")
+    if rate is not None and not rate > 0:
+        fail(f"--rate must be positive, got {rate:g}")
+    for name, step in (("--from-step", from_step), ("--to-step", to_step)):
+        if step is not None and not STEP_MIN <= step <= STEP_MAX:
+            fail(f"{name} must be in {STEP_MIN}..{STEP_MAX}, got {step}")
+    if from_step is not None and to_step is not None and from_step > to_step:
+        fail(f"--from-step {from_step} is after --to-step {to_step}")
+    if replay_id is not None:
+        from stream_app.keys import check_replay_id
+
+        try:
+            check_replay_id(replay_id)
+        except ValueError as e:
+            fail(f"--replay-id: {e}")
+
+
+def send_with_progress(plan, bootstrap: str, settings: Settings, rate: float | None, setup, check=None):  # noqa: ANN001, ANN201
+    """``send_replay`` behind a progress bar; a clear error (with how much was sent) on failure or Ctrl-C.
+    ``check``: called about twice a second while sending; raises to abort (e.g. a dead worker)."""
+    import time
+
+    from producer.kafka_io import ProducerError
+    from producer.replay import send_replay
+
+    done, next_check = 0, 0.0
+    with Progress(TextColumn("sending"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
+                  TimeElapsedColumn(), TimeRemainingColumn(), console=err_console) as bar:
+        task = bar.add_task("send", total=plan.count, rate="")
+
+        def progress(sent: int, total: int) -> None:
+            nonlocal done, next_check
+            done = sent
+            speed = bar.tasks[task].speed
+            bar.update(task, completed=sent, total=total, rate=f"{speed:,.0f} tx/s" if speed else "")
+            if check is not None and (now := time.monotonic()) >= next_check:
+                check()
+                next_check = now + 0.5
+
+        try:
+            return send_replay(plan, bootstrap, settings, rate=rate, progress=progress, setup=setup)
+        except ProducerError as e:
+            bar.stop()
+            fail(str(e) if not done else f"{e} ({done:,} of {plan.count:,} transactions were sent)")
+        except KeyboardInterrupt:
+            bar.stop()
+            fail(f"interrupted after {done:,} of {plan.count:,} transactions (replay {plan.replay_id})", code=130)
+
+
 NO_BROKER = ("no Kafka broker configured: set TXMON_KAFKA_BOOTSTRAP=host:port "
              "(or run `txmon demo`, which starts an embedded broker)")
 
@@ -42,19 +96,9 @@ def produce(
     """
     from producer.kafka_io import ProducerError
     from producer.plan import PlanError, plan_replay
-    from producer.replay import new_replay_id, prepare_topics, send_replay
+    from producer.replay import new_replay_id, prepare_topics
 
-    if rate is not None and max_speed:
-        fail("--rate and --max are mutually exclusive")
-    if rate is not None and not rate > 0:
-        fail(f"--rate must be positive, got {rate:g}")
-    for name, step in (("--from-step", from_step), ("--to-step", to_step)):
-        if step is not None and not STEP_MIN <= step <= STEP_MAX:
-            fail(f"{name} must be in {STEP_MIN}..{STEP_MAX}, got {step}")
-    if from_step is not None and to_step is not None and from_step > to_step:
-        fail(f"--from-step {from_step} is after --to-step {to_step}")
-    if replay_id is not None and not replay_id.strip():
-        fail("--replay-id must not be empty")
+    check_replay_options(from_step, to_step, rate, max_speed, replay_id)
     settings = Settings()
     bootstrap = settings.kafka_bootstrap
     if not bootstrap:
@@ -81,25 +125,7 @@ def produce(
     err_console.print(f"replay [bold]{plan.replay_id}[/]: steps {plan.first_step}..{plan.last_step}, "
                       f"{plan.count:,} transactions to {settings.topic_transactions} at {bootstrap}, {pace}",
                       highlight=False)
-    done = 0
-    with Progress(TextColumn("sending"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
-                  TimeElapsedColumn(), TimeRemainingColumn(), console=err_console) as bar:
-        task = bar.add_task("send", total=plan.count, rate="")
-
-        def progress(sent: int, total: int) -> None:
-            nonlocal done
-            done = sent
-            speed = bar.tasks[task].speed
-            bar.update(task, completed=sent, total=total, rate=f"{speed:,.0f} tx/s" if speed else "")
-
-        try:
-            summary = send_replay(plan, bootstrap, settings, rate=rate, progress=progress, setup=setup)
-        except ProducerError as e:
-            bar.stop()
-            fail(str(e) if not done else f"{e} ({done:,} of {plan.count:,} transactions were sent)")
-        except KeyboardInterrupt:
-            bar.stop()
-            fail(f"interrupted after {done:,} of {plan.count:,} transactions (replay {plan.replay_id})", code=130)
+    summary = send_with_progress(plan, bootstrap, settings, rate, setup)
 
     table = Table(title=f"replay {summary.replay_id}", show_header=False)
     table.add_column(style="bold")

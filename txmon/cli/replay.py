@@ -1,0 +1,200 @@
+"""``txmon replay``: an analyst's replay of a historical period, with a report that joins the labels back."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from txmon.cli.common import console, err_console, fail, load_dataset
+from txmon.cli.produce import check_replay_options, send_with_progress
+from txmon.settings import Settings
+
+
+def replay(
+    data: Annotated[Path, typer.Option(help="directory holding the three Elliptic-format CSV files (with labels)")],
+    report: Annotated[Path, typer.Option(help="directory for report.html, report.json and the plots")],
+    from_step: Annotated[int | None, typer.Option("--from-step", help="first time step (default: the data set's "
+                                                  "first)")] = None,
+    to_step: Annotated[int | None, typer.Option("--to-step", help="last time step (default: the data set's last)")]
+    = None,
+    rate: Annotated[float | None, typer.Option(help="send at this many transactions per second")] = None,
+    max_speed: Annotated[bool, typer.Option("--max", help="send as fast as the broker takes them (the default)")]
+    = False,
+    replay_id: Annotated[str | None, typer.Option("--replay-id", help="the replay's namespace in Redis and on the "
+                                                  "topics; must be new (default: UTC time plus a random suffix)")]
+    = None,
+    epochs: Annotated[int, typer.Option(min=1, help="GCN training epochs, when the embedded run must train one")]
+    = 200,
+    timeout: Annotated[float, typer.Option(min=1, help="seconds to wait, once the replay is sent, for the worker "
+                                                       "to pass its replay_end")] = 600.0,
+) -> None:
+    """Replay a period through the stream and write a report with the labels joined back.
+
+    With TXMON_KAFKA_BOOTSTRAP and TXMON_REDIS_URL set, uses the running stack (its workers must be up);
+    with neither, starts an embedded Tansu broker, redis-server and one worker for this replay.
+
+    Waits until the worker has processed the replay_end marker on every partition (never by consumer
+    lag), then reads the replay's alerts and statistics and writes report.html + report.json.
+    """
+    check_replay_options(from_step, to_step, rate, max_speed, replay_id)
+    settings = Settings()
+    if bool(settings.kafka_bootstrap) != bool(settings.redis_url):
+        fail("set both TXMON_KAFKA_BOOTSTRAP and TXMON_REDIS_URL (a running stack) or neither (an embedded one): "
+             "the report reads what the workers of that Kafka wrote to that Redis")
+    report.mkdir(parents=True, exist_ok=True)
+    if not report.is_dir():
+        fail(f"--report {report} is not a directory")
+    try:
+        _run(settings, data, report, from_step, to_step, rate, replay_id, epochs, timeout)
+    except KeyboardInterrupt:
+        err_console.print("[yellow]interrupted[/]: everything this replay started has been stopped", highlight=False)
+        raise typer.Exit(130) from None
+
+
+def _run(settings: Settings, data: Path, out: Path, from_step: int | None, to_step: int | None, rate: float | None,
+         replay_id: str | None, epochs: int, timeout: float) -> None:
+    import redis
+
+    from producer.kafka_io import ProducerError
+    from producer.plan import PlanError, plan_replay
+    from producer.replay import new_replay_id, prepare_topics
+    from replay.report import build_report, write_report
+    from replay.run import AlertCollector, ReplayRunError, published_alerts, replay_exists, stored_stats
+    from replay.run import wait_for_replay_end as wait_end
+    from txmon.cli.demo import served_model
+    from txmon.cli.live import WorkerDied, WorkerProcess, worker_env
+    from txmon.embedded import ServiceError, embedded_stack, free_port
+
+    embedded = not settings.kafka_bootstrap
+    ds = load_dataset(data)
+    rid = replay_id or new_replay_id()
+    try:
+        plan = plan_replay(ds, from_step, to_step, rid)
+    except PlanError as e:
+        fail(str(e))
+    for note in plan.warnings():
+        err_console.print(f"[yellow]warning:[/] {note}", highlight=False)
+    manifest = served_model(ds, epochs)[0] if embedded else _configured_model(settings)
+    for name in ("kafka", "producer", "aiokafka"):  # our messages say what went wrong, without their noise
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+
+    timings: dict[str, float] = {}
+    with ExitStack() as stack:
+        try:
+            bootstrap, redis_url = stack.enter_context(embedded_stack(settings))
+        except ServiceError as e:
+            fail(str(e), code=1)
+        client = redis.Redis.from_url(redis_url)
+        stack.callback(client.close)
+        try:
+            if replay_exists(client, rid):
+                fail(f"replay id {rid!r} is already in Redis at {redis_url} (keys txm:{{{rid}}}:*): replays never "
+                     "share a namespace; choose another --replay-id")
+        except redis.RedisError as e:
+            fail(f"cannot reach Redis at {redis_url}: {e}", code=1)
+        try:
+            setup = prepare_topics(bootstrap, settings)
+        except ProducerError as e:
+            fail(str(e), code=1)
+        where = "embedded Tansu + redis-server" if embedded else f"Kafka {bootstrap}, Redis {redis_url}"
+        console.print(f"replay [bold]{rid}[/]: steps {plan.first_step}..{plan.last_step}, {plan.count:,} "
+                      f"transactions on {where}; its Redis namespace is txm:{{{rid}}}:*, its report goes to {out}",
+                      highlight=False)
+
+        worker = None
+        if embedded:
+            run_dir = Path(tempfile.mkdtemp(prefix=f"txmon-replay-{rid}-"))
+            env = worker_env(settings, bootstrap, redis_url, settings.model_dir, manifest.version,
+                             app_id=f"txmon-replay-{rid}", web_port=free_port())
+            worker = stack.enter_context(WorkerProcess(env, run_dir))
+            with err_console.status("waiting for the embedded worker to join its consumer group ..."):
+                deadline = time.monotonic() + 90
+                while not worker.ready():
+                    _check(worker)
+                    if time.monotonic() > deadline:
+                        fail(f"the embedded worker was not ready after 90 s; its log: {worker.log_path}", code=1)
+                    time.sleep(0.1)
+
+        def check() -> None:
+            if worker is not None:
+                _check(worker)
+
+        try:
+            collector = AlertCollector(bootstrap, settings.topic_alerts, rid)
+        except ReplayRunError as e:
+            fail(str(e), code=1)
+        stack.callback(collector.stop)
+        collector.start()
+        t0 = time.monotonic()
+        summary = send_with_progress(plan, bootstrap, settings, rate, setup, check=check)
+        timings["send_s"] = summary.seconds
+        try:
+            with err_console.status("waiting for the worker to pass replay_end ...") as status:
+                def progress(ended: int, steps: int) -> None:
+                    status.update(f"waiting for the worker: {steps} of {plan.last_step - plan.first_step + 1} steps "
+                                  f"finalised, {ended} of {setup.partitions} partitions past replay_end")
+
+                wait_end(client, rid, setup.partitions, timeout, check=check, progress=progress)
+            timings["pipeline_s"] = time.monotonic() - t0
+            expected = sum(published_alerts(client, rid).values())
+            alerts = collector.wait_for(expected, timeout=60)
+        except (ReplayRunError, WorkerDied) as e:
+            fail(str(e), code=1)
+        stats = stored_stats(client, rid)
+        collector.stop()
+
+    version = manifest.version if manifest else (alerts[0].model_version if alerts else "unknown")
+    threshold = manifest.threshold if manifest else (alerts[0].threshold if alerts else float("nan"))
+    meta = {
+        "services": "embedded" if embedded else "configured",
+        "transactions sent": summary.events,
+        "send seconds": round(timings["send_s"], 2),
+        "seconds to replay_end": round(timings["pipeline_s"], 2),
+        "throughput tx/s": round(summary.events / timings["pipeline_s"], 1) if timings["pipeline_s"] else None,
+        "malformed alert records skipped": collector.malformed,
+    }
+    rep = build_report(ds, alerts, stats, replay_id=rid, first_step=plan.first_step, last_step=plan.last_step,
+                       model_version=version, threshold=threshold, meta=meta)
+    paths = write_report(rep, out)
+    _print_summary(rid, rep, paths, meta)
+
+
+def _check(worker) -> None:  # noqa: ANN001
+    from replay.run import ReplayRunError
+    from txmon.cli.live import WorkerDied
+
+    try:
+        worker.check_alive()
+    except WorkerDied as e:
+        raise ReplayRunError(str(e)) from None
+
+
+def _configured_model(settings: Settings):  # noqa: ANN202
+    """The manifest of the model the running workers serve, if this machine can see their store (else None:
+    version and threshold are then read off the alerts)."""
+    from model_store.registry import ModelStore, ModelStoreError
+
+    try:
+        return ModelStore(settings.model_dir).manifest(settings.model_version, model_type="gcn")
+    except ModelStoreError:
+        return None
+
+
+def _print_summary(rid: str, rep, paths: dict[str, Path], meta: dict) -> None:  # noqa: ANN001
+    table = Table(title=f"replay {rid}", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    for key, value in meta.items():
+        table.add_row(key, f"{value:,}" if isinstance(value, int | float) else str(value))
+    for line in rep.summary_lines():
+        table.add_row(*line)
+    for name, path in sorted(paths.items()):
+        table.add_row(name, str(path))
+    console.print(table)
