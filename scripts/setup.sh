@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Sets up everything txmon needs on a fresh machine: redis-server, a virtualenv with the CPU
+# Sets up everything txmon needs on a fresh machine: redis-server, docker-compose, a virtualenv with the CPU
 # build of torch, and the project with its dev extras. Safe to run again (it skips what is there).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,13 +8,20 @@ PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
 TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}  # other specs pull several GB of CUDA wheels
 
-if ! command -v redis-server >/dev/null 2>&1; then
+# System packages, checked on every run (before the stamp check below): redis-server for the tests'
+# embedded Redis, docker-compose (Debian's, v1) so tests/test_deploy.py can validate docker-compose.yml
+# with `docker-compose config` without a Docker engine. --no-install-recommends: docker-compose
+# recommends docker.io, the engine, which nothing here uses.
+missing=()
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
+if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "setup: installing redis-server (apt)"
+    echo "setup: installing ${missing[*]} (apt)"
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   else
-    echo "setup: redis-server is missing; install it (e.g. sudo apt-get install redis-server) and run again" >&2
+    echo "setup: ${missing[*]} missing; install (e.g. sudo apt-get install ${missing[*]}) and run again" >&2
     exit 1
   fi
 fi

@@ -12,6 +12,7 @@ from txmon.cli.models import models_app
 from txmon.cli.produce import produce
 from txmon.cli.replay import replay
 from txmon.cli.top import top
+from txmon.cli.topics import topics_app
 from txmon.cli.train import evaluate, train
 from txmon.cli.worker import worker
 
@@ -24,6 +25,7 @@ app = typer.Typer(
 )
 app.add_typer(data_app, name="data")
 app.add_typer(models_app, name="models")
+app.add_typer(topics_app, name="topics")
 app.command()(demo)
 app.command()(analyze)
 app.command()(train)
