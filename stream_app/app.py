@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -74,6 +75,7 @@ stats_topic = app.topic(settings.topic_stats, key_type=bytes, value_type=bytes)
 dead_letter_topic = app.topic(settings.topic_dead_letter, key_type=bytes, value_type=bytes)
 
 _processor: Processor | None = None
+_processor_lock = threading.Lock()
 # route() runs here, off the event loop: while a batch is processed (numpy, torch and Redis I/O let go
 # of the GIL), Faust keeps fetching and decoding the next one, and the web views stay responsive.
 # One thread, so batches are processed in order, one at a time, as they were consumed.
@@ -83,14 +85,19 @@ _route_thread = ThreadPoolExecutor(1, thread_name_prefix="txmon-route")
 def processor() -> Processor:
     """Built on first use, so importing the app (e.g. for ``--help``) needs no Redis or model."""
     global _processor
-    if _processor is None:
-        if not settings.redis_url:
-            raise RuntimeError("TXMON_REDIS_URL is not set: the worker keeps its graph in Redis")
-        model = LoadedModel.from_store(settings.model_dir, settings.model_version)
-        log.info("serving %s (threshold %.3f) from %s", model.version, model.threshold, settings.model_dir)
-        metrics.MODEL_INFO.labels(model.version).set(1)
-        _processor = Processor(connect(settings.redis_url), model)
+    with _processor_lock:  # the route thread and a web view may ask first at the same time
+        if _processor is None:
+            _processor = _build_processor()
     return _processor
+
+
+def _build_processor() -> Processor:
+    if not settings.redis_url:
+        raise RuntimeError("TXMON_REDIS_URL is not set: the worker keeps its graph in Redis")
+    model = LoadedModel.from_store(settings.model_dir, settings.model_version)
+    log.info("serving %s (threshold %.3f) from %s", model.version, model.threshold, settings.model_dir)
+    metrics.MODEL_INFO.labels(model.version).set(1)
+    return Processor(connect(settings.redis_url), model)
 
 
 async def publish(out: Outputs) -> None:

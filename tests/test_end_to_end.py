@@ -253,6 +253,96 @@ def test_alerts_agree_with_the_scores(pipeline: Pipeline, first_replay: FirstRep
           f"{len(kinds['retracted'])} retracted; {len(flagged)} of {ds.n_nodes} flagged at the final score")
 
 
+# -- the worker's web server: views and metrics ----------------------------------------------------------------------
+
+
+def _get_json(worker: WorkerProcess, path: str) -> tuple[int, object]:
+    status, body = worker.get(path)
+    return status, json.loads(body)
+
+
+def test_web_views_answer_for_known_and_unknown_ids(pipeline: Pipeline, first_replay: FirstReplay) -> None:
+    w = pipeline.worker
+    status, health = _get_json(w, "/health")
+    assert status == 200 and health["status"] == "ok" and health["model_version"] == pipeline.model.version
+
+    # a transaction with neighbours: its final score is the offline GCN's, its neighbours the data set's
+    src, dst = pipeline.ds.edge_rows[:, 0], pipeline.ds.edge_rows[:, 1]
+    row = int(src[0])
+    status, tx = _get_json(w, f"/tx/{pipeline.ds.tx_ids[row]}?replay={R1}")
+    assert status == 200, tx
+    assert tx["step"] == pipeline.ds.steps[row] and tx["step_closed"] is True
+    assert abs(tx["final_score"] - pipeline.offline[row]) <= TOL
+    want = {int(pipeline.ds.tx_ids[r]) for r in np.r_[dst[src == row], src[dst == row]]}
+    assert {n["tx_id"] for n in tx["neighbours"]} == want
+    assert ("arrival" in tx["alerts"]) == (tx["arrival_score"] >= pipeline.model.threshold)
+
+    unknown = int(pipeline.ds.tx_ids.max()) + 1
+    for path, code, fragment in [(f"/tx/{unknown}?replay={R1}", 404, f"transaction {unknown} is not in replay"),
+                                 ("/tx/abc", 400, "positive integer"), ("/tx/5?replay=nope", 404, "no replay 'nope'"),
+                                 ("/alerts?kind=maybe", 400, "kind must be one of"), ("/alerts?limit=x", 400, "limit"),
+                                 (f"/stats?replay={R1}&step=x", 400, "step must be"),
+                                 (f"/stats?replay={R1}&step=50", 404, "no statistics for step 50")]:
+        status, body = _get_json(w, path)
+        assert status == code and fragment in body["error"], (path, status, body)
+
+    status, alerts = _get_json(w, f"/alerts?limit=3&replay={R1}")
+    assert status == 200 and len(alerts) == 3 and all(Alert.model_validate(a).replay_id == R1 for a in alerts)
+    status, stats = _get_json(w, f"/stats?replay={R1}")
+    assert status == 200 and StepStats.model_validate(stats).step == 49
+    assert stats["nodes_step"] == int(np.sum(pipeline.ds.steps == 49))
+
+
+def _scraped_series(worker: WorkerProcess) -> dict[str, float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    status, body = worker.get("/metrics")
+    assert status == 200
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(body.decode()):
+        for s in family.samples:
+            out[s.name] = out.get(s.name, 0.0) + s.value
+    return out
+
+
+def test_metrics_expose_every_series_the_dashboard_queries(pipeline: Pipeline, first_replay: FirstReplay) -> None:
+    import re
+
+    from stream_app.metrics import exported_series
+
+    series = _scraped_series(pipeline.worker)
+    assert exported_series() <= set(series), exported_series() - set(series)
+    dashboard = (Path(__file__).parents[1] / "ops" / "grafana" / "dashboards" / "txmon.json").read_text()
+    queried = set(re.findall(r"txmon_[a-z_]+", dashboard))
+    assert queried and queried <= set(series), queried - set(series)
+    assert series["txmon_events_processed_total"] >= pipeline.ds.n_nodes
+    assert series["txmon_steps_finalised_total"] >= 49
+    assert series["txmon_current_step"] >= 1
+
+
+def test_top_shows_the_live_worker(pipeline: Pipeline, first_replay: FirstReplay) -> None:
+    import subprocess
+    import sys
+    import time
+
+    top = subprocess.Popen([sys.executable, "-m", "txmon", "top", "--url", f"{pipeline.worker.web_url}/metrics",
+                            "--interval", "1", "--iterations", "4", "--json"], stdout=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1.5)  # top has taken its first scrape: the replay falls inside its intervals
+        pipeline.replay("e2e-top", first_step=30, last_step=49)
+        pipeline.wait_until_done("e2e-top", n_steps=20)
+        out, _ = top.communicate(timeout=30)
+    finally:
+        top.kill()
+    assert top.returncode == 0
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert len(lines) == 4 and all(line["errors"] == {} for line in lines)
+    seen = [line["all"] for line in lines]
+    assert max(f["events_per_s"] for f in seen) > 0
+    assert seen[-1]["events_total"] >= pipeline.ds.n_nodes + int(np.sum(pipeline.ds.steps >= 30))
+    assert seen[-1]["model_versions"] == [pipeline.model.version]
+
+
 def _expected_counts(pipeline: Pipeline) -> tuple[dict[int, int], dict[int, int]]:
     ds = pipeline.ds
     e = ds.edge_rows
