@@ -307,7 +307,8 @@ def _run(data: Path | None, scale: float, seed: int, epochs: int, rate: float | 
 def _print_summary(state, summary, timings, manifest, ds, test_mask, worker_code, log_path, run_dir):  # noqa: ANN001, ANN202
     from rich.table import Table
 
-    from txmon.cli.live import KINDS, alerted_sets, dump_json, evaluate_alerts, latency_percentiles
+    from replay.report.evaluate import KINDS, alerted_sets, evaluate_alerts, latency_percentiles
+    from txmon.cli.live import dump_json
 
     alerts = list(state.alerts.values())
     kinds = state.kind_counts()
@@ -356,8 +357,8 @@ def _print_summary(state, summary, timings, manifest, ds, test_mask, worker_code
         for col in ("test P", "test R", "test F1"):
             m.add_column(col, justify="right")
 
-    def f(x: float) -> str:
-        return "–" if x != x else f"{x:.3f}"  # NaN → dash
+    def f(x: float | None) -> str:
+        return "–" if x is None else f"{x:.3f}"  # undefined → dash
 
     for name, row in scores.items():
         s = row["replayed"]
@@ -377,6 +378,6 @@ def _print_summary(state, summary, timings, manifest, ds, test_mask, worker_code
         "replay_id": state.replay_id, "events": summary.events, "elapsed_s": elapsed, "throughput_tx_s": throughput,
         "send_s": summary.seconds, "alerts": {k: kinds[k] for k in KINDS}, "alerted": n_flagged,
         "model": manifest.version, "timings": timings, "worker_exit_code": worker_code,
-        "metrics": {name: {k: vars(v) for k, v in row.items()} for name, row in scores.items()},
+        "metrics": {name: {k: v.model_dump() for k, v in row.items()} for name, row in scores.items()},
     })
     console.print(f"summary.json and the worker log are in {run_dir}", highlight=False)

@@ -1,7 +1,7 @@
 """The demo's moving parts: the worker subprocess, the alert/stats follower and the live terminal view.
 
-``txmon demo`` (txmon/cli/demo.py) wires them together; nothing here reads labels except
-``evaluate_alerts``, which the demo calls once everything has arrived.
+``txmon demo`` (txmon/cli/demo.py) wires them together; nothing here reads labels: the demo's summary
+evaluates the alerts with ``replay.report.evaluate`` once everything has arrived.
 """
 
 from __future__ import annotations
@@ -20,16 +20,15 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 from pydantic import ValidationError
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from replay.report.evaluate import KINDS
 from txmon.contracts import Alert, StepStats
 from txmon.settings import Settings
 
-KINDS = ("arrival", "final", "retracted")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -366,80 +365,6 @@ def render(state: DemoState, worker: WorkerProcess, max_rows: int) -> Group:
         nbs = ", ".join(f"{n.tx_id}: {n.weight:+.2f}" for n in a.neighbours[:3]) or "–"
         latest.add_row(str(a.tx_id), str(a.step), a.kind, f"{score:.3f}", f"{a.threshold:.3f}", nbs)
     return Group(status, steps, latest)
-
-
-# -- the summary ------------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Scores:
-    precision: float
-    recall: float
-    f1: float
-    tp: int
-    fp: int
-    fn: int
-    n: int  # labelled transactions evaluated
-
-
-def _scores(alerted: np.ndarray, illicit: np.ndarray) -> Scores:
-    tp = int(np.sum(alerted & illicit))
-    fp = int(np.sum(alerted & ~illicit))
-    fn = int(np.sum(~alerted & illicit))
-    p = tp / (tp + fp) if tp + fp else float("nan")
-    r = tp / (tp + fn) if tp + fn else float("nan")
-    f1 = 2 * p * r / (p + r) if tp else (0.0 if tp + fp + fn else float("nan"))
-    return Scores(p, r, f1, tp, fp, fn, int(alerted.size))
-
-
-def alerted_sets(alerts: list[Alert]) -> dict[str, set[int]]:
-    """The transactions each reading of the alerts flags.
-
-    ``alerts``: arrival or final alert and no retraction (the verdict once every step closed);
-    ``arrival``: as first raised, retractions ignored; ``final only``: raised at step close only.
-    """
-    by_kind: dict[str, set[int]] = {k: set() for k in KINDS}
-    for a in alerts:
-        by_kind[a.kind].add(a.tx_id)
-    return {
-        "alerts (arrival + final − retracted)": (by_kind["arrival"] | by_kind["final"]) - by_kind["retracted"],
-        "arrival alerts as raised": by_kind["arrival"],
-        "final-score alerts only": by_kind["final"],
-    }
-
-
-def evaluate_alerts(ds, alerts: list[Alert], first_step: int, last_step: int,  # noqa: ANN001
-                    test_mask: np.ndarray | None = None) -> dict[str, dict[str, Scores]]:
-    """Precision/recall/F1 of each alerted set against the held-back labels (illicit = positive).
-
-    Over the labelled transactions of the replayed steps, and, with ``test_mask``, over the
-    served model's test set only (transactions it never saw in training).
-    """
-    from replay.elliptic_format import ILLICIT, UNKNOWN
-
-    replayed = (ds.labels != UNKNOWN) & (ds.steps >= first_step) & (ds.steps <= last_step)
-    illicit = ds.labels == ILLICIT
-    out: dict[str, dict[str, Scores]] = {}
-    for name, ids in alerted_sets(alerts).items():
-        flagged = np.zeros(ds.n_nodes, dtype=bool)
-        if ids:
-            arr = np.fromiter(ids, dtype=np.int64, count=len(ids))
-            known = ds.index.contains(arr)
-            flagged[ds.index.rows(arr[known])] = True
-        row = {"replayed": _scores(flagged[replayed], illicit[replayed])}
-        if test_mask is not None:
-            m = test_mask & replayed
-            row["test"] = _scores(flagged[m], illicit[m])
-        out[name] = row
-    return out
-
-
-def latency_percentiles(alerts: list[Alert], kind: str = "arrival") -> tuple[float, float] | None:
-    """p50 and p95 of (alert emitted − transaction sent), seconds."""
-    lat = np.array([a.processing_time - a.event_time for a in alerts if a.kind == kind])
-    if lat.size == 0:
-        return None
-    return float(np.percentile(lat, 50)), float(np.percentile(lat, 95))
 
 
 def child_processes(pid: int | None = None) -> dict[int, str]:
