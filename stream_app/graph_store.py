@@ -279,6 +279,11 @@ class GraphStore:
             return None
         return int(v) >> SEQ_BITS, int(v) & ((1 << SEQ_BITS) - 1)
 
+    def read_graph(self, keys: StepKeys) -> StepGraph:
+        """The step graph as it stands, in one round trip."""
+        seen, scored, log = self._pipeline(lambda pipe: [pipe.get(k) for k in (keys.seen, keys.scored, keys.edges)])
+        return StepGraph.decode(seen, scored, log)
+
     def read_records(self, keys: StepKeys, seqs: NDArray[np.int64]) -> NDArray:
         """Records of arrived ``seqs``: one GETRANGE per chunk touched, one round trip."""
         seqs = np.asarray(seqs, dtype=np.int64)
@@ -335,7 +340,7 @@ class GraphStore:
 
 
 class FeatureCache:
-    """Scaled features and tx ids of arrived nodes, per step, in this worker's memory.
+    """Scaled features, tx ids and event times of arrived nodes, per step, in this worker's memory.
 
     A node's record never changes once written, so caching it is safe; the worker's own events fill
     the cache and only other workers' nodes are read from Redis. An optimisation only: nothing here
@@ -345,32 +350,39 @@ class FeatureCache:
     def __init__(self, n_features: int, max_steps: int = 4) -> None:
         self.n_features = n_features
         self.max_steps = max_steps
-        self._steps: dict[StepKeys, tuple[NDArray[np.float32], NDArray[np.int64], NDArray[np.bool_]]] = {}
+        self._steps: dict[StepKeys, tuple[NDArray[np.float32], NDArray, NDArray[np.bool_]]] = {}
 
-    def _arrays(self, keys: StepKeys, size: int) -> tuple[NDArray[np.float32], NDArray[np.int64], NDArray[np.bool_]]:
-        x, ids, have = self._steps.pop(keys, (np.zeros((0, self.n_features), np.float32), np.zeros(0, np.int64),
-                                              np.zeros(0, bool)))
+    def _arrays(self, keys: StepKeys, size: int) -> tuple[NDArray[np.float32], NDArray, NDArray[np.bool_]]:
+        """(scaled features, (tx id, event time) records, have) of the step, grown to ``size`` seqs."""
+        x, meta, have = self._steps.pop(keys, (np.zeros((0, self.n_features), np.float32), np.zeros(0, _META),
+                                               np.zeros(0, bool)))
         if size > have.size:  # grow by doubling
             cap = max(size, 2 * have.size, 256)
             x = np.concatenate([x, np.zeros((cap - have.size, self.n_features), np.float32)])
-            ids = np.concatenate([ids, np.zeros(cap - have.size, np.int64)])
+            meta = np.concatenate([meta, np.zeros(cap - have.size, _META)])
             have = np.concatenate([have, np.zeros(cap - have.size, bool)])
-        self._steps[keys] = (x, ids, have)  # most recently used last
+        self._steps[keys] = (x, meta, have)  # most recently used last
         while len(self._steps) > self.max_steps:
             del self._steps[next(iter(self._steps))]
-        return x, ids, have
+        return x, meta, have
 
-    def put(self, keys: StepKeys, seqs: NDArray[np.int64], x: NDArray[np.float32], ids: NDArray[np.int64]) -> None:
-        cx, cids, have = self._arrays(keys, int(seqs.max()) + 1 if seqs.size else 0)
-        cx[seqs], cids[seqs], have[seqs] = x, ids, True
+    def put(self, keys: StepKeys, seqs: NDArray[np.int64], x: NDArray[np.float32], records: NDArray) -> None:
+        """``records``: RECORD rows (or anything with tx_id and event_time fields) of ``seqs``."""
+        cx, meta, have = self._arrays(keys, int(seqs.max()) + 1 if seqs.size else 0)
+        cx[seqs], have[seqs] = x, True
+        meta["tx_id"][seqs], meta["event_time"][seqs] = records["tx_id"], records["event_time"]
 
     def missing(self, keys: StepKeys, seqs: NDArray[np.int64]) -> NDArray[np.int64]:
         _, _, have = self._arrays(keys, int(seqs.max()) + 1 if seqs.size else 0)
         return seqs[~have[seqs]]
 
-    def get(self, keys: StepKeys, seqs: NDArray[np.int64]) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
-        x, ids, _ = self._arrays(keys, int(seqs.max()) + 1 if seqs.size else 0)
-        return x[seqs], ids[seqs]
+    def get(self, keys: StepKeys, seqs: NDArray[np.int64]) -> tuple[NDArray[np.float32], NDArray]:
+        """(scaled features, records with tx_id and event_time) of cached ``seqs``."""
+        x, meta, _ = self._arrays(keys, int(seqs.max()) + 1 if seqs.size else 0)
+        return x[seqs], meta[seqs]
 
     def drop(self, keys: StepKeys) -> None:
         self._steps.pop(keys, None)
+
+
+_META = np.dtype([("tx_id", "<i8"), ("event_time", "<f8")])

@@ -63,4 +63,6 @@ def proc(redis_client: redis.Redis):  # noqa: ANN201
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     scaler = Scaler(rng.normal(size=N_FEATURES), np.abs(rng.normal(size=N_FEATURES)) + 0.5)
-    return Processor(redis_client, LoadedModel(GCN(N_FEATURES, hidden=8).eval(), scaler, 0.0, "gcn-test"))
+    # window_size 1: every transaction is scored as soon as it and those before it have arrived
+    return Processor(redis_client, LoadedModel(GCN(N_FEATURES, hidden=8).eval(), scaler, 0.0, "gcn-test"),
+                     window_size=1)

@@ -131,7 +131,7 @@ def test_a_batch_of_bad_records_among_good_ones_keeps_the_good_ones(proc: Proces
     and the valid ones are processed (nothing raises, nothing is lost)."""
     batch, good = [], 0
     for i, (value, _) in enumerate(BAD.values()):
-        batch.append(msg(tx(seq=2 * i), offset=2 * i))
+        batch.append(msg(tx(seq=i), offset=2 * i))  # consecutive seqs: each arrival window is complete
         good += 1
         batch.append(msg(value, offset=2 * i + 1))
     out = route(proc, batch, MAX_BYTES)

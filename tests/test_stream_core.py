@@ -163,31 +163,61 @@ def test_final_scores_equal_the_offline_gcn(r: redis.Redis, ds: EllipticDataset,
         np.testing.assert_allclose(fin[seq[[rows[i] for i in res.tx_ids.tolist()]]], res.final_scores, atol=TOL)
 
 
-@pytest.mark.parametrize("arrival", ["replay order", "shuffled", "two workers"])
-def test_arrival_score_is_the_gcn_on_the_graph_arrived_so_far(r: redis.Redis, ds: EllipticDataset,
-                                                               arrival: str) -> None:
-    """After each batch, its new transactions' scores equal the GCN on the graph induced by the arrived nodes.
+WINDOW = 16  # small arrival windows, so that the test steps (~100-450 transactions) have many
 
-    Shuffled: edges name neighbours that have not arrived (they must not count). Two workers: each
-    has its own feature cache, so neighbours come from Redis.
+
+def expected_arrival(ds: EllipticDataset, model: LoadedModel, window: int) -> np.ndarray:
+    """Per row: the GCN on its step's rows with seq < the end of its arrival window."""
+    seq = step_seqs(ds)
+    out = np.zeros(ds.n_nodes)
+    for t in np.unique(ds.steps):
+        in_step = np.flatnonzero(ds.steps == t)
+        for w in np.unique(seq[in_step] // window):
+            rows = np.sort(in_step[seq[in_step] < (w + 1) * window])
+            members = in_step[seq[in_step] // window == w]
+            out[members] = offline_on(ds, model, rows)[np.searchsorted(rows, members)]
+    return out
+
+
+@pytest.mark.parametrize("arrival", ["replay order", "shuffled", "two workers"])
+def test_arrival_scores_depend_only_on_the_data(r: redis.Redis, ds: EllipticDataset, arrival: str) -> None:
+    """A transaction's arrival score is the GCN on its step's transactions up to the end of its arrival window,
+    whatever the batching, the order of arrival or the number of workers (so replays are repeatable). A window
+    is scored as soon as it and every window before it have arrived — the step's last one at step close.
+
+    Shuffled: edges name neighbours that have not arrived yet. Two workers: each has its own feature cache,
+    so a window completed by one worker may hold the other's transactions, read from Redis.
     """
     model, _ = make_model(ds)
     rng = np.random.default_rng(1)
     events = replay_events(ds, "arr")
     if arrival == "shuffled":
         events = [events[i] for i in rng.permutation(len(events))]
-    procs = [Processor(r, model), Processor(r, model)] if arrival == "two workers" else [Processor(r, model)]
+    procs = [Processor(r, model, window_size=WINDOW) for _ in range(2 if arrival == "two workers" else 1)]
     rows, seq = row_of(ds), step_seqs(ds)
-    arrived: set[int] = set()
+    arrived = np.zeros(ds.n_nodes, dtype=bool)
     for k, b in enumerate(batches(events, rng, 1, 90)):
         procs[k % len(procs)].process_batch(b)
-        arrived |= {rows[e.tx_id] for e in b}
-        for step in {e.step for e in b}:
-            in_step = np.array(sorted(i for i in arrived if ds.steps[i] == step))
-            expected = offline_on(ds, model, in_step)
-            got = stored(r, "arr", step, "arr")
-            new = np.array([rows[e.tx_id] for e in b if e.step == step])
-            np.testing.assert_allclose(got[seq[new]], expected[np.searchsorted(in_step, new)], atol=TOL, rtol=0)
+        arrived[[rows[e.tx_id] for e in b]] = True
+        for t in {e.step for e in b}:
+            in_step = np.flatnonzero(ds.steps == t)
+            by_seq = np.zeros(in_step.size, dtype=bool)
+            by_seq[seq[in_step]] = arrived[in_step]
+            prefix = int(np.argmin(by_seq)) if not by_seq.all() else by_seq.size
+            ready = prefix - prefix % WINDOW
+            got = stored(r, "arr", int(t), "arr")
+            scored = np.zeros(in_step.size, dtype=bool)
+            scored[: got.size] = got != 0
+            assert np.array_equal(scored[:ready], np.ones(ready, bool)), "a complete window was left unscored"
+            assert not scored[ready:].any(), "a window was scored before it was complete"
+    for t in np.unique(ds.steps):
+        procs[0].on_step_end("arr", int(t), 0, 1)
+    want = expected_arrival(ds, model, WINDOW)
+    got = np.zeros(ds.n_nodes)
+    for t in np.unique(ds.steps):
+        in_step = np.flatnonzero(ds.steps == t)
+        got[in_step] = stored(r, "arr", int(t), "arr")[seq[in_step]]
+    np.testing.assert_allclose(got, want, atol=TOL, rtol=0)
 
 
 # ---------------------------------------------------------------- at-least-once
@@ -422,7 +452,7 @@ def test_records_round_trip_in_full_size_chunks(r: redis.Redis, redis_url: str, 
 
 def test_scripts_are_reloaded_after_a_script_flush(r: redis.Redis, ds: EllipticDataset) -> None:
     model, _ = make_model(ds)
-    proc = Processor(r, model)
+    proc = Processor(r, model, window_size=10)  # each batch completes a window: both are scored at once
     events = replay_events(ds, "fl")
     proc.process_batch(events[:10])
     r.script_flush()
@@ -454,7 +484,7 @@ def test_two_workers_on_the_same_events_at_once(r: redis.Redis, redis_url: str, 
     alerts: list = []
 
     def work(client: redis.Redis) -> None:
-        proc = Processor(client, model)
+        proc = Processor(client, model, window_size=10)  # 50-transaction steps: five complete windows each
         barrier.wait()
         for b in chunks:
             alerts.extend(proc.process_batch(b))

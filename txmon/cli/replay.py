@@ -117,7 +117,10 @@ def _run(settings: Settings, data: Path, out: Path, from_step: int | None, to_st
             with err_console.status("waiting for the embedded worker to join its consumer group ..."):
                 deadline = time.monotonic() + 90
                 while not worker.ready():
-                    _check(worker)
+                    try:
+                        worker.check_alive()
+                    except WorkerDied as e:
+                        fail(str(e), code=1)
                     if time.monotonic() > deadline:
                         fail(f"the embedded worker was not ready after 90 s; its log: {worker.log_path}", code=1)
                     time.sleep(0.1)
@@ -188,13 +191,33 @@ def _configured_model(settings: Settings):  # noqa: ANN202
 
 
 def _print_summary(rid: str, rep, paths: dict[str, Path], meta: dict) -> None:  # noqa: ANN001
-    table = Table(title=f"replay {rid}", show_header=False, title_justify="left")
+    from replay.report import Report
+
+    assert isinstance(rep, Report)
+    table = Table(title=f"replay {rid}: steps {rep.header.first_step}..{rep.header.last_step}, model "
+                        f"{rep.header.model_version} (threshold {rep.header.threshold:.3f})",
+                  show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column()
+
+    def f(x: float | None) -> str:
+        return "–" if x is None else f"{x:.3f}"
+
     for key, value in meta.items():
         table.add_row(key, f"{value:,}" if isinstance(value, int | float) else str(value))
-    for line in rep.summary_lines():
-        table.add_row(*line)
-    for name, path in sorted(paths.items()):
-        table.add_row(name, str(path))
+    h = rep.header
+    table.add_row("labels joined", f"{h.labelled:,} of {h.transactions:,} transactions labelled, {h.illicit:,} illicit")
+    table.add_row("alerts", " · ".join(f"{k} {n:,}" for k, n in rep.alerts.by_kind.items()))
+    for verdict, sc in rep.metrics.overall.items():
+        table.add_row(f"{verdict} verdict", f"precision {f(sc.precision)} · recall {f(sc.recall)} · F1 {f(sc.f1)} "
+                                            f"(TP {sc.tp:,}, FP {sc.fp:,}, FN {sc.fn:,})")
+    lat = rep.latency.event_to_alert.get("arrival")
+    if lat is not None and lat.count:
+        table.add_row("event → arrival alert", f"p50 {f(lat.p50)} s · p99 {f(lat.p99)} s")
+    d = rep.densification
+    table.add_row("densification α", f"cumulative {f(d.alpha_cumulative)}, last {d.window} steps "
+                                     f"{f(d.alpha_window)}")
+    if rep.warnings:
+        table.add_row("warnings", "; ".join(f"{w.code} ({w.count})" for w in rep.warnings))
+    table.add_row("report", f"{paths['html']} (+ {paths['json'].name} and {len(paths) - 2} plots)")
     console.print(table)

@@ -1,0 +1,143 @@
+"""`txmon replay` end to end, on real parts: Tansu, redis-server and a worker subprocess (the running stack), and
+the embedded stack the command starts itself. The report's numbers are recomputed here by plain counting from
+the alert topic (read independently) and the data set's labels; two replays of one period give the same report.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import redis
+from e2e_helpers import TopicReader, WorkerProcess, gap_threshold, save_gcn, unique_settings, wait_for, worker_env
+
+from model_store.splits import temporal_split
+from model_store.train import TrainConfig, fit_gcn
+from producer.replay import prepare_topics
+from replay.elliptic import load_elliptic
+from replay.elliptic_format import ILLICIT, UNKNOWN
+from replay.synth import synthesize
+from txmon.contracts import Alert
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.filterwarnings("ignore:Sparse:UserWarning")]
+
+PARTITIONS = 4
+FIRST, LAST = 35, 49
+REDIS_DB = 7  # the session's redis-server, a database no other test uses
+
+
+def _txmon(*args: str, env: dict[str, str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "txmon", *args], env=env, cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def _comparable(report: dict) -> dict:
+    """What must not change between two replays of one period: everything but the replay id, the caller's
+    timings and the event→alert latencies."""
+    out = {k: v for k, v in report.items() if k != "latency"}
+    out["header"] = {k: v for k, v in report["header"].items() if k not in ("replay_id", "meta")}
+    return out
+
+
+def _counts(flagged: set[int], tx_ids: np.ndarray, illicit: np.ndarray) -> tuple[int, int, int]:
+    hit = np.isin(tx_ids, np.fromiter(flagged, dtype=np.int64, count=len(flagged)))
+    return int(np.sum(hit & illicit)), int(np.sum(hit & ~illicit)), int(np.sum(~hit & illicit))
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("replay-data")
+    synthesize(d, scale=0.02, seed=3)
+    return d
+
+
+def test_replay_report_is_repeatable_and_matches_the_alert_topic(data_dir: Path, kafka_bootstrap: str,
+                                                                 redis_url: str, tmp_path: Path) -> None:
+    ds = load_elliptic(data_dir, use_cache=False)
+    res = fit_gcn(ds, temporal_split(ds), TrainConfig("gcn", epochs=5, hidden=16, seed=0))
+    save_gcn(tmp_path / "models", res.state_dict, res.architecture, gap_threshold(res.scores, 0.10, min_gap=5e-4),
+             np.array(res.feature_mean), np.array(res.feature_std), ds.fingerprint)
+    url = f"{redis_url.rsplit('/', 1)[0]}/{REDIS_DB}"
+    redis.Redis.from_url(url).flushdb()
+    settings = unique_settings(kafka_bootstrap, url, tmp_path / "models", tag=uuid.uuid4().hex[:8],
+                               topic_partitions=PARTITIONS)
+    prepare_topics(kafka_bootstrap, settings)
+    env = worker_env(settings, app_id=f"replay-cli-{uuid.uuid4().hex[:6]}")
+    worker = WorkerProcess(env, tmp_path / "worker.log", tmp_path / "worker")
+    alerts = TopicReader(kafka_bootstrap, settings.topic_alerts, PARTITIONS)
+    try:
+        wait_for(worker.ready, 60, "the worker to join its group", worker=worker)
+        reports = {}
+        for rid in ("rep-a", "rep-b"):
+            r = _txmon("replay", "--data", str(data_dir), "--from-step", str(FIRST), "--to-step", str(LAST),
+                       "--report", str(tmp_path / rid), "--replay-id", rid, env=env, cwd=tmp_path)
+            assert r.returncode == 0, r.stdout + r.stderr + worker.tail()
+            assert f"replay {rid}" in r.stdout and "txm:{" + rid + "}" in r.stdout
+            reports[rid] = json.loads((tmp_path / rid / "report.json").read_text())
+            html = (tmp_path / rid / "report.html").read_text()
+            assert all((tmp_path / rid / png).is_file() and png in html for png in reports[rid]["plots"].values())
+
+        # The same replay id again is refused: replays never share a namespace.
+        again = _txmon("replay", "--data", str(data_dir), "--report", str(tmp_path / "x"), "--replay-id", "rep-a",
+                       env=env, cwd=tmp_path)
+        assert again.returncode != 0 and "already in Redis" in again.stderr
+        worker.check_alive()
+    finally:
+        worker.kill()
+
+    a, b = reports["rep-a"], reports["rep-b"]
+    assert _comparable(a) == _comparable(b)
+    assert a["header"]["meta"]["transactions sent"] == int(np.sum((ds.steps >= FIRST) & (ds.steps <= LAST)))
+
+    # Recomputed from the alert topic and the labels by counting.
+    wait_for(lambda: sum(json.loads(r.value)["replay_id"] == "rep-a" for r in alerts.records)
+             >= a["alerts"]["distinct"], 30, "rep-a's alerts", [alerts])
+    got = {al.alert_id: al for al in (Alert.model_validate_json(r.value) for r in alerts.records)
+           if al.replay_id == "rep-a"}
+    alerts.close()
+    kinds = {k: {al.tx_id for al in got.values() if al.kind == k} for k in ("arrival", "final", "retracted")}
+    assert a["alerts"]["by_kind"] == {k: len(v) for k, v in kinds.items()}
+    verdicts = {"arrival": kinds["arrival"], "final": (kinds["arrival"] | kinds["final"]) - kinds["retracted"]}
+    in_period = (ds.steps >= FIRST) & (ds.steps <= LAST) & (ds.labels != UNKNOWN)
+    per_step = {row["step"]: row for row in a["metrics"]["per_step"]}
+    for verdict, flagged in verdicts.items():
+        tp, fp, fn = _counts(flagged, ds.tx_ids[in_period], ds.labels[in_period] == ILLICIT)
+        overall = a["metrics"]["overall"][verdict]
+        assert (overall["tp"], overall["fp"], overall["fn"]) == (tp, fp, fn)
+        assert overall["precision"] == pytest.approx(tp / (tp + fp))
+        assert overall["recall"] == pytest.approx(tp / (tp + fn))
+        for t in range(FIRST, LAST + 1):
+            m = in_period & (ds.steps == t)
+            row = per_step[t][verdict]
+            assert (row["tp"], row["fp"], row["fn"]) == _counts(flagged, ds.tx_ids[m], ds.labels[m] == ILLICIT)
+    assert Counter(s["step"] for s in a["steps"]) == Counter(range(FIRST, LAST + 1))
+
+
+def test_replay_on_the_embedded_stack(data_dir: Path, tmp_path: Path) -> None:
+    """No Kafka or Redis configured: the command starts Tansu, redis-server and a worker, trains a model for
+    the data set (the store is empty), replays, reports, and stops everything it started."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TXMON_")}
+    env.update(PYTHONPATH=os.pathsep.join(p for p in (str(Path(__file__).parents[1]), env.get("PYTHONPATH")) if p),
+               TXMON_MODEL_DIR=str(tmp_path / "models"), TXMON_CACHE_DIR=str(tmp_path / "cache"))
+    before = _service_pids()
+    r = _txmon("replay", "--data", str(data_dir), "--from-step", "40", "--to-step", "45", "--report",
+               str(tmp_path / "report"), "--epochs", "5", env=env, cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "embedded" in r.stdout
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert (report["header"]["first_step"], report["header"]["last_step"]) == (40, 45)
+    assert [s["step"] for s in report["steps"]] == list(range(40, 46))
+    assert not _service_pids() - before, "processes left behind"
+
+
+def _service_pids() -> set[int]:
+    """Running Tansu brokers, redis-servers and txmon workers."""
+    r = subprocess.run(["pgrep", "-f", "tansu.* broker|redis-server|txmon worker"], capture_output=True, text=True)
+    return {int(p) for p in r.stdout.split()}
