@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import click
 import pytest
 from typer.main import get_command
 from typer.testing import CliRunner
@@ -18,9 +17,10 @@ runner = CliRunner()
 def _all_command_paths() -> list[list[str]]:
     paths: list[list[str]] = []
 
-    def walk(cmd: click.Command, prefix: list[str]) -> None:
+    def walk(cmd: object, prefix: list[str]) -> None:
         paths.append(prefix)
-        if isinstance(cmd, click.Group):
+        # typer >= 0.26 vendors click: its groups are not click.Group, so look for subcommands instead.
+        if isinstance(getattr(cmd, "commands", None), dict):
             for name, sub in cmd.commands.items():
                 walk(sub, [*prefix, name])
 
