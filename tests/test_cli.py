@@ -67,3 +67,16 @@ def test_describe_reports_bad_data_without_traceback(tmp_path: Path, monkeypatch
 def test_synth_rejects_out_of_range_steps(tmp_path: Path) -> None:
     result = runner.invoke(app, ["data", "synth", "--out", str(tmp_path), "--steps", "50"])
     assert result.exit_code == 2 and "--steps" in result.output
+
+
+def test_schema_prints_json_schema_or_writes_it(tmp_path: Path) -> None:
+    from txmon.schemas import RecordName, json_schema
+
+    result = runner.invoke(app, ["schema", "alert"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == json_schema(RecordName.alert)
+    out = tmp_path / "dl.json"
+    result = runner.invoke(app, ["schema", "dead-letter", "--out", str(out)])
+    assert result.exit_code == 0 and result.stdout == ""
+    assert json.loads(out.read_text(encoding="utf-8"))["$id"] == "urn:txmon:schema:dead-letter:v1"
+    assert runner.invoke(app, ["schema", "bogus"]).exit_code == 2

@@ -10,6 +10,7 @@ from txmon.cli.data import data_app
 from txmon.cli.demo import demo
 from txmon.cli.models import models_app
 from txmon.cli.produce import produce
+from txmon.cli.schema import schema
 from txmon.cli.train import evaluate, train
 from txmon.cli.worker import worker
 
@@ -28,6 +29,7 @@ app.command()(train)
 app.command()(evaluate)
 app.command()(produce)
 app.command()(worker)
+app.command()(schema)
 
 
 @app.command()
