@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from txmon import __version__
+from txmon.cli.alerts import alerts_app
 from txmon.cli.analyze import analyze
 from txmon.cli.data import data_app
 from txmon.cli.demo import demo
@@ -23,6 +24,7 @@ app = typer.Typer(
 )
 app.add_typer(data_app, name="data")
 app.add_typer(models_app, name="models")
+app.add_typer(alerts_app, name="alerts")
 app.command()(demo)
 app.command()(analyze)
 app.command()(train)
