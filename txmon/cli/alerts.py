@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from pydantic import ValidationError
@@ -26,6 +26,10 @@ from rich.text import Text
 from txmon.cli.common import err_console, fail
 from txmon.contracts import Alert
 from txmon.settings import Settings
+
+if TYPE_CHECKING:  # kafka is imported when a tail starts: `txmon --help` stays fast
+    from kafka import KafkaConsumer, TopicPartition
+    from kafka.consumer.fetcher import ConsumerRecord
 
 NO_BROKER = "no Kafka broker configured: set TXMON_KAFKA_BOOTSTRAP=host:port"
 COMMIT_EVERY_S = 5.0  # a named group's progress is committed this often (and on exit)
@@ -144,11 +148,11 @@ class Tail:
         self.bootstrap, self.topic, self.group = bootstrap, topic, group
         self.from_beginning, self.commit_offsets = from_beginning, commit
         self.started_ms = int(time.time() * 1000)
-        self.consumer: Any = None
-        self.known: set[Any] = set()  # assigned TopicPartitions already announced
-        self.stale_until_new: set[Any] = set()  # partitions placed at the (Tansu-wrong) end offset
-        self.done: dict[Any, int] = {}  # partition → offset after the last record handled
-        self.committed: dict[Any, int] = {}
+        self.consumer: KafkaConsumer | None = None
+        self.known: set[TopicPartition] = set()  # assigned partitions already announced
+        self.stale_until_new: set[TopicPartition] = set()  # partitions placed at the (Tansu-wrong) end offset
+        self.done: dict[TopicPartition, int] = {}  # partition → offset after the last record handled
+        self.committed: dict[TopicPartition, int] = {}
         self.last_commit = time.monotonic()
 
     def open(self) -> None:
@@ -180,19 +184,19 @@ class Tail:
         tail = self
 
         class Listener(ConsumerRebalanceListener):
-            def on_partitions_revoked(self, revoked: Iterable[Any]) -> None:
+            def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
                 tail.commit()  # the next owner resumes after what we printed
                 for tp in revoked:  # and we must not overwrite its progress later
                     tail.done.pop(tp, None)
                     tail.committed.pop(tp, None)
                     tail.stale_until_new.discard(tp)
 
-            def on_partitions_assigned(self, assigned: Iterable[Any]) -> None:
+            def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
                 pass
 
         self.consumer.subscribe([self.topic], listener=Listener())
 
-    def poll(self, timeout_ms: int = 500) -> list[Any]:
+    def poll(self, timeout_ms: int = 500) -> list[ConsumerRecord]:
         """The next records, oldest first per partition, after announcing any new assignment."""
         batches = self.consumer.poll(timeout_ms=timeout_ms)
         assigned = set(self.consumer.assignment())
@@ -203,7 +207,7 @@ class Tail:
             self.commit()
         return [r for records in batches.values() for r in records]
 
-    def _assigned(self, new: set[Any]) -> None:
+    def _assigned(self, new: set[TopicPartition]) -> None:
         if not new:
             return
         start = "from the beginning" if self.from_beginning else "from the latest offsets"
@@ -216,7 +220,7 @@ class Tail:
         parts = ",".join(str(tp.partition) for tp in sorted(self.known | new, key=lambda tp: tp.partition))
         _note(f"following {self.topic} at {self.bootstrap}: partitions {parts}, group {self.group}, {start}")
 
-    def stale(self, record: Any) -> bool:
+    def stale(self, record: ConsumerRecord) -> bool:
         """True for a record Tansu handed over from before the tail started (see the class docstring)."""
         tp = self._tp(record)
         if tp not in self.stale_until_new:
@@ -226,7 +230,7 @@ class Tail:
         self.stale_until_new.discard(tp)
         return False
 
-    def handled(self, record: Any) -> None:
+    def handled(self, record: ConsumerRecord) -> None:
         self.done[self._tp(record)] = record.offset + 1
 
     def commit(self) -> None:
@@ -256,7 +260,7 @@ class Tail:
             self.consumer = None
 
     @staticmethod
-    def _tp(record: Any) -> Any:
+    def _tp(record: ConsumerRecord) -> TopicPartition:
         from kafka import TopicPartition
 
         return TopicPartition(record.topic, record.partition)
