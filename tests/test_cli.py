@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import click
 import pytest
 from typer.main import get_command
 from typer.testing import CliRunner
@@ -18,9 +17,10 @@ runner = CliRunner()
 def _all_command_paths() -> list[list[str]]:
     paths: list[list[str]] = []
 
-    def walk(cmd: click.Command, prefix: list[str]) -> None:
+    def walk(cmd: object, prefix: list[str]) -> None:
         paths.append(prefix)
-        if isinstance(cmd, click.Group):
+        # typer >= 0.26 vendors click: its groups are not click.Group, so look for subcommands instead.
+        if isinstance(getattr(cmd, "commands", None), dict):
             for name, sub in cmd.commands.items():
                 walk(sub, [*prefix, name])
 
@@ -67,3 +67,16 @@ def test_describe_reports_bad_data_without_traceback(tmp_path: Path, monkeypatch
 def test_synth_rejects_out_of_range_steps(tmp_path: Path) -> None:
     result = runner.invoke(app, ["data", "synth", "--out", str(tmp_path), "--steps", "50"])
     assert result.exit_code == 2 and "--steps" in result.output
+
+
+def test_schema_prints_json_schema_or_writes_it(tmp_path: Path) -> None:
+    from txmon.schemas import RecordName, json_schema
+
+    result = runner.invoke(app, ["schema", "alert"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == json_schema(RecordName.alert)
+    out = tmp_path / "dl.json"
+    result = runner.invoke(app, ["schema", "dead-letter", "--out", str(out)])
+    assert result.exit_code == 0 and result.stdout == ""
+    assert json.loads(out.read_text(encoding="utf-8"))["$id"] == "urn:txmon:schema:dead-letter:v1"
+    assert runner.invoke(app, ["schema", "bogus"]).exit_code == 2

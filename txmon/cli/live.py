@@ -26,6 +26,7 @@ from rich.table import Table
 from rich.text import Text
 
 from replay.report.evaluate import KINDS
+from txmon.cli.alerts import alert_score
 from txmon.contracts import Alert, StepStats
 from txmon.settings import Settings
 
@@ -361,9 +362,8 @@ def render(state: DemoState, worker: WorkerProcess, max_rows: int) -> Group:
                          ("threshold", "right"), ("top neighbours (tx: weight)", "left")):
         latest.add_column(col, justify=justify)
     for a in reversed(recent):
-        score = a.final_score if a.final_score is not None else a.arrival_score
         nbs = ", ".join(f"{n.tx_id}: {n.weight:+.2f}" for n in a.neighbours[:3]) or "–"
-        latest.add_row(str(a.tx_id), str(a.step), a.kind, f"{score:.3f}", f"{a.threshold:.3f}", nbs)
+        latest.add_row(str(a.tx_id), str(a.step), a.kind, f"{alert_score(a):.3f}", f"{a.threshold:.3f}", nbs)
     return Group(status, steps, latest)
 
 

@@ -1,0 +1,352 @@
+"""``txmon alerts tail``: follow the alert topic, filtered, as readable lines or JSON lines.
+
+The filter, parse and format functions are plain code (unit-tested without Kafka); ``Tail`` holds
+the kafka-python consumer. Records go to stdout, everything else to stderr, so ``--json`` output
+can be piped into ``jq`` or a script.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.text import Text
+
+from txmon.cli.common import err_console, fail
+from txmon.contracts import Alert
+from txmon.settings import Settings
+
+if TYPE_CHECKING:  # kafka is imported when a tail starts: `txmon --help` stays fast
+    from kafka import KafkaConsumer, TopicPartition
+    from kafka.consumer.fetcher import ConsumerRecord
+
+NO_BROKER = "no Kafka broker configured: set TXMON_KAFKA_BOOTSTRAP=host:port"
+COMMIT_EVERY_S = 5.0  # a named group's progress is committed this often (and on exit)
+
+alerts_app = typer.Typer(help="Read the alerts the worker publishes.", no_args_is_help=True)
+
+
+class AlertKind(StrEnum):
+    arrival = "arrival"
+    final = "final"
+    retracted = "retracted"
+
+
+# -- filter, parse, format: plain functions --------------------------------------------------------------------------
+
+
+def alert_score(alert: Alert) -> float:
+    """The score that decided the alert: the final score once the step is closed, else the arrival score."""
+    return alert.final_score if alert.final_score is not None else alert.arrival_score
+
+
+@dataclass(frozen=True)
+class AlertFilter:
+    kinds: frozenset[str] = frozenset()  # empty: every kind
+    min_score: float | None = None
+    replay_id: str | None = None
+
+    def __call__(self, alert: Alert) -> bool:
+        return ((not self.kinds or alert.kind in self.kinds)
+                and (self.min_score is None or alert_score(alert) >= self.min_score)
+                and (self.replay_id is None or alert.replay_id == self.replay_id))
+
+
+def parse_alert(value: bytes | None) -> Alert:
+    """An alert record's value → Alert; ValueError with a one-line reason if it is not one."""
+    if not value:
+        raise ValueError("empty record")
+    try:
+        return Alert.model_validate_json(value)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        more = f" (+{e.error_count() - 1} more)" if e.error_count() > 1 else ""
+        raise ValueError(f"{where + ': ' if where else ''}{first['msg']}{more}") from None
+
+
+KIND_STYLE = {"arrival": "yellow", "final": "bold red", "retracted": "green"}
+
+
+def _score(x: float | None) -> str:
+    return "  –  " if x is None else f"{x:.3f}"
+
+
+def format_alert(alert: Alert) -> Text:
+    """One line: emission time, kind, tx, step, scores, threshold, the neighbour that weighed most, replay."""
+    when = datetime.fromtimestamp(alert.processing_time).strftime("%H:%M:%S")
+    top = alert.neighbours[0] if alert.neighbours else None
+    neighbour = f"top {top.tx_id} ({top.weight:+.2f})" if top else "top –"
+    return Text.assemble(
+        (when, "dim"), " ", (f"{alert.kind:<9}", KIND_STYLE.get(alert.kind, "")),
+        f" tx {alert.tx_id:>10} step {alert.step:>2}",
+        f"  arrival {_score(alert.arrival_score)} final {_score(alert.final_score)}",
+        f" threshold {alert.threshold:.3f}  {neighbour}  ", (f"replay {alert.replay_id}", "dim"),
+    )
+
+
+# -- output ----------------------------------------------------------------------------------------------------------
+
+
+class _Stdout(Console):
+    def on_broken_pipe(self) -> None:
+        # rich would raise SystemExit(1) here; tail wants to stop like on --limit (commit, close, exit 0).
+        self.quiet = True
+        raise BrokenPipeError
+
+
+def make_writer(json_lines: bool) -> Callable[[Alert], None]:
+    """Writes one alert to stdout and flushes, so each line reaches a pipe at once."""
+    if json_lines:
+        out = sys.stdout.buffer
+
+        def write_json(alert: Alert) -> None:
+            out.write(alert.model_dump_json().encode() + b"\n")  # the record as published, on one line
+            out.flush()
+
+        return write_json
+    console = _Stdout(soft_wrap=True, highlight=False)  # no colours when piped: rich sees no terminal
+
+    def write_text(alert: Alert) -> None:
+        console.print(format_alert(alert))
+
+    return write_text
+
+
+def _note(message: str) -> None:
+    err_console.print(message, highlight=False, markup=False, soft_wrap=True)
+
+
+# -- the consumer ----------------------------------------------------------------------------------------------------
+
+
+class TailError(RuntimeError):
+    """Kafka could not be used."""
+
+
+class Tail:
+    """A kafka-python consumer in its own group on the alert topic.
+
+    Tansu (docs/tansu.md) reports a partition's end offset as the start of its last batch, so a
+    consumer placed "at the latest offset" is handed the rest of that batch. A partition that
+    starts there (no committed offset, no --from-beginning) therefore skips records stamped before
+    the tail started, until the first one that is not; on real Kafka this skips nothing.
+    """
+
+    def __init__(self, bootstrap: str, topic: str, group: str, from_beginning: bool, commit: bool) -> None:
+        self.bootstrap, self.topic, self.group = bootstrap, topic, group
+        self.from_beginning, self.commit_offsets = from_beginning, commit
+        self.started_ms = int(time.time() * 1000)
+        self.consumer: KafkaConsumer | None = None
+        self.known: set[TopicPartition] = set()  # assigned partitions already announced
+        self.stale_until_new: set[TopicPartition] = set()  # partitions placed at the (Tansu-wrong) end offset
+        self.done: dict[TopicPartition, int] = {}  # partition → offset after the last record handled
+        self.committed: dict[TopicPartition, int] = {}
+        self.last_commit = time.monotonic()
+
+    def open(self) -> None:
+        from kafka import KafkaConsumer
+        from kafka.consumer.subscription_state import ConsumerRebalanceListener
+        from kafka.errors import KafkaError
+
+        from producer.kafka_io import BOOTSTRAP_TIMEOUT_MS, ProducerError, check_reachable
+
+        try:
+            check_reachable(self.bootstrap)  # says why at once; kafka-python only times out
+        except ProducerError as e:
+            raise TailError(str(e)) from None
+        try:
+            self.consumer = KafkaConsumer(
+                bootstrap_servers=self.bootstrap, group_id=self.group, client_id="txmon-alerts-tail",
+                enable_auto_commit=False,  # we commit what we handled, see commit()
+                auto_offset_reset="earliest" if self.from_beginning else "latest",
+                session_timeout_ms=6000, heartbeat_interval_ms=1000,  # Tansu: joins take session / 2
+                fetch_max_wait_ms=200,  # Tansu sometimes holds a fetch for the whole wait
+                bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS, allow_auto_create_topics=False,
+                metadata_max_age_ms=5000,  # notice a topic created after we started
+            )
+            if self.topic not in self.consumer.topics():
+                _note(f"topic {self.topic} does not exist yet at {self.bootstrap} (TXMON_TOPIC_ALERTS names it); "
+                      f"waiting for it")
+        except KafkaError as e:
+            raise TailError(f"cannot reach Kafka at {self.bootstrap}: {e} (is a broker running there?)") from None
+        tail = self
+
+        class Listener(ConsumerRebalanceListener):
+            def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+                tail.commit()  # the next owner resumes after what we printed
+                for tp in revoked:  # and we must not overwrite its progress later
+                    tail.done.pop(tp, None)
+                    tail.committed.pop(tp, None)
+                    tail.stale_until_new.discard(tp)
+
+            def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+                pass
+
+        self.consumer.subscribe([self.topic], listener=Listener())
+
+    def poll(self, timeout_ms: int = 500) -> list[ConsumerRecord]:
+        """The next records, oldest first per partition, after announcing any new assignment."""
+        batches = self.consumer.poll(timeout_ms=timeout_ms)
+        assigned = set(self.consumer.assignment())
+        if assigned != self.known:
+            self._assigned(assigned - self.known)
+            self.known = assigned
+        if self.commit_offsets and time.monotonic() - self.last_commit > COMMIT_EVERY_S:
+            self.commit()
+        return [r for records in batches.values() for r in records]
+
+    def _assigned(self, new: set[TopicPartition]) -> None:
+        if not new:
+            return
+        start = "from the beginning" if self.from_beginning else "from the latest offsets"
+        for tp in new:
+            committed = self.consumer.committed(tp) if self.commit_offsets else None
+            if committed is None and not self.from_beginning:
+                self.stale_until_new.add(tp)
+            elif committed is not None:
+                start = "from the group's committed offsets"
+        parts = ",".join(str(tp.partition) for tp in sorted(self.known | new, key=lambda tp: tp.partition))
+        _note(f"following {self.topic} at {self.bootstrap}: partitions {parts}, group {self.group}, {start}")
+
+    def stale(self, record: ConsumerRecord) -> bool:
+        """True for a record Tansu handed over from before the tail started (see the class docstring)."""
+        tp = self._tp(record)
+        if tp not in self.stale_until_new:
+            return False
+        if record.timestamp is not None and 0 <= record.timestamp < self.started_ms:
+            return True
+        self.stale_until_new.discard(tp)
+        return False
+
+    def handled(self, record: ConsumerRecord) -> None:
+        self.done[self._tp(record)] = record.offset + 1
+
+    def commit(self) -> None:
+        """Commit (named groups only) the offsets after the records handled so far."""
+        self.last_commit = time.monotonic()
+        if not self.commit_offsets or self.consumer is None:
+            return
+        from kafka.errors import KafkaError
+        from kafka.structs import OffsetAndMetadata
+
+        todo = {tp: OffsetAndMetadata(off, "", -1) for tp, off in self.done.items() if self.committed.get(tp) != off}
+        if not todo:
+            return
+        try:
+            self.consumer.commit(todo)
+            self.committed.update((tp, om.offset) for tp, om in todo.items())
+        except KafkaError as e:  # e.g. a rebalance took the partitions away: their new owner goes on
+            _note(f"warning: could not commit the group's offsets: {e}")
+
+    def close(self) -> None:
+        if self.consumer is None:
+            return
+        try:
+            self.commit()
+        finally:
+            self.consumer.close(autocommit=False)
+            self.consumer = None
+
+    @staticmethod
+    def _tp(record: ConsumerRecord) -> TopicPartition:
+        from kafka import TopicPartition
+
+        return TopicPartition(record.topic, record.partition)
+
+
+def follow(tail: Tail, keep: AlertFilter, write: Callable[[Alert], None], limit: int | None) -> int:
+    """Print matching alerts until ``limit`` of them (forever without); returns how many were printed."""
+    printed = 0
+    while limit is None or printed < limit:
+        for record in tail.poll():
+            if tail.stale(record):
+                tail.handled(record)
+                continue
+            try:
+                alert = parse_alert(record.value)
+            except ValueError as e:
+                _note(f"warning: skipping malformed record at {record.topic} partition {record.partition} "
+                      f"offset {record.offset}: {e}")
+            else:
+                if keep(alert):
+                    write(alert)
+                    printed += 1
+            tail.handled(record)
+            if limit is not None and printed >= limit:
+                break
+    return printed
+
+
+# -- the command -----------------------------------------------------------------------------------------------------
+
+
+@alerts_app.command("tail")
+def tail_command(
+    kind: Annotated[list[AlertKind] | None, typer.Option("--kind", help="only alerts of this kind (repeatable)")]
+    = None,
+    min_score: Annotated[float | None, typer.Option("--min-score", min=0.0, max=1.0, help="only alerts whose score "
+                                                    "(the final one if set, else the arrival one) is at least this")]
+    = None,
+    replay: Annotated[str | None, typer.Option("--replay", help="only alerts of this replay id")] = None,
+    from_beginning: Annotated[bool, typer.Option("--from-beginning", help="start at the topic's first record "
+                                                 "instead of its end (when the group has no committed offsets)")]
+    = False,
+    json_lines: Annotated[bool, typer.Option("--json", help="one JSON object per line on stdout: the alert as "
+                                             "published")] = False,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="stop after printing this many alerts")]
+    = None,
+    group: Annotated[str | None, typer.Option("--group", help="consumer group to join, whose offsets are "
+                                              "committed so a restart resumes (default: a new "
+                                              "txmon-tail-<random> group each time, committing nothing)")]
+    = None,
+) -> None:
+    """Follow the alert topic and print each alert as it arrives.
+
+    The topic is TXMON_TOPIC_ALERTS on the broker TXMON_KAFKA_BOOTSTRAP. Status and warnings go to stderr.
+
+    Stops on Ctrl-C (exit code 130), at --limit, or when the reader of a pipe goes away (exit code 0).
+    """
+    settings = Settings()
+    if not settings.kafka_bootstrap:
+        fail(NO_BROKER)
+    if group is not None and not group.strip():
+        fail("--group must not be empty")
+    # Our own messages say what went wrong; kafka-python's log lines would only repeat it noisily.
+    logging.getLogger("kafka").setLevel(logging.CRITICAL)
+    keep = AlertFilter(frozenset(k.value for k in kind or ()), min_score, replay)
+    tail = Tail(settings.kafka_bootstrap, settings.topic_alerts, group or f"txmon-tail-{secrets.token_hex(4)}",
+                from_beginning, commit=group is not None)
+    from kafka.errors import KafkaError
+
+    code = 0
+    try:
+        tail.open()
+        follow(tail, keep, make_writer(json_lines), limit)
+    except TailError as e:
+        fail(str(e), code=1)
+    except KafkaError as e:
+        fail(f"reading {settings.topic_alerts} at {settings.kafka_bootstrap} failed: {e}", code=1)
+    except KeyboardInterrupt:
+        code = 130
+    except BrokenPipeError:
+        # The reader is gone (`| head`): stdout goes nowhere from now on, so the interpreter's final
+        # flush cannot fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    finally:
+        try:
+            tail.close()
+        except KeyboardInterrupt:  # a second Ctrl-C while leaving the group: just go
+            code = 130
+    raise typer.Exit(code)
