@@ -410,9 +410,10 @@ def main() -> None:
                   f"{results['close_ms']:,.0f} ms")
             sp = plan_replay(ds, largest, largest, "naive").steps[0]
             events = [sp.event(s) for s in range(min(args.naive, sp.count))]
+            one = Processor(proc.redis, model, window_size=1)  # each event scored alone, at once: one forward each
             t = time.perf_counter()
             for e in events:
-                proc.process_batch([e])
+                one.process_batch([e])
             naive = len(events) / (time.perf_counter() - t)
             results["ratio"] = results["throughput"] / naive
             print(f"naive per-event path (Processor.process_batch on single events, first {len(events):,} tx of "

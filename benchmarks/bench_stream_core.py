@@ -127,9 +127,10 @@ def main() -> None:
         # The per-event path: same code, one event per call, on the first events of the largest step.
         subset = [e.model_copy(update={"replay_id": "naive"}) for e in by_step[largest][: args.naive]]
         batched = [e.model_copy(update={"replay_id": "naive-batched"}) for e in subset]
+        one = Processor(client, model, window_size=1)  # each event scored alone, at once: one forward each
         t = time.perf_counter()
         for e in subset:
-            proc.process_batch([e])
+            one.process_batch([e])
         naive = len(subset) / (time.perf_counter() - t)
         t = time.perf_counter()
         for i in range(0, len(batched), args.batch):

@@ -133,9 +133,10 @@ class Alert(_Record):
     replay_id: ReplayId
     tx_id: TxId
     step: Step
-    arrival_score: float = Field(ge=0, le=1, description="probability of illicit on the neighbourhood known when "
-                                                         "the transaction arrived, in [0, 1] (the final score if "
-                                                         "it was never scored on arrival)")
+    arrival_score: float = Field(ge=0, le=1, description="probability of illicit, in [0, 1], on the step's "
+                                                         "transactions up to the end of this one's arrival window "
+                                                         "(256 consecutive transactions of the step; the last "
+                                                         "window is scored at step close)")
     final_score: float | None = Field(None, ge=0, le=1, description="probability of illicit when the whole step "
                                                                     "is re-scored at its close, in [0, 1]; null on "
                                                                     "arrival alerts")
