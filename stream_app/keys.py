@@ -63,6 +63,11 @@ class StepKeys:
         return self.prefix + "edges"
 
     @property
+    def ids(self) -> str:
+        """Append-only log of (int64 tx id, int32 seq) of the step's nodes, each once: lookups by tx id."""
+        return self.prefix + "ids"
+
+    @property
     def tri(self) -> str:
         """Triangles of the step, counted as their last edge arrives."""
         return self.prefix + "tri"
@@ -109,11 +114,6 @@ class ReplayKeys:
         """Hash: step -> 'nodes,edges' of each finalised step (densification history)."""
         return self.prefix + "hist"
 
-    def tx(self, bucket: int) -> str:
-        """Hash: tx id -> step * 2**20 + seq, for the tx ids with ``tx_id % TX_BUCKETS == bucket``. Small
-        hashes stay listpack-encoded (~20 bytes an entry, not ~80 in one big hash)."""
-        return f"{self.prefix}tx:{bucket}"
-
     @property
     def stats(self) -> str:
         """Hash: step -> the step's StepStats JSON, as published."""
@@ -128,8 +128,7 @@ class ReplayKeys:
         return StepKeys(self.replay_id, step)
 
 
-TX_BUCKETS = 4096
-SEQ_BITS = 20  # a tx index value is step << SEQ_BITS | seq
+SEQ_BITS = 20  # seqs are below 2**20: bounds a step's bitmaps (128 KiB)
 REPLAYS = "txm:replays"  # sorted set: replay id -> when a worker first saw it (Unix seconds)
 LATEST_ALERTS = "txm:latest:alerts"  # list: the newest alerts' JSON, any replay, newest first
 LATEST_N = 1000

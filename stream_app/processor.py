@@ -24,7 +24,7 @@ from replay.elliptic_format import STEP_MAX
 from stream_app.alerts import Candidate, claim
 from stream_app.graph_store import FeatureCache, GraphStore, NodeBatch, StepGraph
 from stream_app.keys import SEQ_BITS, ReplayKeys, StepKeys, check_replay_id
-from stream_app.scorer import LoadedModel, induced, score, top_neighbours
+from stream_app.scorer import LoadedModel, Scored, induced, score, top_neighbours
 from stream_app.step_close import (
     StepResult,
     claim_finalisation,
@@ -126,18 +126,37 @@ class Processor:
         nodes with seq < (w + 1) * window_size. Store the first score of each node; claim its alert."""
         if todo.size == 0:
             return []
-        k = self.model.layers
         adj = graph.adjacency()
-        alerts: list[Alert] = []
+        probs = np.zeros(todo.size)
+        windows = []  # (indices into todo, scored, the ball's seqs, their rows in it)
         for w in np.unique(todo // self.window_size):
-            members = todo[todo // self.window_size == w]
+            sel = np.flatnonzero(todo // self.window_size == w)
             end = min(int((w + 1) * self.window_size), graph.size)
-            alerts += self._score_window(keys, adj[:end, :end].tocsr(), members, k)
-        return alerts
+            scored, nodes, at = self._score_window(keys, adj[:end, :end].tocsr(), todo[sel])
+            probs[sel] = scored.probs[at]
+            windows.append((sel, scored, nodes, at))
+        probs = probs.astype(np.float32).astype(np.float64)  # as stored: step close re-reads it
+        alerting = self.store.store_arrival(keys, todo, probs) & (probs >= self.model.threshold)
+        candidates = []
+        for sel, scored, nodes, at in windows:
+            hit = alerting[sel]
+            if not hit.any():
+                continue
+            meta = self.cache.get(keys, todo[sel[hit]])[1]
+            for i, m, nbs in zip(sel[hit], meta, top_neighbours(self.model, scored, at[hit]), strict=True):
+                nb_ids = self.cache.get(keys, nodes[[j for j, _ in nbs]])[1]["tx_id"]
+                candidates.append(Candidate(
+                    kind="arrival", tx_id=int(m["tx_id"]), step=keys.step, arrival_score=float(probs[i]),
+                    final_score=None, event_time=float(m["event_time"]),
+                    neighbours=[(int(t), wt) for t, (_, wt) in zip(nb_ids, nbs, strict=True)]))
+        return claim(self.redis, keys.replay_id, candidates, self.model.threshold, self.model.version)
 
-    def _score_window(self, keys: StepKeys, adj: sparse.csr_matrix, todo: NDArray[np.int64], k: int) -> list[Alert]:
+    def _score_window(self, keys: StepKeys, adj: sparse.csr_matrix,
+                      todo: NDArray[np.int64]) -> tuple[Scored, NDArray[np.int64], NDArray[np.int64]]:
+        """The GCN on the ball of ``todo`` in ``adj``: (its output, the ball's seqs, todo's rows in it)."""
         # Output at a node depends on features within k hops and on the degrees of those nodes,
         # which need their neighbours: the subgraph induced by the (k+1)-hop ball is exact.
+        k = self.model.layers
         hops = hop_rows(adj, todo, k + 1)
         nodes, need = hops[-1], hops[k]
         missing = self.cache.missing(keys, need)
@@ -146,23 +165,7 @@ class Processor:
             self.cache.put(keys, missing, self.model.scale(rec["features"]), rec)
         x = np.zeros((nodes.size, self.model.n_features), dtype=np.float32)
         x[np.searchsorted(nodes, need)] = self.cache.get(keys, need)[0]  # the outer shell's features never matter
-        scored = score(self.model, x, induced(adj, nodes))
-        at = np.searchsorted(nodes, todo)
-        probs = scored.probs[at].astype(np.float32).astype(np.float64)  # as stored: step close re-reads it
-        owned = self.store.store_arrival(keys, todo, probs)
-
-        hit = np.flatnonzero(owned & (probs >= self.model.threshold))
-        if hit.size == 0:
-            return []
-        meta = self.cache.get(keys, todo[hit])[1]
-        candidates = []
-        for i, m, nbs in zip(hit, meta, top_neighbours(self.model, scored, at[hit]), strict=True):
-            nb_ids = self.cache.get(keys, nodes[[j for j, _ in nbs]])[1]["tx_id"]
-            candidates.append(Candidate(
-                kind="arrival", tx_id=int(m["tx_id"]), step=keys.step, arrival_score=float(probs[i]),
-                final_score=None, event_time=float(m["event_time"]),
-                neighbours=[(int(t), wt) for t, (_, wt) in zip(nb_ids, nbs, strict=True)]))
-        return claim(self.redis, keys.replay_id, candidates, self.model.threshold, self.model.version)
+        return score(self.model, x, induced(adj, nodes)), nodes, np.searchsorted(nodes, todo)
 
     # -- step close -----------------------------------------------------------------------------------------------
 
