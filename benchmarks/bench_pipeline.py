@@ -66,28 +66,21 @@ from stream_app.processor import Processor  # noqa: E402
 from stream_app.scorer import LoadedModel  # noqa: E402
 from stream_app.step_close import finalise  # noqa: E402
 from txmon.embedded import RedisServer, TansuBroker  # noqa: E402
+from txmon.settings import Settings  # noqa: E402
 
 PARTITIONS = 4
 TARGETS = {"throughput": 25_000, "ratio": 10, "p99_ms": 250, "bytes_per_tx": 1_000, "close_ms": 150}
 
 # The worker as `txmon worker` runs it, plus a one-line log per micro-batch (wall time, events, seconds in
-# route) and optionally a different aiokafka fetch_max_wait_ms (Faust hard-codes 1500; docs/tansu.md).
+# route).
 INSTRUMENTED_WORKER = """
 import os, sys, time
-FETCH_WAIT_MS = {fetch_wait_ms}
-if FETCH_WAIT_MS is not None:
-    import aiokafka
-    class _Consumer(aiokafka.AIOKafkaConsumer):
-        def __init__(self, *args, **kw):
-            kw["fetch_max_wait_ms"] = FETCH_WAIT_MS
-            super().__init__(*args, **kw)
-    aiokafka.AIOKafkaConsumer = _Consumer
 import stream_app.app as app_module
 _route, _log = app_module.route, open(os.environ["BENCH_BATCH_LOG"], "a", buffering=1)
 def route(processor, batch, max_record_bytes):
     t = time.perf_counter()
     out = _route(processor, batch, max_record_bytes)
-    _log.write(f"{{time.time():.4f}} {{len(batch)}} {{time.perf_counter() - t:.6f}}\\n")
+    _log.write(f"{time.time():.4f} {len(batch)} {time.perf_counter() - t:.6f}\\n")
     return out
 app_module.route = route
 sys.argv = ["txmon", "worker"]
@@ -247,7 +240,7 @@ def main() -> None:
     ap.add_argument("--alert-share", type=float, default=0.02, help="threshold = this upper quantile of scores")
     ap.add_argument("--batch-max", type=int, default=None, help="TXMON_BATCH_MAX for the worker")
     ap.add_argument("--fetch-wait-ms", type=int, default=None,
-                    help="patch the worker's aiokafka fetch_max_wait_ms (Faust hard-codes 1500)")
+                    help="TXMON_FETCH_WAIT_MS for the worker (default: the setting's, 100)")
     ap.add_argument("--plain-worker", action="store_true",
                     help="run `python -m txmon worker` itself (no batch log, no --fetch-wait-ms)")
     ap.add_argument("--profile", type=Path, default=None, help="py-spy the worker in phase 2; flame graph here")
@@ -281,10 +274,11 @@ def main() -> None:
             settings = unique_settings(kafka.bootstrap, rserver.url, tmp / "models", tag="bench",
                                        topic_partitions=PARTITIONS, **extra)
             setup = prepare_topics(kafka.bootstrap, settings)
-            env = worker_env(settings, "bench-worker", BENCH_BATCH_LOG=str(tmp / "batches.log"))
+            extra_env = {"TXMON_FETCH_WAIT_MS": str(args.fetch_wait_ms)} if args.fetch_wait_ms else {}
+            env = worker_env(settings, "bench-worker", BENCH_BATCH_LOG=str(tmp / "batches.log"), **extra_env)
             command = None
             if not args.plain_worker:
-                command = [sys.executable, "-c", INSTRUMENTED_WORKER.format(fetch_wait_ms=args.fetch_wait_ms)]
+                command = [sys.executable, "-c", INSTRUMENTED_WORKER]
             worker = WorkerProcess(env, tmp / "worker.log", tmp / "worker", command=command)
             collector = Collector(kafka.bootstrap, settings.topic_stats, settings.topic_alerts)
 
@@ -450,7 +444,7 @@ def main() -> None:
     for name, got, want, ok in rows:
         print(f"| {name} | {got} | {want} | {'met' if ok else 'NOT met'} |")
     print(f"(scale {args.scale}, {PARTITIONS} partitions, one worker, batch max {settings.batch_max}, fetch wait "
-          f"{args.fetch_wait_ms or 'Faust default 1500'} ms)")
+          f"{args.fetch_wait_ms or Settings().fetch_wait_ms} ms)")
     shutil.rmtree(tmp, ignore_errors=True)
 
 
