@@ -1,4 +1,4 @@
-"""Benchmark: the whole pipeline on the embedded stack — replay producer → Tansu → one worker subprocess → Redis.
+"""Benchmark: the whole pipeline on the embedded stack — replay producer → Tansu → worker subprocess(es) → Redis.
 
 Phases, each against the same TansuBroker + RedisServer and one ``python -m txmon worker``:
 
@@ -241,6 +241,7 @@ def main() -> None:
     ap.add_argument("--batch-max", type=int, default=None, help="TXMON_BATCH_MAX for the worker")
     ap.add_argument("--fetch-wait-ms", type=int, default=None,
                     help="TXMON_FETCH_WAIT_MS for the worker (default: the setting's, 100)")
+    ap.add_argument("--workers", type=int, default=1, help="workers in the consumer group (4 partitions)")
     ap.add_argument("--plain-worker", action="store_true",
                     help="run `python -m txmon worker` itself (no batch log, no --fetch-wait-ms)")
     ap.add_argument("--profile", type=Path, default=None, help="py-spy the worker in phase 2; flame graph here")
@@ -266,6 +267,7 @@ def main() -> None:
           f"(set-up {time.perf_counter() - t0:.1f} s)")
 
     worker = collector = profiler = None
+    workers: list[WorkerProcess] = []
     results: dict[str, float] = {}
     with TansuBroker() as kafka, RedisServer() as rserver:
         try:
@@ -275,11 +277,15 @@ def main() -> None:
                                        topic_partitions=PARTITIONS, **extra)
             setup = prepare_topics(kafka.bootstrap, settings)
             extra_env = {"TXMON_FETCH_WAIT_MS": str(args.fetch_wait_ms)} if args.fetch_wait_ms else {}
-            env = worker_env(settings, "bench-worker", BENCH_BATCH_LOG=str(tmp / "batches.log"), **extra_env)
             command = None
             if not args.plain_worker:
                 command = [sys.executable, "-c", INSTRUMENTED_WORKER]
-            worker = WorkerProcess(env, tmp / "worker.log", tmp / "worker", command=command)
+            for i in range(args.workers):  # one after the other: each joins the group once the last is ready
+                env = worker_env(settings, "bench-worker", BENCH_BATCH_LOG=str(tmp / "batches.log"), **extra_env)
+                workers.append(WorkerProcess(env, tmp / f"worker-{i + 1}.log", tmp / f"worker-{i + 1}",
+                                             command=command))
+                wait_for(workers[-1].ready, args.timeout, f"worker {i + 1} to join its group", worker=workers[-1])
+            worker = workers[0]
             collector = Collector(kafka.bootstrap, settings.topic_stats, settings.topic_alerts)
 
             def run(replay_id: str, first: int | None = None, last: int | None = None, rate: float | None = None,
@@ -307,7 +313,8 @@ def main() -> None:
             if args.profile:
                 profiler = Profiler(worker.pid, args.profile)
                 time.sleep(1.0)  # py-spy attaches
-            meter = CpuMeter({"worker": worker.pid, "tansu": kafka.pid, "redis": rserver.pid})
+            pids = {f"worker {i + 1}" if len(workers) > 1 else "worker": w.pid for i, w in enumerate(workers)}
+            meter = CpuMeter({**pids, "tansu": kafka.pid, "redis": rserver.pid})
             plan, start, summary = run("full")
             wait_done("full", len(plan), "the full replay")
             cpu_full = meter.report()
@@ -354,7 +361,7 @@ def main() -> None:
                         if sent == c:  # the last call at a step's count comes after its step_end was flushed
                             acked[s] = now
 
-                meter = CpuMeter({"worker": worker.pid, "tansu": kafka.pid, "redis": rserver.pid})
+                meter = CpuMeter({**pids, "tansu": kafka.pid, "redis": rserver.pid})
                 plan, start, summary = run(replay_id, first, last, rate=rate, progress=progress)
                 wait_done(replay_id, len(plan), "the paced replay")
                 done = time.time()
@@ -419,10 +426,10 @@ def main() -> None:
                         p.kill()
             if collector:
                 collector.close()
-            if worker:
-                code = worker.stop()
-                print(f"\nworker stopped with exit code {code}")
-                worker.kill()
+            for i, w in enumerate(workers):
+                code = w.stop()
+                print(f"\nworker {i + 1} stopped with exit code {code}")
+                w.kill()
     if profiler:
         print("\nworker profile during the throughput phase (py-spy):")
         profiler.report()
@@ -443,8 +450,8 @@ def main() -> None:
     ]
     for name, got, want, ok in rows:
         print(f"| {name} | {got} | {want} | {'met' if ok else 'NOT met'} |")
-    print(f"(scale {args.scale}, {PARTITIONS} partitions, one worker, batch max {settings.batch_max}, fetch wait "
-          f"{args.fetch_wait_ms or Settings().fetch_wait_ms} ms)")
+    print(f"(scale {args.scale}, {PARTITIONS} partitions, {args.workers} worker(s), batch max {settings.batch_max}, "
+          f"fetch wait {args.fetch_wait_ms or Settings().fetch_wait_ms} ms)")
     shutil.rmtree(tmp, ignore_errors=True)
 
 

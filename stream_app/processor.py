@@ -3,7 +3,8 @@
 Per micro-batch and step, the round trips are: write + read back the step graph (one pipeline: the
 batch's Lua write, then GET of the seen/scored bitmaps and the edge log); the records of neighbours
 not in this worker's cache (only with several workers); store the arrival scores; claim alert ids
-(only when there are alerts). Everything per event is numpy; the GCN runs once per batch.
+(only when there are alerts). Everything per event is numpy; the GCN runs once per arrival window
+that the batch completes (see ARRIVAL_WINDOW).
 """
 
 from __future__ import annotations
