@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -72,8 +74,19 @@ def test_replay_report_is_repeatable_and_matches_the_alert_topic(data_dir: Path,
     env = worker_env(settings, app_id=f"replay-cli-{uuid.uuid4().hex[:6]}")
     worker = WorkerProcess(env, tmp_path / "worker.log", tmp_path / "worker")
     alerts = TopicReader(kafka_bootstrap, settings.topic_alerts, PARTITIONS)
+    tail: subprocess.Popen | None = None
     try:
         wait_for(worker.ready, 60, "the worker to join its group", worker=worker)
+        # An alert consumer follows the live replay: `txmon alerts tail --json`, started before it.
+        tail = subprocess.Popen([sys.executable, "-m", "txmon", "alerts", "tail", "--json", "--replay", "rep-a"],
+                                env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        tailed: list[str] = []
+        notes: list[str] = []
+        readers = [threading.Thread(target=lambda: tailed.extend(tail.stdout), daemon=True),
+                   threading.Thread(target=lambda: notes.extend(tail.stderr), daemon=True)]
+        for t in readers:
+            t.start()
+        wait_for(lambda: any("partitions 0,1,2,3" in n for n in notes), 60, "alerts tail to join its group")
         reports = {}
         for rid in ("rep-a", "rep-b"):
             r = _txmon("replay", "--data", str(data_dir), "--from-step", str(FIRST), "--to-step", str(LAST),
@@ -91,9 +104,18 @@ def test_replay_report_is_repeatable_and_matches_the_alert_topic(data_dir: Path,
         worker.check_alive()
     finally:
         worker.kill()
+        if tail is not None and tail.poll() is None:
+            tail.kill()
 
     a, b = reports["rep-a"], reports["rep-b"]
     assert _comparable(a) == _comparable(b)
+    wait_for(lambda: len(tailed) >= a["alerts"]["distinct"], 30, "alerts tail to print rep-a's alerts")
+    tail.send_signal(signal.SIGINT)
+    tail.wait(10)
+    for t in readers:
+        t.join(5)
+    followed = [Alert.model_validate_json(line) for line in tailed]
+    assert {x.replay_id for x in followed} == {"rep-a"} and len(followed) == a["alerts"]["distinct"]
     assert a["header"]["meta"]["transactions sent"] == int(np.sum((ds.steps >= FIRST) & (ds.steps <= LAST)))
 
     # Recomputed from the alert topic and the labels by counting.
@@ -102,6 +124,7 @@ def test_replay_report_is_repeatable_and_matches_the_alert_topic(data_dir: Path,
     got = {al.alert_id: al for al in (Alert.model_validate_json(r.value) for r in alerts.records)
            if al.replay_id == "rep-a"}
     alerts.close()
+    assert {x.alert_id for x in followed} == set(got)
     kinds = {k: {al.tx_id for al in got.values() if al.kind == k} for k in ("arrival", "final", "retracted")}
     assert a["alerts"]["by_kind"] == {k: len(v) for k, v in kinds.items()}
     verdicts = {"arrival": kinds["arrival"], "final": (kinds["arrival"] | kinds["final"]) - kinds["retracted"]}
