@@ -102,6 +102,12 @@ def test_replay_report_is_repeatable_and_matches_the_alert_topic(data_dir: Path,
                        env=env, cwd=tmp_path)
         assert again.returncode != 0 and "already in Redis" in again.stderr
         worker.check_alive()
+        wait_for(lambda: len(tailed) >= reports["rep-a"]["alerts"]["distinct"], 30,
+                 "alerts tail to print rep-a's alerts")
+        tail.send_signal(signal.SIGINT)
+        assert tail.wait(10) == 130  # Ctrl-C: a clean stop
+        for t in readers:
+            t.join(5)
     finally:
         worker.kill()
         if tail is not None and tail.poll() is None:
@@ -109,11 +115,6 @@ def test_replay_report_is_repeatable_and_matches_the_alert_topic(data_dir: Path,
 
     a, b = reports["rep-a"], reports["rep-b"]
     assert _comparable(a) == _comparable(b)
-    wait_for(lambda: len(tailed) >= a["alerts"]["distinct"], 30, "alerts tail to print rep-a's alerts")
-    tail.send_signal(signal.SIGINT)
-    tail.wait(10)
-    for t in readers:
-        t.join(5)
     followed = [Alert.model_validate_json(line) for line in tailed]
     assert {x.replay_id for x in followed} == {"rep-a"} and len(followed) == a["alerts"]["distinct"]
     assert a["header"]["meta"]["transactions sent"] == int(np.sum((ds.steps >= FIRST) & (ds.steps <= LAST)))
