@@ -102,3 +102,16 @@ def test_top_without_a_worker_fails_clearly() -> None:
     assert f"cannot read {url}" in res.output and "is a worker running" in res.output
     with pytest.raises(ScrapeError):
         scrape(url, 0.0)
+
+
+def test_top_renders_its_table(endpoint: tuple[str, CollectorRegistry]) -> None:
+    url, reg = endpoint
+    m = _worker_metrics(reg)
+    m["events"].labels("gcn-v7").inc(10)
+    m["model"].labels("gcn-v7").set(1)
+    m["step"].set(42)
+    dead = f"http://127.0.0.1:{free_port()}/metrics"  # a second worker that is down: a row with the reason
+    res = CliRunner().invoke(app, ["top", "--url", url, "--url", dead, "--interval", "0.3", "--iterations", "1"])
+    assert res.exit_code == 0, res.output
+    assert "txmon top — 2 worker(s)" in res.output and "gcn-v7" in res.output and "42" in res.output
+    assert f"cannot read {dead}" in " ".join(res.output.split())  # the reason, under the table

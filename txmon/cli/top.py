@@ -18,12 +18,19 @@ def _ms(x: float | None) -> str:
     return "–" if x is None else f"{x * 1000:,.0f} ms"
 
 
+def _name(url: str) -> str:
+    """host:port of a metrics URL: what tells workers apart in the table."""
+    return url.split("://", 1)[-1].split("/", 1)[0]
+
+
 def _table(urls: list[str], per_worker: list, total, errors: dict[str, str], interval: float) -> Table:  # noqa: ANN001
+    caption = "\n".join(f"{_name(u)}: {reason}" for u, reason in errors.items()) or None
     t = Table(title=f"txmon top — {len(urls)} worker(s), figures over the last {interval:g} s (Ctrl-C to stop)",
-              title_justify="left", header_style="bold")
+              title_justify="left", header_style="bold", caption=caption, caption_justify="left",
+              caption_style="red")
     for col in ("worker", "tx/s", "processed", "step", "batch p50/p99", "event→alert p50/p99", "redis p99",
                 "step close p99", "alerts arr/fin/retr", "alerts/s", "dead letters", "model"):
-        t.add_column(col, justify="left" if col in ("worker", "model") else "right")
+        t.add_column(col, justify="left" if col in ("worker", "model") else "right", no_wrap=col == "worker")
 
     def row(name: str, f) -> list[str]:  # noqa: ANN001
         a = f.alerts
@@ -35,9 +42,9 @@ def _table(urls: list[str], per_worker: list, total, errors: dict[str, str], int
                 f"{f.dead_letters:,.0f}", ", ".join(f.model_versions) or "–"]
 
     for url, f in per_worker:
-        t.add_row(*row(url, f))
-    for url, reason in errors.items():
-        t.add_row(url, f"[red]{reason}[/]", *[""] * 10)
+        t.add_row(*row(_name(url), f))
+    for url in errors:
+        t.add_row(_name(url), "[red]down[/]", *[""] * 10)
     if len(per_worker) > 1:
         t.add_row(*row("[bold]all[/]", total), style="bold")
     return t
