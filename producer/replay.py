@@ -16,10 +16,12 @@ from dataclasses import dataclass, field
 
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
+from pydantic_core import PydanticSerializationError
 
 from producer.kafka_io import ProducerError, ensure_topics, make_producer
 from producer.plan import ReplayPlan, SkippedEdges, plan_replay
 from replay.dataset import EllipticDataset
+from txmon.contracts import TxEvent
 from txmon.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -155,7 +157,7 @@ def send_replay(plan: ReplayPlan, bootstrap: str, settings: Settings, rate: floa
                 pacer.wait()
                 event = sp.event(seq)
                 key = str(event.tx_id).encode()
-                value = event.model_dump_json().encode()
+                value = encode_event(event)
                 futures.append(producer.send(topic, value=value, key=key))
                 n_bytes += len(key) + len(value)
                 sent += 1
@@ -183,6 +185,19 @@ def send_replay(plan: ReplayPlan, bootstrap: str, settings: Settings, rate: floa
         seconds=time.perf_counter() - t0, target_rate=rate, step_counts=step_counts, skipped=plan.skipped,
         empty_steps=list(plan.empty_steps), warnings=notes,
     )
+
+
+def encode_event(event: TxEvent) -> bytes:
+    """The event as JSON bytes. pydantic-core wraps whatever a Python serializer raises in a
+    PydanticSerializationError — a Ctrl-C that lands in ``encode_features`` included — so the interrupt
+    is turned back into a KeyboardInterrupt and unwinds the caller as one (seen: the demo exited with a
+    traceback instead of stopping cleanly)."""
+    try:
+        return event.model_dump_json().encode()
+    except PydanticSerializationError as e:
+        if "KeyboardInterrupt" in str(e):
+            raise KeyboardInterrupt from None
+        raise
 
 
 def _to_every_partition(producer: KafkaProducer, topic: str, value: bytes, n_partitions: int, what: str) -> int:

@@ -477,3 +477,19 @@ def test_command_against_real_kafka(kafka_bootstrap: str, data_dir: Path, tmp_pa
     assert result.exit_code == 0, result.output
     text = " ".join(result.output.split())
     assert "cli-run" in text and "(2 partitions)" in text and "(target 400)" in text
+
+
+def test_ctrl_c_while_an_event_is_serialised_stays_a_keyboard_interrupt() -> None:
+    """pydantic-core wraps what a Python serializer raises; a Ctrl-C landing in encode_features must still
+    reach the command as KeyboardInterrupt (its clean-stop path), not as a serialization error."""
+    from producer.replay import encode_event
+    from txmon.contracts import TxEvent
+
+    class Interrupting:
+        def __array__(self, dtype=None, copy=None):  # noqa: ANN001, ANN204
+            raise KeyboardInterrupt
+
+    event = TxEvent.model_construct(replay_id="r", tx_id=1, step=1, seq=0, features=Interrupting(), inputs_from=[],
+                                    outputs_to=[], event_time=1.0, kind="tx", schema_version=1)
+    with pytest.raises(KeyboardInterrupt):
+        encode_event(event)
