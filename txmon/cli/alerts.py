@@ -7,7 +7,6 @@ can be piped into ``jq`` or a script.
 
 from __future__ import annotations
 
-import logging
 import os
 import secrets
 import sys
@@ -23,7 +22,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.text import Text
 
-from txmon.cli.common import err_console, fail
+from txmon.cli.common import err_console, fail, quiet_kafka_logs
 from txmon.contracts import Alert
 from txmon.settings import Settings
 
@@ -323,8 +322,7 @@ def tail_command(
         fail(NO_BROKER)
     if group is not None and not group.strip():
         fail("--group must not be empty")
-    # Our own messages say what went wrong; kafka-python's log lines would only repeat it noisily.
-    logging.getLogger("kafka").setLevel(logging.CRITICAL)
+    quiet_kafka_logs()
     keep = AlertFilter(frozenset(k.value for k in kind or ()), min_score, replay)
     tail = Tail(settings.kafka_bootstrap, settings.topic_alerts, group or f"txmon-tail-{secrets.token_hex(4)}",
                 from_beginning, commit=group is not None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,6 +18,12 @@ from txmon.progress import PhaseProgress
 # are not truncated.
 console = Console(width=None if Console().is_terminal else 160)
 err_console = Console(stderr=True, width=None if Console(stderr=True).is_terminal else 160)
+
+
+def quiet_kafka_logs() -> None:
+    """Our own messages say what went wrong; the Kafka clients' log lines would only repeat it noisily."""
+    for name in ("kafka", "aiokafka", "producer"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
 def fail(message: str, code: int = 2) -> NoReturn:

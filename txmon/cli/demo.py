@@ -9,7 +9,6 @@ stopped here, also on Ctrl-C (exit code 130).
 
 from __future__ import annotations
 
-import logging
 import signal
 import tempfile
 import time
@@ -20,7 +19,7 @@ from typing import Annotated
 import typer
 
 from replay.elliptic_format import FILES
-from txmon.cli.common import console, err_console, fail, load_dataset, phase_progress
+from txmon.cli.common import console, err_console, fail, load_dataset, phase_progress, quiet_kafka_logs
 from txmon.settings import Settings
 
 
@@ -169,7 +168,6 @@ def _run(data: Path | None, scale: float, seed: int, epochs: int, rate: float | 
 
     from model_store.splits import make_split
     from producer.kafka_io import ProducerError
-    from producer.plan import PlanError, plan_replay
     from producer.replay import new_replay_id, prepare_topics, send_replay
     from txmon.cli.live import (
         DemoState,
@@ -181,6 +179,7 @@ def _run(data: Path | None, scale: float, seed: int, epochs: int, rate: float | 
         render,
         worker_env,
     )
+    from txmon.cli.produce import plan_or_fail
     from txmon.embedded import ServiceError, embedded_stack
 
     settings = Settings()
@@ -198,14 +197,8 @@ def _run(data: Path | None, scale: float, seed: int, epochs: int, rate: float | 
                   highlight=False)
 
     replay_id = new_replay_id()
-    try:
-        plan = plan_replay(ds, None, None, replay_id)
-    except PlanError as e:
-        fail(str(e))
-    for note in plan.warnings():
-        err_console.print(f"[yellow]warning:[/] {note}", highlight=False)
-    for name in ("kafka", "producer", "aiokafka"):  # our messages say what went wrong, without their noise
-        logging.getLogger(name).setLevel(logging.CRITICAL)
+    plan = plan_or_fail(ds, None, None, replay_id)
+    quiet_kafka_logs()
 
     run_dir = Path(tempfile.mkdtemp(prefix=f"txmon-demo-{replay_id}-"))
     state = DemoState(replay_id, plan.count, plan.first_step, plan.last_step)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -11,7 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from replay.elliptic_format import STEP_MAX, STEP_MIN
-from txmon.cli.common import console, err_console, fail, load_dataset
+from txmon.cli.common import console, err_console, fail, load_dataset, quiet_kafka_logs
 from txmon.settings import Settings
 
 
@@ -68,6 +67,20 @@ def send_with_progress(plan, bootstrap: str, settings: Settings, rate: float | N
             fail(f"interrupted after {done:,} of {plan.count:,} transactions (replay {plan.replay_id})", code=130)
 
 
+def plan_or_fail(ds, from_step: int | None, to_step: int | None, replay_id: str):  # noqa: ANN001, ANN201
+    """The replay plan of steps from..to (exit with the planner's message if it cannot be made), its warnings
+    printed."""
+    from producer.plan import PlanError, plan_replay
+
+    try:
+        plan = plan_replay(ds, from_step, to_step, replay_id)
+    except PlanError as e:
+        fail(str(e))
+    for note in plan.warnings():
+        err_console.print(f"[yellow]warning:[/] {note}", highlight=False)
+    return plan
+
+
 NO_BROKER = ("no Kafka broker configured: set TXMON_KAFKA_BOOTSTRAP=host:port "
              "(or run `txmon demo`, which starts an embedded broker)")
 
@@ -95,7 +108,6 @@ def produce(
     Missing topics are created. The broker is TXMON_KAFKA_BOOTSTRAP.
     """
     from producer.kafka_io import ProducerError
-    from producer.plan import PlanError, plan_replay
     from producer.replay import new_replay_id, prepare_topics
 
     check_replay_options(from_step, to_step, rate, max_speed, replay_id)
@@ -104,13 +116,7 @@ def produce(
     if not bootstrap:
         fail(NO_BROKER)
 
-    ds = load_dataset(data)
-    try:
-        plan = plan_replay(ds, from_step, to_step, replay_id or new_replay_id())
-    except PlanError as e:
-        fail(str(e))
-    for note in plan.warnings():
-        err_console.print(f"[yellow]warning:[/] {note}", highlight=False)
+    plan = plan_or_fail(load_dataset(data), from_step, to_step, replay_id or new_replay_id())
 
     try:
         setup = prepare_topics(bootstrap, settings, partitions)
@@ -118,9 +124,7 @@ def produce(
         fail(str(e))
     for note in setup.notes:
         err_console.print(f"[yellow]warning:[/] {note}", highlight=False)
-    # Our own messages say what went wrong; kafka-python's log lines would only repeat it noisily.
-    for name in ("kafka", "producer"):
-        logging.getLogger(name).setLevel(logging.CRITICAL)
+    quiet_kafka_logs()
     pace = f"at {rate:,.0f} tx/s" if rate else "as fast as possible"
     err_console.print(f"replay [bold]{plan.replay_id}[/]: steps {plan.first_step}..{plan.last_step}, "
                       f"{plan.count:,} transactions to {settings.topic_transactions} at {bootstrap}, {pace}",

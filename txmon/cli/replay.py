@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import tempfile
 import time
 from contextlib import ExitStack
@@ -12,8 +11,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from txmon.cli.common import console, err_console, fail, load_dataset
-from txmon.cli.produce import check_replay_options, send_with_progress
+from txmon.cli.common import console, err_console, fail, load_dataset, quiet_kafka_logs
+from txmon.cli.produce import check_replay_options, plan_or_fail, send_with_progress
 from txmon.settings import Settings
 
 
@@ -63,7 +62,6 @@ def _run(settings: Settings, data: Path, out: Path, from_step: int | None, to_st
     import redis
 
     from producer.kafka_io import ProducerError
-    from producer.plan import PlanError, plan_replay
     from producer.replay import new_replay_id, prepare_topics
     from replay.report import build_report, write_report
     from replay.run import AlertCollector, ReplayRunError, published_alerts, replay_exists, stored_stats
@@ -75,15 +73,9 @@ def _run(settings: Settings, data: Path, out: Path, from_step: int | None, to_st
     embedded = not settings.kafka_bootstrap
     ds = load_dataset(data)
     rid = replay_id or new_replay_id()
-    try:
-        plan = plan_replay(ds, from_step, to_step, rid)
-    except PlanError as e:
-        fail(str(e))
-    for note in plan.warnings():
-        err_console.print(f"[yellow]warning:[/] {note}", highlight=False)
+    plan = plan_or_fail(ds, from_step, to_step, rid)
     manifest = served_model(ds, epochs)[0] if embedded else _configured_model(settings)
-    for name in ("kafka", "producer", "aiokafka"):  # our messages say what went wrong, without their noise
-        logging.getLogger(name).setLevel(logging.CRITICAL)
+    quiet_kafka_logs()
 
     timings: dict[str, float] = {}
     with ExitStack() as stack:
