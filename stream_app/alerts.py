@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import redis
 
-from stream_app.keys import LATEST_ALERTS, LATEST_N, ReplayKeys
-from txmon.contracts import Alert, Influence, StepStats
+from stream_app.keys import ReplayKeys
+from txmon.contracts import Alert, Influence
 
 
 @dataclass(frozen=True)
@@ -51,18 +51,3 @@ def claim(client: redis.Redis, replay_id: str, candidates: list[Candidate], thre
 def _prob(p: float) -> float:
     return min(1.0, max(0.0, float(p)))  # float32 rounding must not step outside [0, 1]
 
-
-def record_published(client: redis.Redis, alerts: list[Alert], stats: list[StepStats]) -> None:
-    """One round trip, after the records are on Kafka: counts per replay and kind (what ``txmon replay``
-    waits to read from the alert topic), the newest alerts (the worker's web view), the step statistics."""
-    if not alerts and not stats:
-        return
-    pipe = client.pipeline(transaction=False)
-    for a in alerts:
-        pipe.hincrby(ReplayKeys(a.replay_id).published, a.kind, 1)
-    if alerts:
-        pipe.lpush(LATEST_ALERTS, *[a.model_dump_json() for a in alerts])
-        pipe.ltrim(LATEST_ALERTS, 0, LATEST_N - 1)
-    for s in stats:
-        pipe.hset(ReplayKeys(s.replay_id).stats, str(s.step), s.model_dump_json())
-    pipe.execute()

@@ -9,7 +9,6 @@ at any time. The web server (``TXMON_WEB_PORT``) serves the views of ``stream_ap
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from typing import Any
 
@@ -73,7 +72,6 @@ stats_topic = app.topic(settings.topic_stats, key_type=bytes, value_type=bytes)
 dead_letter_topic = app.topic(settings.topic_dead_letter, key_type=bytes, value_type=bytes)
 
 _processor: Processor | None = None
-_processor_lock = threading.Lock()
 # route() runs on the event loop, not on a thread of its own: measured on the full replay, a route thread
 # fighting Faust's loop for the GIL made batches 40% slower and p99 event→alert 5x worse (docs/tansu.md).
 
@@ -81,9 +79,8 @@ _processor_lock = threading.Lock()
 def processor() -> Processor:
     """Built on first use, so importing the app (e.g. for ``--help``) needs no Redis or model."""
     global _processor
-    with _processor_lock:  # the route thread and a web view may ask first at the same time
-        if _processor is None:
-            _processor = _build_processor()
+    if _processor is None:  # the agent and the web views all run on the one event loop: no race
+        _processor = _build_processor()
     return _processor
 
 

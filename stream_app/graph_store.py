@@ -123,6 +123,9 @@ return table.concat(owned)
 """
 
 
+SCRIPTS = {"write": WRITE_BATCH, "arrival": STORE_ARRIVAL}
+
+
 def bits(raw: bytes | None, size: int = 0) -> NDArray[np.bool_]:
     """A Redis bitmap as bools (bit 0 is the high bit of byte 0), padded to ``size``."""
     b = np.unpackbits(np.frombuffer(raw or b"", dtype=np.uint8)).astype(bool)
@@ -215,11 +218,12 @@ class GraphStore:
             raise ValueError("GraphStore needs a redis client with decode_responses=False")
         self.redis = client
         self._shas: dict[str, str] = {}
-        self._load_scripts()
 
-    def _load_scripts(self) -> None:
-        self._shas = {name: self.redis.script_load(src) for name, src in
-                      (("write", WRITE_BATCH), ("arrival", STORE_ARRIVAL))}
+    def _sha(self, name: str) -> str:
+        """The script's SHA, loaded on first use: readers (the web views) never pay for SCRIPT LOAD."""
+        if name not in self._shas:
+            self._shas[name] = self.redis.script_load(SCRIPTS[name])
+        return self._shas[name]
 
     def _pipeline(self, build: Callable[[redis.client.Pipeline], None]) -> list:
         """Run a pipeline; after a script cache flush (server restart) reload and run it again: all idempotent."""
@@ -231,7 +235,7 @@ class GraphStore:
             except NoScriptError:
                 if attempt:
                     raise
-                self._load_scripts()
+                self._shas.clear()
         raise AssertionError("unreachable")
 
     # -- arrival path ---------------------------------------------------------------------------------------------
@@ -243,7 +247,7 @@ class GraphStore:
         edges = batch.edges.astype(EDGE).tobytes()
 
         def build(pipe: redis.client.Pipeline) -> None:
-            pipe.evalsha(self._shas["write"], 1, keys.seen, keys.prefix, NODES_PER_CHUNK, RECORD.itemsize,
+            pipe.evalsha(self._sha("write"), 1, keys.seen, keys.prefix, NODES_PER_CHUNK, RECORD.itemsize,
                          runs, batch.records.tobytes(), edges, bitmap(batch.seqs))
             pipe.zadd(REPLAYS, {keys.replay_id: float(batch.records["event_time"].min())}, nx=True)
             pipe.get(keys.seen)
@@ -290,7 +294,7 @@ class GraphStore:
     def store_arrival(self, keys: StepKeys, seqs: NDArray[np.int64], scores: NDArray[np.float64]) -> NDArray[np.bool_]:
         """Store first arrival scores; True where this call stored it (False: scored before)."""
         (owned,) = self._pipeline(lambda pipe: pipe.evalsha(
-            self._shas["arrival"], 3, keys.scored, keys.arr, keys.tmp,
+            self._sha("arrival"), 3, keys.scored, keys.arr, keys.tmp,
             seqs.astype(EDGE).tobytes(), scores.astype("<f4").tobytes(), bitmap(seqs)))
         return np.frombuffer(owned, dtype=np.uint8) == ord("1")
 

@@ -124,9 +124,6 @@ class ReplayKeys:
         """Hash: alert kind -> alerts of this replay published to the alert topic (counted after the send)."""
         return self.prefix + "published"
 
-    def step(self, step: int) -> StepKeys:
-        return StepKeys(self.replay_id, step)
-
 
 SEQ_BITS = 20  # seqs are below 2**20: bounds a step's bitmaps (128 KiB)
 REPLAYS = "txm:replays"  # sorted set: replay id -> when a worker first saw it (Unix seconds)

@@ -7,10 +7,6 @@ alert arrives within a second or two of its event, a step close takes up to a fe
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
@@ -75,11 +71,3 @@ def exported_series() -> set[str]:
 def exposition(registry: CollectorRegistry = REGISTRY) -> bytes:
     return generate_latest(registry)
 
-
-@contextmanager
-def timed(histogram: Histogram) -> Iterator[None]:
-    t0 = time.perf_counter()
-    try:
-        yield
-    finally:
-        histogram.observe(time.perf_counter() - t0)

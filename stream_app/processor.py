@@ -28,6 +28,7 @@ from stream_app.keys import SEQ_BITS, ReplayKeys, StepKeys, check_replay_id
 from stream_app.scorer import LoadedModel, Scored, induced, score, top_neighbours
 from stream_app.step_close import (
     StepResult,
+    add_partition,
     claim_finalisation,
     finalise,
     mark_finalised,
@@ -173,12 +174,7 @@ class Processor:
     def on_replay_end(self, replay_id: str, partition: int, n_partitions: int) -> bool:
         """Record that ``partition`` has passed replay_end (everything before it is processed);
         True once every partition has — what ``txmon replay`` waits for, never consumer lag."""
-        key = ReplayKeys(replay_id).replay_end
-        pipe = self.redis.pipeline()
-        pipe.sadd(key, partition)
-        pipe.scard(key)
-        _, n = pipe.execute()
-        return n >= n_partitions
+        return add_partition(self.redis, ReplayKeys(replay_id).replay_end, partition, n_partitions)
 
     def on_step_end(self, replay_id: str, step: int, partition: int, n_partitions: int) -> StepResult | None:
         """Record the partition's step_end; finalise the step if this call completes the set and wins the claim.

@@ -7,13 +7,14 @@ transactions gathered so far are processed before each marker is handled.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 
+import redis
 from pydantic import ValidationError
 
 from replay.elliptic_format import STEP_MAX
-from stream_app.alerts import record_published
-from stream_app.keys import check_replay_id
+from stream_app.keys import LATEST_ALERTS, LATEST_N, ReplayKeys, check_replay_id
 from stream_app.processor import Processor
 from txmon.contracts import TOPIC_EVENT, Alert, DeadLetter, ReplayEnd, StepEnd, StepStats, TxEvent
 
@@ -36,7 +37,6 @@ class Outputs:
     dead_letters: list[tuple[bytes | None, bytes]] = field(default_factory=list)
     replay_ends: list[tuple[ReplayEnd, int]] = field(default_factory=list)  # (marker, partition): see after_publish
     processed: int = 0
-    steps_closed: list[tuple[str, int]] = field(default_factory=list)
     close_seconds: list[float] = field(default_factory=list)  # one per step this batch finalised
     alert_records: list[Alert] = field(default_factory=list)  # what ``alerts`` carries, as records
     stats_records: list[StepStats] = field(default_factory=list)
@@ -45,6 +45,10 @@ class Outputs:
     def add_alert(self, alert: Alert) -> None:
         self.alerts.append((str(alert.tx_id).encode(), alert.model_dump_json().encode()))
         self.alert_records.append(alert)
+
+    @property
+    def steps_closed(self) -> list[tuple[str, int]]:
+        return [(s.replay_id, s.step) for s in self.stats_records]
 
 
 def _dead_letter(msg: Consumed, reason: str) -> tuple[bytes | None, bytes]:
@@ -117,7 +121,6 @@ def route(processor: Processor, batch: list[Consumed], max_record_bytes: int) ->
                 key = f"{record.replay_id}:{record.step}".encode()
                 out.stats.append((key, result.stats.model_dump_json().encode()))
                 out.stats_records.append(result.stats)
-                out.steps_closed.append((record.replay_id, record.step))
                 out.close_seconds.append(time.perf_counter() - t0)
         else:
             flush()
@@ -131,6 +134,22 @@ def after_publish(processor: Processor, out: Outputs) -> list[ReplayEnd]:
     per-replay alert counts, the latest alerts, the step statistics — and only then the batch's
     replay_end markers. So whoever sees a replay end in Redis (``txmon replay``) finds every alert of
     the replay on the topic. Returns the replays whose every partition has now passed replay_end."""
-    record_published(processor.redis, out.alert_records, out.stats_records)
+    _record_published(processor.redis, out)
     return [end for end, partition in out.replay_ends
             if processor.on_replay_end(end.replay_id, partition, end.partitions)]
+
+
+def _record_published(client: redis.Redis, out: Outputs) -> None:
+    """One round trip: counts per replay and kind (what ``txmon replay`` waits to read from the alert
+    topic), the newest alerts (the worker's web view), the step statistics — as the JSON sent to Kafka."""
+    if not out.alert_records and not out.stats_records:
+        return
+    pipe = client.pipeline(transaction=False)
+    for (replay_id, kind), n in Counter((a.replay_id, a.kind) for a in out.alert_records).items():
+        pipe.hincrby(ReplayKeys(replay_id).published, kind, n)
+    if out.alerts:
+        pipe.lpush(LATEST_ALERTS, *[value for _, value in out.alerts])
+        pipe.ltrim(LATEST_ALERTS, 0, LATEST_N - 1)
+    for s, (_, value) in zip(out.stats_records, out.stats, strict=True):
+        pipe.hset(ReplayKeys(s.replay_id).stats, str(s.step), value)
+    pipe.execute()

@@ -15,11 +15,10 @@ import torch
 from numpy.typing import NDArray
 from scipy import sparse
 
-from model_store.manifest import ModelManifest
 from model_store.models.gcn import GCN
 from model_store.registry import ModelStore, ModelStoreError
 from model_store.scoring import build_gcn
-from model_store.train import Scaler
+from model_store.train import Scaler, gcn_scores
 
 
 @dataclass(frozen=True)
@@ -28,7 +27,6 @@ class LoadedModel:
     scaler: Scaler
     threshold: float
     version: str
-    manifest: ModelManifest | None = None
     _last_input: threading.local = field(default_factory=threading.local, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -57,7 +55,7 @@ class LoadedModel:
         if manifest.feature_mean is None or manifest.feature_std is None:
             raise ModelStoreError(f"model {manifest.version} has no feature normalisation")
         scaler = Scaler(np.array(manifest.feature_mean), np.array(manifest.feature_std))
-        return cls(build_gcn(manifest, state), scaler, manifest.threshold, manifest.version, manifest)
+        return cls(build_gcn(manifest, state), scaler, manifest.threshold, manifest.version)
 
 
 @dataclass(frozen=True)
@@ -78,9 +76,7 @@ def score(model: LoadedModel, x: NDArray[np.float32], adj: sparse.csr_matrix) ->
     """P(illicit) of every node of a graph given by scaled features and a symmetric adjacency."""
     coo = adj.tocoo()
     edge_index = torch.from_numpy(np.vstack([coo.row, coo.col]).astype(np.int64))
-    with torch.no_grad():
-        logits = model.gcn(torch.from_numpy(x), edge_index)
-    probs = torch.softmax(logits, dim=1)[:, 1].numpy().astype(np.float64)
+    probs = gcn_scores(model.gcn, x, edge_index)  # the offline path itself: final scores must equal it
     return Scored(probs, model._last_input.value, adj)
 
 

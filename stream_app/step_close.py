@@ -43,13 +43,17 @@ class StepResult:
 # -- who finalises ---------------------------------------------------------------------------------------------------
 
 
-def record_step_end(client: redis.Redis, replay_id: str, step: int, partition: int, n_partitions: int) -> bool:
-    """Record that ``partition`` passed step_end; True when every partition has."""
-    key = ReplayKeys(replay_id).stepend(step)
+def add_partition(client: redis.Redis, key: str, partition: int, n_partitions: int) -> bool:
+    """Add ``partition`` to the set of partitions that passed a marker; True once every one has."""
     pipe = client.pipeline(transaction=False)
     pipe.sadd(key, partition)
     pipe.scard(key)
     return int(pipe.execute()[1]) >= n_partitions
+
+
+def record_step_end(client: redis.Redis, replay_id: str, step: int, partition: int, n_partitions: int) -> bool:
+    """Record that ``partition`` passed step_end; True when every partition has."""
+    return add_partition(client, ReplayKeys(replay_id).stepend(step), partition, n_partitions)
 
 
 def claim_finalisation(client: redis.Redis, replay_id: str, step: int, lease_s: float) -> bool:

@@ -47,10 +47,9 @@ def demo(
 
     Ends with throughput and the alerts' precision/recall against the labels, which never travel on Kafka.
     """
-    if rate is not None and max_speed:
-        fail("--rate and --max are mutually exclusive")
-    if rate is not None and not rate > 0:
-        fail(f"--rate must be positive, got {rate:g}")
+    from txmon.cli.produce import check_replay_options
+
+    check_replay_options(None, None, rate, max_speed, None)
     if not scale > 0:
         fail(f"--scale must be positive, got {scale:g}")
     previous = None
@@ -267,7 +266,6 @@ def _run(data: Path | None, scale: float, seed: int, epochs: int, rate: float | 
             summary = send_replay(plan, bootstrap, settings, rate=rate, progress=progress, setup=setup)
             with state.lock:
                 state.sent = summary.events
-                state.replay_seconds = summary.seconds
             deadline = time.monotonic() + timeout
             while not state.done.wait(0.1):
                 check()

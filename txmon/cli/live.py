@@ -175,7 +175,6 @@ class DemoState:
     lock: threading.Lock = field(default_factory=threading.Lock)
     sent: int = 0
     replay_started: float | None = None
-    replay_seconds: float | None = None
     worker_ready_after: float | None = None
     stats: dict[int, StepStats] = field(default_factory=dict)
     alerts: dict[str, Alert] = field(default_factory=dict)  # by alert id: a re-read record counts once
