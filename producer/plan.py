@@ -194,12 +194,8 @@ def plan_replay(ds: EllipticDataset, first_step: int | None = None, last_step: i
 
     # Edges as rows; edges naming an unknown transaction are counted, then dropped.
     src_ids, dst_ids = ds.edges[:, 0], ds.edges[:, 1]
-    known_s, known_d = ds.index.contains(src_ids), ds.index.contains(dst_ids)
+    (known_s, src), (known_d, dst) = ds.index.find(src_ids), ds.index.find(dst_ids)
     known = known_s & known_d
-    src = np.full(len(src_ids), -1, dtype=np.int64)
-    dst = np.full(len(dst_ids), -1, dtype=np.int64)
-    src[known_s] = ds.index.rows(src_ids[known_s])
-    dst[known_d] = ds.index.rows(dst_ids[known_d])
     touches_s = known_s & in_range[np.maximum(src, 0)]
     touches_d = known_d & in_range[np.maximum(dst, 0)]
     dangling = int(np.sum(~known & (touches_s | touches_d | (~known_s & ~known_d))))
@@ -217,10 +213,8 @@ def plan_replay(ds: EllipticDataset, first_step: int | None = None, last_step: i
 
     # Each edge rides on its later endpoint, pointing at the earlier one.
     dst_later = seq_of_row[dst] > seq_of_row[src]
-    owner = np.where(dst_later, dst, src)
-    other = np.where(dst_later, src, dst)
-    inputs = _csr(pos_of_row[owner[dst_later]], other[dst_later], len(order), ds.tx_ids, seq_of_row)
-    outputs = _csr(pos_of_row[owner[~dst_later]], other[~dst_later], len(order), ds.tx_ids, seq_of_row)
+    inputs = _csr(pos_of_row[dst[dst_later]], src[dst_later], len(order), ds.tx_ids, seq_of_row)
+    outputs = _csr(pos_of_row[src[~dst_later]], dst[~dst_later], len(order), ds.tx_ids, seq_of_row)
 
     features = ds.features
     plans = []

@@ -18,23 +18,26 @@ class TxIndex:
         self._order = np.argsort(tx_ids, kind="stable")
         self._sorted = tx_ids[self._order]
 
+    def find(self, ids: NDArray[np.int64] | list[int]) -> tuple[NDArray[np.bool_], NDArray[np.int64]]:
+        """(whether each id is in the data set, its row or −1), in one search."""
+        ids = np.asarray(ids, dtype=np.int64)
+        if len(self._sorted) == 0:
+            return np.zeros(ids.shape, dtype=bool), np.full(ids.shape, -1, dtype=np.int64)
+        pos = np.minimum(np.searchsorted(self._sorted, ids), len(self._sorted) - 1)
+        found = self._sorted[pos] == ids
+        return found, np.where(found, self._order[pos], -1).astype(np.int64)
+
     def rows(self, ids: NDArray[np.int64] | list[int]) -> NDArray[np.int64]:
         """Rows of ``ids``; raises KeyError naming the first id that is not in the data set."""
         ids = np.asarray(ids, dtype=np.int64)
-        pos = np.searchsorted(self._sorted, ids)
-        pos_c = np.minimum(pos, len(self._sorted) - 1)
-        found = (len(self._sorted) > 0) & (self._sorted[pos_c] == ids)
+        found, rows = self.find(ids)
         if not np.all(found):
             missing = ids[~found]
             raise KeyError(f"unknown txId {int(missing.flat[0])} ({missing.size} unknown in all)")
-        return self._order[pos_c].astype(np.int64)
+        return rows
 
     def contains(self, ids: NDArray[np.int64]) -> NDArray[np.bool_]:
-        ids = np.asarray(ids, dtype=np.int64)
-        if len(self._sorted) == 0:
-            return np.zeros(ids.shape, dtype=bool)
-        pos = np.minimum(np.searchsorted(self._sorted, ids), len(self._sorted) - 1)
-        return self._sorted[pos] == ids
+        return self.find(ids)[0]
 
     def __getitem__(self, tx_id: int) -> int:
         return int(self.rows(np.array([tx_id]))[0])

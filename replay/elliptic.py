@@ -27,7 +27,7 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from replay import cache
-from replay.dataset import EllipticDataset
+from replay.dataset import EllipticDataset, TxIndex
 from replay.elliptic_format import (
     CLASS_TO_LABEL,
     CLASSES_FILE,
@@ -610,14 +610,8 @@ def _parse_files(contents: Mapping[str, Content], fingerprint: str) -> EllipticD
     edg = _parse_edges(edge_src)
 
     n = len(feat.ids)
-    order = np.argsort(feat.ids)
-    sorted_ids = feat.ids[order]
-
-    def lookup(ids: NDArray[np.int64]) -> tuple[NDArray[np.int64], NDArray[np.bool_]]:
-        pos = np.minimum(np.searchsorted(sorted_ids, ids), n - 1)
-        return order[pos], sorted_ids[pos] == ids
-
-    rows, found = lookup(cls.ids)
+    index = TxIndex(feat.ids)
+    found, rows = index.find(cls.ids)
     if not found.all():
         r = int(np.argmin(found))
         raise cls_src.error(int(cls.lines[r]), f"txId {int(cls.ids[r])} is not in {FEATURES_FILE}")
@@ -628,8 +622,7 @@ def _parse_files(contents: Mapping[str, Content], fingerprint: str) -> EllipticD
         r = int(np.argmax(unlabelled))
         raise feat_src.error(int(feat.lines[r]), f"txId {int(feat.ids[r])} has no row in {CLASSES_FILE}")
 
-    _, found = lookup(edg.edges.reshape(-1))
-    found = found.reshape(-1, 2)
+    found = index.contains(edg.edges.reshape(-1)).reshape(-1, 2)
     if not found.all():
         r = int(np.argmin(found.all(axis=1)))
         c = int(np.argmin(found[r]))

@@ -74,11 +74,7 @@ def _json_value(v: Any) -> Any:
 
 def _labels(ds: EllipticDataset, tx_ids: Sequence[int]) -> tuple[NDArray[np.bool_], NDArray[np.int64]]:
     """Whether each id is in the data set, and its row (−1 when not)."""
-    ids = np.asarray(tx_ids, dtype=np.int64)
-    known = ds.index.contains(ids)
-    rows = np.full(ids.shape, -1, dtype=np.int64)
-    rows[known] = ds.index.rows(ids[known])
-    return known, rows
+    return ds.index.find(np.asarray(tx_ids, dtype=np.int64))
 
 
 def _label_name(ds: EllipticDataset, row: int) -> Label:
@@ -94,7 +90,7 @@ def _metrics(ds: EllipticDataset, verdicts: dict[str, set[int]], first: int, las
     period = (ds.steps >= first) & (ds.steps <= last)
     labelled = period & (ds.labels != UNKNOWN)
     illicit = ds.labels == ILLICIT
-    flags = {v: flag_rows(ds, sorted(verdicts[v])) for v in VERDICTS}
+    flags = {v: flag_rows(ds, verdicts[v]) for v in VERDICTS}
     overall = {v: score_flags(flags[v][labelled], illicit[labelled]) for v in VERDICTS}
     per_step = []
     for step in range(first, last + 1):

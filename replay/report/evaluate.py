@@ -106,9 +106,8 @@ def flag_rows(ds: EllipticDataset, tx_ids: Iterable[int]) -> NDArray[np.bool_]:
     """A row mask of ``ds``: True for the given transactions; ids not in the data set are ignored here
     (the report lists them as warnings)."""
     flagged = np.zeros(ds.n_nodes, dtype=bool)
-    arr = np.fromiter(tx_ids, dtype=np.int64)
-    if arr.size:
-        flagged[ds.index.rows(arr[ds.index.contains(arr)])] = True
+    found, rows = ds.index.find(np.fromiter(tx_ids, dtype=np.int64))
+    flagged[rows[found]] = True
     return flagged
 
 
