@@ -30,6 +30,7 @@ import torch
 from pydantic import ValidationError
 
 from model_store.manifest import MODEL_TYPE_PATTERN, VERSION_RE, ModelManifest
+from replay.cache import sha256_file
 
 MANIFEST_FILE = "manifest.json"
 LATEST_FILE = "latest.json"
@@ -68,11 +69,6 @@ def _write_atomic(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-def _sha256(path: Path) -> str:
-    with path.open("rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _first_line(e: BaseException) -> str:
@@ -274,7 +270,7 @@ class ModelStore:
         path = self.root / m.version / m.weights_file
         if not path.is_file():
             raise ModelStoreError(f"model {m.version}: {path} is missing")
-        found = _sha256(path)
+        found = sha256_file(path)
         if found != m.weights_sha256:
             raise ModelStoreError(f"model {m.version}: {m.weights_file} sha256 mismatch (expected {m.weights_sha256}, "
                                   f"found {found}): the artifact was modified or corrupted")

@@ -55,11 +55,8 @@ def entry_path(cache_dir: Path, fingerprint: str) -> Path:
 
 
 def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
     with path.open("rb") as f:
-        while chunk := f.read(1 << 22):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _atomic_write(target: Path, write: Callable[[BinaryIO], object]) -> None:

@@ -84,17 +84,17 @@ def load_elliptic(data_dir: Path, *, cache_dir: Path | None = None, use_cache: b
         digests: dict[str, str] = {}
         for name, path in paths.items():
             st = path.stat()
-            sha = memo.lookup(path, st) if memo else None
+            sha = memo.lookup(path, st) if memo is not None else None
             if sha is None:
                 # Open once: the same bytes are hashed now and parsed on a cache miss.
                 hashed_at = time.time_ns()
                 contents[name] = _open(path, open_files)
                 sha = hashlib.sha256(contents[name]).hexdigest()
-                if memo:
+                if memo is not None:
                     memo.record(path, st, sha, hashed_at)
             digests[name] = sha
 
-        if memo and cache_dir is not None:
+        if memo is not None:  # with the cache: cache_dir is set
             memo.save()
             ds = cache.read_dataset(cache_dir, combine_fingerprint(digests))
             if ds is not None:
@@ -108,7 +108,7 @@ def load_elliptic(data_dir: Path, *, cache_dir: Path | None = None, use_cache: b
                 contents[name] = _open(path, open_files)
                 digests[name] = hashlib.sha256(contents[name]).hexdigest()
         ds = _parse_files(contents, combine_fingerprint(digests))
-    if use_cache and cache_dir is not None:
+    if memo is not None:
         cache.write_dataset(cache_dir, ds)
     log.info("parsed %s in %.2f s", data_dir, time.perf_counter() - t0)
     return ds

@@ -20,7 +20,14 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.sparse.csgraph import connected_components
 
-from replay.analysis.fits import DensificationFit, TailFit, densification_series, fit_densification, fit_tail
+from replay.analysis.fits import (
+    DensificationFit,
+    TailFit,
+    densification_series,
+    fit_densification,
+    fit_power_law,
+    fit_tail,
+)
 from replay.dataset import EllipticDataset
 from replay.describe import local_clustering, undirected_adjacency
 from txmon.contracts import PowerLawFit
@@ -210,7 +217,7 @@ def analyze_network(
         s_out = np.bincount(er[in_step, 0], minlength=n)
         for i, s in enumerate(per_step):
             rows = steps == s.step
-            fits.append(StepFits(s.step, _plain(fit_tail(s_in[rows])), _plain(fit_tail(s_out[rows]))))
+            fits.append(StepFits(s.step, fit_power_law(s_in[rows]), fit_power_law(s_out[rows])))
             if progress:
                 progress("fits", 3 + i, total)
 
@@ -229,7 +236,3 @@ def analyze_network(
         densification_window=densification_series(cum_n, cum_e, window=window),
         window=window, step_fits=fits,
     )
-
-
-def _plain(tail: TailFit | None) -> PowerLawFit | None:
-    return tail.power_law if tail else None

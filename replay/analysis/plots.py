@@ -16,10 +16,18 @@ from txmon.progress import PhaseProgress
 DPI = 110
 
 
-def _figure(rows: int, cols: int, width: float, height: float) -> tuple[Figure, np.ndarray]:
+def figure(rows: int, cols: int, width: float, height: float) -> tuple[Figure, np.ndarray]:
+    """A figure on the Agg canvas (no GUI backend, thread-safe) and its axes, flat."""
     fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
     return fig, np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
+
+
+def alpha_axis(ax: Axes) -> None:
+    """Keep 1 and the seed paper's 1.15 in view: tiny wiggles of α around 1 must not fill the axis."""
+    lo, hi = ax.get_ylim()
+    ax.set_ylim(min(lo, 0.9), max(hi, 1.25))
+    ax.ticklabel_format(axis="y", useOffset=False)
 
 
 def _save(fig: Figure, path: Path) -> str:
@@ -61,14 +69,14 @@ def _degree_panel(ax: Axes, dist: DegreeDistribution) -> None:
 
 
 def plot_degrees(a: NetworkAnalysis, out: Path) -> str:
-    fig, axes = _figure(1, 2, 12, 4.8)
+    fig, axes = figure(1, 2, 12, 4.8)
     _degree_panel(axes[0], a.in_degree)
     _degree_panel(axes[1], a.out_degree)
     return _save(fig, out / "degree_ccdf.png")
 
 
 def plot_densification(a: NetworkAnalysis, out: Path) -> str:
-    fig, (left, right) = _figure(1, 2, 12, 4.8)
+    fig, (left, right) = figure(1, 2, 12, 4.8)
     n = np.array([c.nodes for c in a.cumulative], dtype=np.float64)
     e = np.array([c.edges for c in a.cumulative], dtype=np.float64)
     left.loglog(n, e, "o", color="tab:blue", ms=4, label="cumulative E(t) vs N(t)")
@@ -98,10 +106,7 @@ def plot_densification(a: NetworkAnalysis, out: Path) -> str:
         right.fill_between(steps[ok], alpha - 2 * se, alpha + 2 * se, color=colour, alpha=0.15)
     right.axhline(1.0, color="0.4", ls=":", lw=1, label="α = 1 (no densification)")
     right.axhline(1.15, color="tab:purple", ls="--", lw=1, label="1.15: the seed paper's figure for Bitcoin")
-    # Keep 1 and the seed paper's 1.15 in view: tiny wiggles around 1 must not fill the axis.
-    lo, hi = right.get_ylim()
-    right.set_ylim(min(lo, 0.9), max(hi, 1.25))
-    right.ticklabel_format(axis="y", useOffset=False)
+    alpha_axis(right)
     right.set_xlabel("step t")
     right.set_ylabel("α (band: ± 2 standard errors)")
     right.set_title("α as the history grows")
@@ -115,7 +120,7 @@ def _series(ax: Axes, steps: np.ndarray, rows: list[GraphStats], attr: str, labe
 
 
 def plot_step_series(a: NetworkAnalysis, out: Path) -> str:
-    fig, axes = _figure(2, 3, 14, 7.5)
+    fig, axes = figure(2, 3, 14, 7.5)
     steps = np.array(a.steps)
     panels = [
         ("nodes", "nodes per step", False),
@@ -146,7 +151,7 @@ def plot_step_series(a: NetworkAnalysis, out: Path) -> str:
 def plot_step_fits(a: NetworkAnalysis, out: Path) -> str | None:
     if not a.step_fits:
         return None
-    fig, axes = _figure(1, 2, 12, 4.2)
+    fig, axes = figure(1, 2, 12, 4.2)
     whole = {"in": a.in_degree.fit, "out": a.out_degree.fit}
     for ax, direction in zip(axes, ("in", "out"), strict=True):
         pts = [(f.step, getattr(f, f"{direction}_degree")) for f in a.step_fits]

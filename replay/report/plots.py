@@ -7,21 +7,13 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from replay.analysis.plots import alpha_axis, figure
 from replay.report.evaluate import KINDS, VERDICTS
 from replay.report.model import DegreeFit, Report
 
-DPI = 110
 KIND_COLOURS = {"arrival": "tab:blue", "final": "tab:orange", "retracted": "tab:gray"}
-
-
-def _figure(rows: int, cols: int, width: float, height: float) -> tuple[Figure, np.ndarray]:
-    fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig, np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
 
 
 def _step_axis(ax: Axes, r: Report) -> None:
@@ -35,7 +27,7 @@ def _nan(x: float | None) -> float:
 
 
 def plot_metrics_per_step(r: Report, path: Path) -> None:
-    fig, axes = _figure(1, 2, 12, 4.2)
+    fig, axes = figure(1, 2, 12, 4.2)
     steps = [m.step for m in r.metrics.per_step]
     for ax, verdict in zip(axes, VERDICTS, strict=True):
         for metric, style in (("precision", "-o"), ("recall", "-s"), ("f1", "-^")):
@@ -49,7 +41,7 @@ def plot_metrics_per_step(r: Report, path: Path) -> None:
 
 
 def plot_confusion(r: Report, path: Path) -> None:
-    fig, axes = _figure(1, 2, 8, 3.6)
+    fig, axes = figure(1, 2, 8, 3.6)
     for ax, verdict in zip(axes, VERDICTS, strict=True):
         m = np.array(r.metrics.confusion[verdict])
         ax.imshow(m, cmap="Blues")
@@ -61,7 +53,7 @@ def plot_confusion(r: Report, path: Path) -> None:
 
 
 def plot_alerts_per_step(r: Report, path: Path) -> None:
-    fig, (ax,) = _figure(1, 1, 10, 3.8)
+    fig, (ax,) = figure(1, 1, 10, 3.8)
     steps = np.array([c.step for c in r.alerts.per_step])
     bottom = np.zeros(steps.size)
     for kind in KINDS:
@@ -82,7 +74,7 @@ def plot_latency(r: Report, path: Path) -> None:
     close = r.latency.step_close
     if close is not None and close.histogram is not None:
         series.append(("step close: end marker sent → statistics", close, "tab:green"))
-    fig, axes = _figure(1, len(series), 4.5 * len(series), 3.6)
+    fig, axes = figure(1, len(series), 4.5 * len(series), 3.6)
     for ax, (title, lat, colour) in zip(axes, series, strict=True):
         h = lat.histogram
         assert h is not None
@@ -100,7 +92,7 @@ def _fit_alpha(fit: DegreeFit | None) -> float:
 
 
 def plot_step_stats(r: Report, path: Path) -> None:
-    fig, axes = _figure(2, 3, 14, 7.2)
+    fig, axes = figure(2, 3, 14, 7.2)
     steps = [s.step for s in r.steps]
 
     def panel(ax: Axes, title: str, series: list[tuple[str, list[float]]]) -> None:
@@ -124,7 +116,7 @@ def plot_step_stats(r: Report, path: Path) -> None:
 
 
 def plot_densification(r: Report, path: Path) -> None:
-    fig, (left, right) = _figure(1, 2, 12, 4.6)
+    fig, (left, right) = figure(1, 2, 12, 4.6)
     n = np.array([s.nodes_total for s in r.steps], dtype=np.float64)
     e = np.array([s.edges_total for s in r.steps], dtype=np.float64)
     ok = (n > 0) & (e > 0)  # a log axis cannot show zero
@@ -147,9 +139,7 @@ def plot_densification(r: Report, path: Path) -> None:
     right.plot(steps, [_nan(s.densification_alpha_window) for s in r.steps], "-s", ms=3, color="tab:green",
                label=f"α over the last {window} steps" if window else "α over the rolling window")
     right.axhline(1.0, color="0.4", ls=":", lw=1, label="α = 1 (no densification)")
-    lo, hi = right.get_ylim()
-    right.set_ylim(min(lo, 0.9), max(hi, 1.25))  # tiny wiggles around 1 must not fill the axis
-    right.ticklabel_format(axis="y", useOffset=False)
+    alpha_axis(right)
     right.set(ylabel="α", title="α from each step's statistics record")
     _step_axis(right, r)
     right.grid(True, alpha=0.3)

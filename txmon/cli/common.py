@@ -50,10 +50,9 @@ def phase_progress() -> Iterator[PhaseProgress]:
 def load_dataset(data_dir: Path):
     """Load a data set or exit with the loader's message (file:line and what is wrong)."""
     from replay.elliptic import DatasetError, load_elliptic
-    from txmon.settings import Settings
 
     try:
         with err_console.status(f"loading {data_dir} ..."):
-            return load_elliptic(data_dir, cache_dir=Settings().cache_dir / "datasets")
+            return load_elliptic(data_dir)  # cached under TXMON_CACHE_DIR
     except DatasetError as e:
         fail(str(e))

@@ -47,9 +47,9 @@ def replay(
     if bool(settings.kafka_bootstrap) != bool(settings.redis_url):
         fail("set both TXMON_KAFKA_BOOTSTRAP and TXMON_REDIS_URL (a running stack) or neither (an embedded one): "
              "the report reads what the workers of that Kafka wrote to that Redis")
-    report.mkdir(parents=True, exist_ok=True)
-    if not report.is_dir():
+    if report.exists() and not report.is_dir():
         fail(f"--report {report} is not a directory")
+    report.mkdir(parents=True, exist_ok=True)
     try:
         _run(settings, data, report, from_step, to_step, rate, replay_id, epochs, timeout)
     except KeyboardInterrupt:
@@ -77,7 +77,6 @@ def _run(settings: Settings, data: Path, out: Path, from_step: int | None, to_st
     manifest = served_model(ds, epochs)[0] if embedded else _configured_model(settings)
     quiet_kafka_logs()
 
-    timings: dict[str, float] = {}
     with ExitStack() as stack:
         try:
             bootstrap, redis_url = stack.enter_context(embedded_stack(settings))
@@ -117,10 +116,7 @@ def _run(settings: Settings, data: Path, out: Path, from_step: int | None, to_st
                         fail(f"the embedded worker was not ready after 90 s; its log: {worker.log_path}", code=1)
                     time.sleep(0.1)
 
-        def check() -> None:
-            if worker is not None:
-                _check(worker)
-
+        check = worker.check_alive if worker is not None else lambda: None  # a dead worker stops the wait
         try:
             collector = AlertCollector(bootstrap, settings.topic_alerts, rid)
         except ReplayRunError as e:
@@ -128,16 +124,15 @@ def _run(settings: Settings, data: Path, out: Path, from_step: int | None, to_st
         stack.callback(collector.stop)
         collector.start()
         t0 = time.monotonic()
-        summary = send_with_progress(plan, bootstrap, settings, rate, setup, check=check)
-        timings["send_s"] = summary.seconds
         try:
+            summary = send_with_progress(plan, bootstrap, settings, rate, setup, check=check)
             with err_console.status("waiting for the worker to pass replay_end ...") as status:
                 def progress(ended: int, steps: int) -> None:
                     status.update(f"waiting for the worker: {steps} of {plan.last_step - plan.first_step + 1} steps "
                                   f"finalised, {ended} of {setup.partitions} partitions past replay_end")
 
                 wait_end(client, rid, setup.partitions, timeout, check=check, progress=progress)
-            timings["pipeline_s"] = time.monotonic() - t0
+            pipeline_s = time.monotonic() - t0
             expected = sum(published_alerts(client, rid).values())
             alerts = collector.wait_for(expected, timeout=60)
         except (ReplayRunError, WorkerDied) as e:
@@ -150,25 +145,15 @@ def _run(settings: Settings, data: Path, out: Path, from_step: int | None, to_st
     meta = {
         "services": "embedded" if embedded else "configured",
         "transactions sent": summary.events,
-        "send seconds": round(timings["send_s"], 2),
-        "seconds to replay_end": round(timings["pipeline_s"], 2),
-        "throughput tx/s": round(summary.events / timings["pipeline_s"], 1) if timings["pipeline_s"] else None,
+        "send seconds": round(summary.seconds, 2),
+        "seconds to replay_end": round(pipeline_s, 2),
+        "throughput tx/s": round(summary.events / pipeline_s, 1) if pipeline_s else None,
         "malformed alert records skipped": collector.malformed,
     }
     rep = build_report(ds, alerts, stats, replay_id=rid, first_step=plan.first_step, last_step=plan.last_step,
                        model_version=version, threshold=threshold, meta=meta)
     paths = write_report(rep, out)
     _print_summary(rid, rep, paths, meta)
-
-
-def _check(worker) -> None:  # noqa: ANN001
-    from replay.run import ReplayRunError
-    from txmon.cli.live import WorkerDied
-
-    try:
-        worker.check_alive()
-    except WorkerDied as e:
-        raise ReplayRunError(str(e)) from None
 
 
 def _configured_model(settings: Settings):  # noqa: ANN202
