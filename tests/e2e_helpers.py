@@ -28,9 +28,11 @@ from kafka import KafkaConsumer, TopicPartition
 
 from model_store.graph import undirected_edge_index
 from model_store.registry import ModelStore
-from model_store.train import gcn_scores
+from model_store.splits import temporal_split
+from model_store.train import TrainConfig, fit_gcn, gcn_scores
 from replay.dataset import EllipticDataset
 from stream_app.keys import ReplayKeys, StepKeys
+from stream_app.metrics_read import Scrape, scrape
 from stream_app.scorer import LoadedModel
 from txmon.embedded import free_port
 from txmon.settings import Settings
@@ -54,11 +56,18 @@ def unique_settings(bootstrap: str, redis_url: str, model_dir: Path, tag: str | 
                     topic_stats=f"e2e-{tag}.stats", topic_dead_letter=f"e2e-{tag}.dead-letter", **extra)
 
 
+def clean_env(**extra: str) -> dict[str, str]:
+    """This process's environment without any TXMON_* setting, importing this checkout, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TXMON_")}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
+    env.update(extra)
+    return env
+
+
 def worker_env(settings: Settings, app_id: str, **extra: str) -> dict[str, str]:
     """The environment of a worker serving ``settings`` in consumer group ``app_id``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TXMON_")}
+    env = clean_env()
     env.update(
-        PYTHONPATH=os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p),
         TXMON_KAFKA_BOOTSTRAP=str(settings.kafka_bootstrap),
         TXMON_REDIS_URL=str(settings.redis_url),
         TXMON_MODEL_DIR=str(settings.model_dir),
@@ -104,6 +113,24 @@ def offline_scores(model_dir: Path, ds: EllipticDataset) -> tuple[LoadedModel, n
     model = LoadedModel.from_store(model_dir)
     scores = gcn_scores(model.gcn, model.scale(ds.features), undirected_edge_index(ds.edge_rows, ds.n_nodes))
     return model, scores
+
+
+def train_small_gcn(ds: EllipticDataset, model_dir: Path) -> tuple[LoadedModel, np.ndarray]:
+    """A tiny GCN (5 epochs, 16 wide, seed 0) trained on the temporal split and stored as the latest; its threshold
+    sits in a gap between scores (about 10% flagged), so float32 storage cannot move a score across it and alert
+    sets are exact. Returns the stored model as the worker loads it and its offline scores."""
+    res = fit_gcn(ds, temporal_split(ds), TrainConfig("gcn", epochs=5, hidden=16, seed=0))
+    save_gcn(model_dir, res.state_dict, res.architecture, gap_threshold(res.scores, 0.10, min_gap=5e-4),
+             np.array(res.feature_mean), np.array(res.feature_std), ds.fingerprint)
+    return offline_scores(model_dir, ds)
+
+
+def isolated_redis(redis_url: str, db: int) -> tuple[str, redis.Redis]:
+    """The session's redis-server on database ``db`` (one no other test module uses), emptied: (url, client)."""
+    url = f"{redis_url.rsplit('/', 1)[0]}/{db}"
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    return url, client
 
 
 # -- the worker process ----------------------------------------------------------------------------------------------
@@ -160,6 +187,11 @@ class WorkerProcess:
             return b"[^Worker]: Ready" in self.log_path.read_bytes()
         except OSError:
             return False
+
+    def metrics(self) -> Scrape:
+        """A scrape of the worker's /metrics."""
+        assert self.web_url, "the worker runs without its web server"
+        return scrape(f"{self.web_url}/metrics", time.monotonic(), timeout=10.0)
 
     def get(self, path: str, timeout: float = 10.0) -> tuple[int, bytes]:
         """(status, body) of a GET on the worker's web server; errors are answers too, not exceptions."""

@@ -28,19 +28,16 @@ from e2e_helpers import (
     TopicReader,
     WorkerProcess,
     claimed_alert_ids,
-    gap_threshold,
-    offline_scores,
+    isolated_redis,
     read_step_scores,
     replay_done,
-    save_gcn,
     session_pids,
+    train_small_gcn,
     unique_settings,
     wait_for,
     worker_env,
 )
 
-from model_store.splits import temporal_split
-from model_store.train import TrainConfig, fit_gcn
 from producer.kafka_io import make_producer
 from producer.plan import plan_replay
 from producer.replay import prepare_topics, run_replay
@@ -137,17 +134,10 @@ def _dataset() -> EllipticDataset:
 def pipeline(kafka_bootstrap: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
     tmp = tmp_path_factory.mktemp("e2e")
     ds = _dataset()
-    # A tiny GCN, trained for a few epochs; its threshold sits in a gap between scores (about 10% flagged),
-    # so that float32 storage cannot move a score across it and the alert sets are exact.
-    res = fit_gcn(ds, temporal_split(ds), TrainConfig("gcn", epochs=5, hidden=16, seed=0))
-    save_gcn(tmp / "models", res.state_dict, res.architecture, gap_threshold(res.scores, 0.10, min_gap=5e-4),
-             np.array(res.feature_mean), np.array(res.feature_std), ds.fingerprint)
-    model, offline = offline_scores(tmp / "models", ds)
+    model, offline = train_small_gcn(ds, tmp / "models")
     assert np.abs(offline - model.threshold).min() > 10 * TOL
 
-    url = f"{redis_url.rsplit('/', 1)[0]}/{REDIS_DB}"
-    client = redis.Redis.from_url(url)
-    client.flushdb()
+    url, client = isolated_redis(redis_url, REDIS_DB)
     tag = uuid.uuid4().hex[:8]
     settings = unique_settings(kafka_bootstrap, url, tmp / "models", tag=tag, topic_partitions=PARTITIONS,
                                max_record_bytes=MAX_RECORD_BYTES)
@@ -293,24 +283,13 @@ def test_web_views_answer_for_known_and_unknown_ids(pipeline: Pipeline, first_re
     assert stats["nodes_step"] == int(np.sum(pipeline.ds.steps == 49))
 
 
-def _scraped_series(worker: WorkerProcess) -> dict[str, float]:
-    from prometheus_client.parser import text_string_to_metric_families
-
-    status, body = worker.get("/metrics")
-    assert status == 200
-    out: dict[str, float] = {}
-    for family in text_string_to_metric_families(body.decode()):
-        for s in family.samples:
-            out[s.name] = out.get(s.name, 0.0) + s.value
-    return out
-
-
 def test_metrics_expose_every_series_the_dashboard_queries(pipeline: Pipeline, first_replay: FirstReplay) -> None:
     import re
 
     from stream_app.metrics import exported_series
 
-    series = _scraped_series(pipeline.worker)
+    scraped = pipeline.worker.metrics()
+    series = {name: scraped.total(name) for name, _ in scraped.samples}
     assert exported_series() <= set(series), exported_series() - set(series)
     dashboard = (Path(__file__).parents[1] / "ops" / "grafana" / "dashboards" / "txmon.json").read_text()
     queried = set(re.findall(r"txmon_[a-z_]+", dashboard))

@@ -19,17 +19,11 @@ from replay.dataset import EllipticDataset
 from replay.elliptic_format import N_FEATURES
 from replay.synth import generate, synthesize
 from txmon.contracts import TOPIC_EVENT, ReplayEnd, StepEnd, TxEvent
+from txmon.embedded import free_port
 from txmon.settings import Settings
 
 runner = CliRunner()
 
-
-def _closed_port() -> int:
-    import socket
-
-    with socket.socket() as s:  # bound then released: nothing listens there
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -346,7 +340,7 @@ def test_bootstrap_addresses_are_parsed() -> None:
 
 @pytest.mark.parametrize("make", [make_producer, lambda b: ensure_topics(b, ["t"], 1), check_reachable])
 def test_unreachable_broker_fails_fast_and_clearly(make) -> None:
-    bootstrap = f"127.0.0.1:{_closed_port()}"
+    bootstrap = f"127.0.0.1:{free_port()}"
     t0 = time.perf_counter()
     with pytest.raises(ProducerError, match=f"cannot reach Kafka at {bootstrap}: .*refused"):
         make(bootstrap)
@@ -385,7 +379,7 @@ def test_command_errors_are_clean(data_dir: Path, tmp_path: Path, monkeypatch: p
     monkeypatch.delenv("TXMON_KAFKA_BOOTSTRAP", raising=False)
     monkeypatch.setenv("TXMON_CACHE_DIR", str(tmp_path / "cache"))
     for k, v in env.items():
-        monkeypatch.setenv(k, f"127.0.0.1:{_closed_port()}" if v == "closed" else v)
+        monkeypatch.setenv(k, f"127.0.0.1:{free_port()}" if v == "closed" else v)
     result = runner.invoke(_app(), ["--data", str(data_dir), *args])
     assert result.exit_code == 2, result.output
     assert "error:" in result.output and message in " ".join(result.output.split()), result.output
@@ -483,7 +477,6 @@ def test_ctrl_c_while_an_event_is_serialised_stays_a_keyboard_interrupt() -> Non
     """pydantic-core wraps what a Python serializer raises; a Ctrl-C landing in encode_features must still
     reach the command as KeyboardInterrupt (its clean-stop path), not as a serialization error."""
     from producer.replay import encode_event
-    from txmon.contracts import TxEvent
 
     class Interrupting:
         def __array__(self, dtype=None, copy=None):  # noqa: ANN001, ANN204

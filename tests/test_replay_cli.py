@@ -17,11 +17,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import redis
-from e2e_helpers import TopicReader, WorkerProcess, gap_threshold, save_gcn, unique_settings, wait_for, worker_env
+from e2e_helpers import (
+    TopicReader,
+    WorkerProcess,
+    clean_env,
+    isolated_redis,
+    train_small_gcn,
+    unique_settings,
+    wait_for,
+    worker_env,
+)
 
-from model_store.splits import temporal_split
-from model_store.train import TrainConfig, fit_gcn
 from producer.replay import prepare_topics
 from replay.elliptic import load_elliptic
 from replay.elliptic_format import ILLICIT, UNKNOWN
@@ -63,11 +69,9 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_replay_report_is_repeatable_and_matches_the_alert_topic(data_dir: Path, kafka_bootstrap: str,
                                                                  redis_url: str, tmp_path: Path) -> None:
     ds = load_elliptic(data_dir, use_cache=False)
-    res = fit_gcn(ds, temporal_split(ds), TrainConfig("gcn", epochs=5, hidden=16, seed=0))
-    save_gcn(tmp_path / "models", res.state_dict, res.architecture, gap_threshold(res.scores, 0.10, min_gap=5e-4),
-             np.array(res.feature_mean), np.array(res.feature_std), ds.fingerprint)
-    url = f"{redis_url.rsplit('/', 1)[0]}/{REDIS_DB}"
-    redis.Redis.from_url(url).flushdb()
+    train_small_gcn(ds, tmp_path / "models")
+    url, client = isolated_redis(redis_url, REDIS_DB)
+    client.close()
     settings = unique_settings(kafka_bootstrap, url, tmp_path / "models", tag=uuid.uuid4().hex[:8],
                                topic_partitions=PARTITIONS)
     prepare_topics(kafka_bootstrap, settings)
@@ -147,10 +151,10 @@ def test_replay_report_is_repeatable_and_matches_the_alert_topic(data_dir: Path,
 def test_replay_on_the_embedded_stack(data_dir: Path, tmp_path: Path) -> None:
     """No Kafka or Redis configured: the command starts Tansu, redis-server and a worker, trains a model for
     the data set (the store is empty), replays, reports, and stops everything it started."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TXMON_")}
-    env.update(PYTHONPATH=os.pathsep.join(p for p in (str(Path(__file__).parents[1]), env.get("PYTHONPATH")) if p),
-               TXMON_MODEL_DIR=str(tmp_path / "models"), TXMON_CACHE_DIR=str(tmp_path / "cache"))
-    before = _service_pids()
+    # TMPDIR: the services' and the worker's directories land under tmp_path, which tells their processes apart
+    # from any other suite's on the machine.
+    env = clean_env(TXMON_MODEL_DIR=str(tmp_path / "models"), TXMON_CACHE_DIR=str(tmp_path / "cache"),
+                    TMPDIR=str(tmp_path))
     r = _txmon("replay", "--data", str(data_dir), "--from-step", "40", "--to-step", "45", "--report",
                str(tmp_path / "report"), "--epochs", "5", env=env, cwd=tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
@@ -158,10 +162,16 @@ def test_replay_on_the_embedded_stack(data_dir: Path, tmp_path: Path) -> None:
     report = json.loads((tmp_path / "report" / "report.json").read_text())
     assert (report["header"]["first_step"], report["header"]["last_step"]) == (40, 45)
     assert [s["step"] for s in report["steps"]] == list(range(40, 46))
-    assert not _service_pids() - before, "processes left behind"
+    assert not _processes_in(tmp_path), "processes left behind"
 
 
-def _service_pids() -> set[int]:
-    """Running Tansu brokers, redis-servers and txmon workers."""
-    r = subprocess.run(["pgrep", "-f", "tansu.* broker|redis-server|txmon worker"], capture_output=True, text=True)
-    return {int(p) for p in r.stdout.split()}
+def _processes_in(path: Path) -> dict[int, str]:
+    """Live processes whose working directory is under ``path``: pid → command line."""
+    out = {}
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and Path(os.readlink(proc / "cwd")).is_relative_to(path):
+                out[int(proc.name)] = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+    return out

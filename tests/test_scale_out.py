@@ -16,22 +16,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import redis
 from e2e_helpers import (
     TopicReader,
     WorkerProcess,
-    gap_threshold,
-    offline_scores,
+    isolated_redis,
     replay_done,
-    save_gcn,
+    train_small_gcn,
     unique_settings,
     wait_for,
     worker_env,
 )
-from prometheus_client.parser import text_string_to_metric_families
 
-from model_store.splits import temporal_split
-from model_store.train import TrainConfig, fit_gcn
 from producer.replay import prepare_topics, run_replay
 from replay.dataset import EllipticDataset
 from replay.run import published_alerts
@@ -43,12 +38,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.filterwarni
 PARTITIONS = 4
 TIMEOUT = 120.0
 REDIS_DB = 6  # the session's redis-server, a database no other test uses
-
-
-def _metric(worker: WorkerProcess, name: str) -> float:
-    status, body = worker.get("/metrics")
-    assert status == 200
-    return sum(s.value for f in text_string_to_metric_families(body.decode()) for s in f.samples if s.name == name)
 
 
 def _verdicts(alerts: list[Alert], replay_id: str) -> set[int]:
@@ -63,16 +52,11 @@ def test_two_workers_share_the_partitions_and_finalise_every_step_once(
         kafka_bootstrap: str, redis_url: str, tmp_path: Path) -> None:
     d = generate(0.02, seed=5)
     ds = EllipticDataset(d.tx_ids, d.steps, d.features.astype(np.float32), d.labels, d.edges, fingerprint="scale")
-    res = fit_gcn(ds, temporal_split(ds), TrainConfig("gcn", epochs=5, hidden=16, seed=0))
-    save_gcn(tmp_path / "models", res.state_dict, res.architecture, gap_threshold(res.scores, 0.10, min_gap=5e-4),
-             np.array(res.feature_mean), np.array(res.feature_std), ds.fingerprint)
-    model, offline = offline_scores(tmp_path / "models", ds)
+    model, offline = train_small_gcn(ds, tmp_path / "models")
     flagged_offline = set(ds.tx_ids[offline >= model.threshold].tolist())
     n_steps = len(np.unique(ds.steps))
 
-    url = f"{redis_url.rsplit('/', 1)[0]}/{REDIS_DB}"
-    client = redis.Redis.from_url(url)
-    client.flushdb()
+    url, client = isolated_redis(redis_url, REDIS_DB)
     tag = uuid.uuid4().hex[:8]
     settings = unique_settings(kafka_bootstrap, url, tmp_path / "models", tag=tag, topic_partitions=PARTITIONS)
     assert prepare_topics(kafka_bootstrap, settings).partitions == PARTITIONS
@@ -105,8 +89,8 @@ def test_two_workers_share_the_partitions_and_finalise_every_step_once(
         pair.append(start(f"so-{tag}-two", 2))
         replay("so-pair", pair)
 
-        events = [_metric(w, "txmon_events_processed_total") for w in pair]
-        finalised = [_metric(w, "txmon_steps_finalised_total") for w in pair]
+        events = [w.metrics().total("txmon_events_processed_total") for w in pair]
+        finalised = [w.metrics().total("txmon_steps_finalised_total") for w in pair]
         assert all(e > 0 for e in events), f"a worker processed nothing: {events}"
         assert sum(events) >= ds.n_nodes  # at-least-once: a rebalance may redeliver, never lose
         assert sum(finalised) == n_steps, f"finalisations per worker: {finalised}"

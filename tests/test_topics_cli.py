@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 from kafka import KafkaAdminClient
 from typer.testing import CliRunner
 
 from producer.replay import new_replay_id
 from txmon.cli import app
+from txmon.embedded import free_port
 
 runner = CliRunner()
 KINDS = ("TRANSACTIONS", "ALERTS", "STATS", "DEAD_LETTER")
 
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -75,7 +69,7 @@ def test_existing_topics_are_kept_with_a_warning(kafka_bootstrap: str, topic_env
 def test_errors_are_clean(monkeypatch: pytest.MonkeyPatch, bootstrap: str | None, message: str) -> None:
     monkeypatch.delenv("TXMON_KAFKA_BOOTSTRAP", raising=False)
     if bootstrap:
-        monkeypatch.setenv("TXMON_KAFKA_BOOTSTRAP", f"127.0.0.1:{_closed_port()}")
+        monkeypatch.setenv("TXMON_KAFKA_BOOTSTRAP", f"127.0.0.1:{free_port()}")
     result = runner.invoke(app, ["topics", "create"])
     assert result.exit_code == 2, result.output
     assert "error:" in result.output and message in _text(result.output)

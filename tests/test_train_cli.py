@@ -49,12 +49,6 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     torch.set_num_threads(n)
 
 
-@pytest.fixture(autouse=True)
-def _tmp_cache(env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TXMON_CACHE_DIR", str(env / "cache"))
-    monkeypatch.setenv("TXMON_MODEL_DIR", str(env / "default-models"))
-
-
 @pytest.fixture(scope="module")
 def trained(env: Path) -> tuple[Path, Path]:
     data, store = env / "data", env / "store"

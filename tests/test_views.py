@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from test_routing import MAX_BYTES, msg, step_end, tx
 
 from stream_app import views
@@ -93,7 +95,8 @@ def test_latest_stats(proc: Processor) -> None:
 def test_health(redis_client: redis.Redis) -> None:
     ok = views.health(redis_client, "gcn-v1", 100.0, 103.5)
     assert ok == {"status": "ok", "redis": "ok", "model_version": "gcn-v1", "uptime_s": 3.5}
-    dead = redis.Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=0.5)
+    dead = redis.Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=0.5,
+                       retry=Retry(NoBackoff(), 0))  # redis-py would retry a refused connection for ~4 s
     with pytest.raises(views.ViewError) as e:
         views.health(dead, "gcn-v1", 100.0, 101.0)
     assert e.value.status == 503 and "Redis is unreachable" in e.value.message
