@@ -22,6 +22,7 @@ import torch
 from model_store.graph import undirected_edge_index
 from model_store.models.gcn import GCN
 from model_store.train import Scaler, gcn_scores
+from producer.plan import plan_replay
 from replay.dataset import EllipticDataset
 from replay.synth import generate
 from stream_app.keys import StepKeys
@@ -32,25 +33,8 @@ from txmon.embedded import RedisServer
 
 
 def replay_events(ds: EllipticDataset, replay_id: str) -> list[TxEvent]:
-    """Events as the producer sends them: by step, row order within a step (seq), each edge on its later end."""
-    steps = ds.steps.astype(np.int64)
-    order = np.argsort(steps, kind="stable")
-    seq = np.empty(ds.n_nodes, dtype=np.int64)
-    seq[order] = np.arange(ds.n_nodes) - np.searchsorted(steps[order], steps[order])
-    ins: dict[int, list[tuple[int, int]]] = defaultdict(list)
-    outs: dict[int, list[tuple[int, int]]] = defaultdict(list)
-    ids = ds.tx_ids.tolist()
-    for a, b in ds.edge_rows.tolist():
-        if seq[b] > seq[a]:
-            ins[b].append((ids[a], int(seq[a])))
-        else:
-            outs[a].append((ids[b], int(seq[b])))
-    now = time.time()
-    # model_construct: the features are already float32[165]; validation would only slow the set-up.
-    return [TxEvent.model_construct(kind="tx", schema_version=1, replay_id=replay_id, tx_id=ids[r],
-                                    step=int(steps[r]), seq=int(seq[r]), features=ds.features[r],
-                                    inputs_from=ins[r], outputs_to=outs[r], event_time=now)
-            for r in order.tolist()]
+    """The events the producer sends (producer.plan): by step, seq order, each edge on its later end."""
+    return [e for sp in plan_replay(ds, replay_id=replay_id) for e in sp.events()]
 
 
 def memory_breakdown(client: redis.Redis, keys: StepKeys, nodes: int) -> dict[str, float]:

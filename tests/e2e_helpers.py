@@ -258,9 +258,6 @@ class TopicReader:
                 n += 1
         return n
 
-    def values(self) -> list[dict]:
-        return [r.json() for r in self.records]
-
     def close(self) -> None:
         self.consumer.close()
 

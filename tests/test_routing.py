@@ -7,58 +7,23 @@ processed before its ``step_end``); a replay is reported done only once every pa
 
 from __future__ import annotations
 
-import base64
 import json
 
 import numpy as np
 import pytest
 import redis
+from stream_records import MAX_BYTES, TOPIC, b64, features, msg, replay_end, step_end, tx
 
 from replay.elliptic_format import N_FEATURES
 from stream_app.keys import StepKeys
 from stream_app.processor import MAX_SEQ, Processor
 from stream_app.routing import DLQ_VALUE_CHARS, Consumed, Outputs, after_publish, route
-from txmon.contracts import Alert, DeadLetter, ReplayEnd, StepEnd, StepStats, TxEvent, encode_features
+from txmon.contracts import Alert, DeadLetter, ReplayEnd, StepStats, encode_features
 
 pytestmark = [pytest.mark.integration, pytest.mark.filterwarnings("ignore:Sparse:UserWarning")]
 
-TOPIC = "txmon.transactions"
-MAX_BYTES = 64 * 1024
-
-
-def _features(seed: int) -> np.ndarray:
-    return np.random.default_rng(seed).normal(size=N_FEATURES).astype(np.float32)
-
-
-def tx(step: int = 1, seq: int = 0, inputs_from: list[tuple[int, int]] | None = None, **changes: object) -> dict:
-    """A valid transaction event (tx id 1000 * step + seq + 1) as a JSON-ready dict; ``changes`` are applied
-    to the dict afterwards, unvalidated, to make it bad."""
-    e = TxEvent(replay_id="r", tx_id=1000 * step + seq + 1, step=step, seq=seq, features=_features(1000 * step + seq),
-                inputs_from=inputs_from or [], event_time=1_700_000_000.0)
-    return {**json.loads(e.model_dump_json()), **changes}
-
-
-def step_end(replay_id: str = "r", step: int = 1, partitions: int = 1, **changes: object) -> dict:
-    return {**StepEnd(replay_id=replay_id, step=step, count=0, partitions=partitions, event_time=1.0).model_dump(),
-            **changes}
-
-
-def replay_end(replay_id: str = "r", partitions: int = 1, **changes: object) -> dict:
-    return {**ReplayEnd(replay_id=replay_id, first_step=1, last_step=1, count=0, partitions=partitions,
-                        event_time=1.0).model_dump(), **changes}
-
-
-def msg(value: dict | bytes | None, partition: int = 0, offset: int = 0, key: bytes | None = b"k") -> Consumed:
-    raw = json.dumps(value).encode() if isinstance(value, dict) else value
-    return Consumed(TOPIC, partition, offset, key, raw)
-
-
-def b64(values: np.ndarray) -> str:
-    return base64.b64encode(np.asarray(values, "<f4").tobytes()).decode()
-
-
 def _with_nan(i: int, value: float) -> str:
-    f = _features(0)
+    f = features(0)
     f[i] = value
     return encode_features(f)
 
@@ -235,6 +200,6 @@ def test_published_alerts_are_counted_per_kind_and_listed_newest_first(proc: Pro
     assert newest == ["r:6:arrival", "r:5:retracted", "r:5:arrival"]
 
 
-def test_an_empty_batch_does_nothing(proc: Processor, redis_client: redis.Redis) -> None:
+def test_an_empty_batch_does_nothing(proc: Processor) -> None:
     out, done = _route_and_publish(proc, [])
     assert (out.alerts, out.stats, out.dead_letters, done, out.processed) == ([], [], [], [], 0)

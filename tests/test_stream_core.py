@@ -502,11 +502,7 @@ def test_two_workers_on_the_same_events_at_once(r: redis.Redis, redis_url: str, 
         assert r.bitcount(keys.scored) == r.bitcount(keys.seen) == int(np.sum(dense.steps == t))
 
 
-@pytest.mark.integration
 def test_finaliser_waits_for_earlier_steps_of_the_replay(redis_client) -> None:
-    import threading
-
-    from stream_app.keys import ReplayKeys
     from stream_app.step_close import DONE, wait_for_earlier_steps
 
     rk = ReplayKeys("wait")

@@ -6,7 +6,7 @@ import pytest
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
-from test_routing import MAX_BYTES, msg, step_end, tx
+from stream_records import MAX_BYTES, msg, step_end, tx
 
 from stream_app import views
 from stream_app.processor import Processor
