@@ -13,9 +13,12 @@ def undirected_edge_index(edge_rows: NDArray[np.int64], n: int) -> torch.Tensor:
     """Both directions of every edge, once, no self loops: money flows matter both ways for AML."""
     if len(edge_rows) == 0:
         return torch.zeros((2, 0), dtype=torch.long)
-    e = edge_rows[edge_rows[:, 0] != edge_rows[:, 1]]
-    both = np.unique(np.concatenate([e, e[:, ::-1]]), axis=0)
-    return torch.from_numpy(np.ascontiguousarray(both.T)).long()
+    s, d = edge_rows[:, 0].astype(np.int64), edge_rows[:, 1].astype(np.int64)
+    keep = s != d
+    s, d = s[keep], d[keep]
+    # One integer per directed pair: np.unique on it is ~3x faster than on rows (axis=0), same sorted order.
+    key = np.unique(np.concatenate([s * n + d, d * n + s]))
+    return torch.from_numpy(np.stack([key // n, key % n])).long()
 
 
 def gcn_adjacency(edge_index: torch.Tensor, n: int) -> sparse.csr_matrix:

@@ -27,6 +27,15 @@ def choose_threshold(y_true: NDArray[np.bool_], score: NDArray[np.float64]) -> f
     return float(thresholds[best])
 
 
+def f1_at(y_true: NDArray[np.bool_], score: NDArray[np.float64], threshold: float) -> float:
+    """F1 of the illicit class at ``threshold`` (NaN without labels): the one figure training needs per epoch,
+    without the AUCs and confusion matrix of :func:`illicit_metrics`."""
+    y_true = np.asarray(y_true, dtype=bool)
+    if len(y_true) == 0:
+        return float("nan")
+    return float(f1_score(y_true, np.asarray(score) >= threshold, zero_division=0))
+
+
 def illicit_metrics(y_true: NDArray[np.bool_], score: NDArray[np.float64], threshold: float) -> dict:
     """Precision/recall/F1 of the illicit class at ``threshold``, plus threshold-free AUCs."""
     y_true = np.asarray(y_true, dtype=bool)
@@ -41,8 +50,8 @@ def illicit_metrics(y_true: NDArray[np.bool_], score: NDArray[np.float64], thres
     return {
         "precision": float(precision_score(y_true, pred, zero_division=0)),
         "recall": float(recall_score(y_true, pred, zero_division=0)),
-        "f1": float(f1_score(y_true, pred, zero_division=0)),
-        "accuracy": float(accuracy_score(y_true, pred)) if len(y_true) else 0.0,
+        "f1": f1_at(y_true, score, threshold),
+        "accuracy": float(accuracy_score(y_true, pred)),
         "roc_auc": float(roc_auc_score(y_true, score)) if both else float("nan"),
         "pr_auc": float(average_precision_score(y_true, score)) if both else float("nan"),
         "confusion": {"tn": int(tn), "fp": int(fp), "fn": int(fn), "tp": int(tp)},

@@ -143,10 +143,7 @@ class ModelStore:
         version, vdir = self._claim(model_type)
         manifest = ModelManifest(version=version, **fields)
         try:
-            with (vdir / manifest.weights_file).open("wb") as f:
-                f.write(blob)
-                f.flush()
-                os.fsync(f.fileno())  # the weights are on disk before the manifest says the version exists
+            _write_atomic(vdir / manifest.weights_file, blob)  # on disk before the manifest says the version exists
             _write_atomic(vdir / MANIFEST_FILE, manifest.model_dump_json(indent=2).encode())
         except BaseException:
             shutil.rmtree(vdir, ignore_errors=True)

@@ -18,14 +18,14 @@ from torch.nn import functional as F
 
 from model_store import MODEL_TYPES
 from model_store.graph import gcn_adjacency, hop_rows, transition_matrix, undirected_edge_index
-from model_store.metrics import choose_threshold, f1_per_step, illicit_metrics
+from model_store.metrics import choose_threshold, f1_at, f1_per_step, illicit_metrics
 from model_store.models.forest import forest_to_tensors
 from model_store.models.gcn import GCN, RowBlock
 from model_store.models.lpa import propagate
 from model_store.models.mlp import MLP
 from model_store.splits import Split
 from replay.dataset import EllipticDataset
-from replay.elliptic_format import ILLICIT, N_LOCAL
+from replay.elliptic_format import ILLICIT
 
 Progress = Callable[[int, int, str], None]  # (done, total, message)
 
@@ -84,7 +84,7 @@ class Scaler:
 
 
 def select_features(ds: EllipticDataset, feature_set: str) -> NDArray[np.float32]:
-    return ds.features[:, :N_LOCAL] if feature_set == "local" else ds.features
+    return ds.local_features if feature_set == "local" else ds.features
 
 
 def _class_weights(y: NDArray[np.bool_]) -> torch.Tensor:
@@ -94,7 +94,7 @@ def _class_weights(y: NDArray[np.bool_]) -> torch.Tensor:
 
 
 def _best_f1(y: NDArray[np.bool_], score: NDArray[np.float64]) -> float:
-    return illicit_metrics(y, score, choose_threshold(y, score))["f1"]
+    return f1_at(y, score, choose_threshold(y, score))
 
 
 def _finish(cfg: TrainConfig, ds: EllipticDataset, split: Split, scores: NDArray[np.float64], **kw) -> TrainResult:
@@ -161,7 +161,7 @@ def _train_loop(model: torch.nn.Module, cfg: TrainConfig, forward_train: Callabl
             val_score = score_val()
         val_f1 = _best_f1(y_val, val_score)
         curves["loss"].append(loss.item())
-        curves["train_f1"].append(illicit_metrics(y_train, train_score, 0.5)["f1"])
+        curves["train_f1"].append(f1_at(y_train, train_score, 0.5))
         curves["val_f1"].append(val_f1)
         if val_f1 > best:
             best, best_state = val_f1, {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -248,6 +248,5 @@ FITTERS = {"lpa": fit_lpa, "gcn": fit_gcn, "mlp": fit_mlp, "mlp-local": fit_mlp,
 
 
 def train_model(ds: EllipticDataset, split: Split, cfg: TrainConfig, progress: Progress | None = None) -> TrainResult:
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     np.random.seed(cfg.seed)
     return FITTERS[cfg.model_type](ds, split, cfg, progress)

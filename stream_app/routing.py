@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from replay.elliptic_format import STEP_MAX
 from stream_app.keys import LATEST_ALERTS, LATEST_N, ReplayKeys, check_replay_id
 from stream_app.processor import Processor
-from txmon.contracts import TOPIC_EVENT, Alert, DeadLetter, ReplayEnd, StepEnd, StepStats, TxEvent
+from txmon.contracts import TOPIC_EVENT, Alert, DeadLetter, ReplayEnd, StepEnd, StepStats, TxEvent, validation_reason
 
 DLQ_VALUE_CHARS = 2048  # a dead letter keeps the start of the record, enough to see what it was
 
@@ -59,13 +59,6 @@ def _dead_letter(msg: Consumed, reason: str) -> tuple[bytes | None, bytes]:
     return msg.key, record.model_dump_json().encode()
 
 
-def _validation_reason(e: ValidationError) -> str:
-    first = e.errors()[0]
-    where = ".".join(str(p) for p in first["loc"])
-    more = f" (+{e.error_count() - 1} more)" if e.error_count() > 1 else ""
-    return f"invalid record: {where}: {first['msg']}{more}"
-
-
 def _marker_problem(record: StepEnd | ReplayEnd) -> str | None:
     """Why the worker cannot take this marker, or None: a bad one must be dead-lettered, not crash the agent."""
     try:
@@ -101,7 +94,7 @@ def route(processor: Processor, batch: list[Consumed], max_record_bytes: int) ->
         try:
             record = TOPIC_EVENT.validate_json(msg.value)
         except ValidationError as e:
-            out.dead_letters.append(_dead_letter(msg, _validation_reason(e)))
+            out.dead_letters.append(_dead_letter(msg, f"invalid record: {validation_reason(e)}"))
             continue
         if isinstance(record, TxEvent):
             reason = processor.check(record)

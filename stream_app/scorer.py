@@ -54,7 +54,7 @@ class LoadedModel:
         manifest, state = ModelStore(Path(store_dir)).load(ref, model_type="gcn")
         if manifest.feature_mean is None or manifest.feature_std is None:
             raise ModelStoreError(f"model {manifest.version} has no feature normalisation")
-        scaler = Scaler(np.array(manifest.feature_mean), np.array(manifest.feature_std))
+        scaler = Scaler(manifest.feature_mean, manifest.feature_std)
         return cls(build_gcn(manifest, state), scaler, manifest.threshold, manifest.version)
 
 

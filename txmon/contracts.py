@@ -13,7 +13,16 @@ import binascii
 from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, PlainValidator, TypeAdapter, WithJsonSchema
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    TypeAdapter,
+    ValidationError,
+    WithJsonSchema,
+)
 
 from replay.elliptic_format import N_FEATURES
 
@@ -204,3 +213,11 @@ class DeadLetter(_Record):
     value: str = Field(description="the record as received, decoded as UTF-8 (invalid bytes replaced), truncated "
                                    "to 2048 characters")
     received_at: float = Field(description="when the worker refused it, Unix seconds")
+
+
+def validation_reason(e: ValidationError) -> str:
+    """A one-line reason for a record that failed validation: where, what, and how many more problems."""
+    first = e.errors()[0]
+    where = ".".join(str(p) for p in first["loc"])
+    more = f" (+{e.error_count() - 1} more)" if e.error_count() > 1 else ""
+    return f"{where + ': ' if where else ''}{first['msg']}{more}"

@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.text import Text
 
 from txmon.cli.common import err_console, fail, quiet_kafka_logs
-from txmon.contracts import Alert
+from txmon.contracts import Alert, validation_reason
 from txmon.settings import Settings
 
 if TYPE_CHECKING:  # kafka is imported when a tail starts: `txmon --help` stays fast
@@ -69,10 +69,7 @@ def parse_alert(value: bytes | None) -> Alert:
     try:
         return Alert.model_validate_json(value)
     except ValidationError as e:
-        first = e.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        more = f" (+{e.error_count() - 1} more)" if e.error_count() > 1 else ""
-        raise ValueError(f"{where + ': ' if where else ''}{first['msg']}{more}") from None
+        raise ValueError(validation_reason(e)) from None
 
 
 KIND_STYLE = {"arrival": "yellow", "final": "bold red", "retracted": "green"}

@@ -47,6 +47,14 @@ def phase_progress() -> Iterator[PhaseProgress]:
         yield update
 
 
+def open_store(store: Path | None):  # noqa: ANN201
+    """The model store at ``store``, default TXMON_MODEL_DIR."""
+    from model_store.registry import ModelStore
+    from txmon.settings import Settings
+
+    return ModelStore(store if store is not None else Settings().model_dir)
+
+
 def load_dataset(data_dir: Path):
     """Load a data set or exit with the loader's message (file:line and what is wrong)."""
     from replay.elliptic import DatasetError, load_elliptic

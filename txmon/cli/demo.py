@@ -126,26 +126,14 @@ def served_model(ds, epochs: int):  # noqa: ANN001, ANN202
     if matching:
         return matching[-1], f"trained on this data set (the latest gcn, {latest}, was not)"
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from model_store.splits import make_split
-    from model_store.train import TrainConfig, train_model
+    from model_store.train import TrainConfig
+    from txmon.cli.train import train_and_store
 
     reason = "the store has no gcn" if latest is None else f"the latest gcn ({latest}) was trained on other data"
     console.print(f"training a GCN ({epochs} epochs, temporal split): {reason}", highlight=False)
-    split = make_split(ds, "temporal")
     cfg = TrainConfig("gcn", split="temporal", epochs=epochs)
-    with Progress(TextColumn("training gcn"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
-                  TimeElapsedColumn(), console=err_console) as bar:
-        task = bar.add_task("", total=epochs)
-        result = train_model(ds, split, cfg, lambda done, total, msg: bar.update(task, completed=done, total=total,
-                                                                                 description=msg))
-    try:
-        m = st.save("gcn", result.state_dict, architecture=result.architecture, threshold=result.threshold,
-                    metrics=result.metrics, training=result.training, dataset_fingerprint=ds.fingerprint,
-                    feature_mean=result.feature_mean, feature_std=result.feature_std, promote=latest is None)
-    except ModelStoreError as e:
-        fail(str(e))
+    m, _ = train_and_store(ds, make_split(ds, "temporal"), cfg, st, promote=latest is None)
     promoted = " and promoted to latest" if latest is None else f" (not promoted: the latest gcn stays {latest})"
     return m, f"just trained, stored in {st.root}{promoted}"
 

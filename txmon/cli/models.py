@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from txmon.cli.common import console, fail
+from txmon.cli.common import console, fail, open_store
 
 models_app = typer.Typer(help="The versioned model store: list, show and promote trained models.",
                          no_args_is_help=True)
@@ -18,13 +18,6 @@ models_app = typer.Typer(help="The versioned model store: list, show and promote
 StoreOption = Annotated[Path | None, typer.Option("--store", help="model store directory [default: TXMON_MODEL_DIR "
                                                                   "or ./models]")]
 TypeOption = Annotated[str | None, typer.Option("--type", "-t", help="model type, e.g. gcn, mlp, rf, lpa")]
-
-
-def _store(store: Path | None):
-    from model_store.registry import ModelStore
-    from txmon.settings import Settings
-
-    return ModelStore(store if store is not None else Settings().model_dir)
 
 
 def _metric(metrics: dict[str, Any], name: str) -> float | None:
@@ -42,7 +35,7 @@ def list_models(type_: TypeOption = None, store: StoreOption = None) -> None:
     """List saved versions (by type, then version); '*' marks the latest of each type."""
     from model_store.registry import BrokenVersion, ModelStoreError
 
-    s = _store(store)
+    s = open_store(store)
     try:
         entries = s.scan(type_)
         latest = {t: s.latest(t) for t in {e.model_type for e in entries}}
@@ -86,7 +79,7 @@ def show(
     """Print a version's full manifest and whether its weights verify (exit code 1 if they do not)."""
     from model_store.registry import ModelStoreError
 
-    s = _store(store)
+    s = open_store(store)
     try:
         m = s.manifest(ref, type_)
     except ModelStoreError as e:
@@ -125,7 +118,7 @@ def promote(
     """Make a version the latest of its type (after verifying its weights)."""
     from model_store.registry import ModelStoreError
 
-    s = _store(store)
+    s = open_store(store)
     try:
         previous = s.promote(version)
     except ModelStoreError as e:

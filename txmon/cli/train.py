@@ -12,12 +12,32 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from model_store import MODEL_TYPES
-from txmon.cli.common import console, err_console, fail, load_dataset
-from txmon.settings import Settings
+from txmon.cli.common import console, err_console, fail, load_dataset, open_store
 
 DataOpt = Annotated[Path, typer.Option("--data", "-d", help="Elliptic-format data directory")]
 SplitOpt = Annotated[str, typer.Option(help="temporal (train 1-34, test 35-49) or random (stratified 0.7/0.15/0.15)")]
 StoreOpt = Annotated[Path | None, typer.Option("--store", help="model store directory [default: TXMON_MODEL_DIR]")]
+
+
+def train_and_store(ds, sp, cfg, st, promote: bool | None):  # noqa: ANN001, ANN201
+    """Train ``cfg`` on split ``sp`` behind a progress bar and save it in store ``st`` as a new version:
+    (manifest, TrainResult); exit with the store's message if it refuses."""
+    from model_store.registry import ModelStoreError
+    from model_store.train import train_model
+
+    with Progress(TextColumn(f"training {cfg.model_type}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.description}"), TimeElapsedColumn(), console=err_console) as bar:
+        task = bar.add_task("", total=None)
+        result = train_model(ds, sp, cfg, lambda done, total, msg: bar.update(task, completed=done, total=total,
+                                                                              description=msg))
+    try:
+        manifest = st.save(cfg.model_type, result.state_dict, architecture=result.architecture,
+                           threshold=result.threshold, metrics=result.metrics, training=result.training,
+                           dataset_fingerprint=ds.fingerprint, feature_mean=result.feature_mean,
+                           feature_std=result.feature_std, promote=promote)
+    except ModelStoreError as e:
+        fail(str(e))
+    return manifest, result
 
 
 def _check_split(split: str) -> None:
@@ -39,9 +59,8 @@ def train(
 ) -> None:
     """Train a model on a split, store it as a new version, and print its validation and test metrics."""
     from model_store.plots import confusion, training_curves
-    from model_store.registry import ModelStore
     from model_store.splits import make_split
-    from model_store.train import TrainConfig, train_model
+    from model_store.train import TrainConfig
 
     if model not in MODEL_TYPES:
         fail(f"unknown model {model!r}; choose one of {', '.join(MODEL_TYPES)}")
@@ -49,15 +68,8 @@ def train(
     ds = load_dataset(data)
     sp = make_split(ds, split, seed=seed)
     cfg = TrainConfig(model, split=split, seed=seed, epochs=epochs)
-    with Progress(TextColumn(f"training {model}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
-                  TimeElapsedColumn(), console=err_console) as bar:
-        task = bar.add_task("", total=None)
-        result = train_model(ds, sp, cfg, lambda done, total, msg: bar.update(task, completed=done, total=total,
-                                                                              description=msg))
-    st = ModelStore(store or Settings().model_dir)
-    manifest = st.save(model, result.state_dict, architecture=result.architecture, threshold=result.threshold,
-                       metrics=result.metrics, training=result.training, dataset_fingerprint=ds.fingerprint,
-                       feature_mean=result.feature_mean, feature_std=result.feature_std, promote=promote)
+    st = open_store(store)
+    manifest, result = train_and_store(ds, sp, cfg, st, promote)
     vdir = st.root / manifest.version
     if result.curves:  # a forest has no epochs
         training_curves(result.curves, f"{model} on the {split} split", vdir / "training_curves.png")
@@ -102,7 +114,7 @@ def evaluate(
     """
     from model_store.metrics import f1_per_step, illicit_metrics
     from model_store.plots import f1_per_step as plot_f1
-    from model_store.registry import ModelStore, ModelStoreError
+    from model_store.registry import ModelStoreError
     from model_store.scoring import score_stored
     from model_store.splits import make_split
     from replay.elliptic_format import ILLICIT
@@ -110,7 +122,7 @@ def evaluate(
     _check_split(split)
     ds = load_dataset(data)
     sp = make_split(ds, split, seed=seed)
-    st = ModelStore(store or Settings().model_dir)
+    st = open_store(store)
     try:
         candidates = [m for m in st.list() if m.dataset_fingerprint == ds.fingerprint
                       and m.training.get("split") == split and m.training.get("seed", 0) == seed]
