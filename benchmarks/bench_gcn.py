@@ -19,10 +19,11 @@ import torch
 from torch.nn import functional as F
 
 from model_store.graph import undirected_edge_index
+from model_store.inference import Scaler
 from model_store.metrics import choose_threshold, illicit_metrics
 from model_store.models.gcn import GCN
 from model_store.splits import temporal_split
-from model_store.train import Scaler, TrainConfig, fit_gcn
+from model_store.train import TrainConfig, fit_gcn
 from replay.dataset import EllipticDataset
 from replay.elliptic_format import ILLICIT
 from replay.synth import generate

@@ -55,8 +55,8 @@ from e2e_helpers import (  # noqa: E402
 )
 
 from model_store.graph import undirected_edge_index  # noqa: E402
+from model_store.inference import Scaler, gcn_scores  # noqa: E402
 from model_store.models.gcn import GCN  # noqa: E402
-from model_store.train import Scaler, gcn_scores  # noqa: E402
 from producer.plan import plan_replay  # noqa: E402
 from producer.replay import prepare_topics, send_replay  # noqa: E402
 from replay.dataset import EllipticDataset  # noqa: E402

@@ -20,8 +20,8 @@ import redis
 import torch
 
 from model_store.graph import undirected_edge_index
+from model_store.inference import Scaler, gcn_scores
 from model_store.models.gcn import GCN
-from model_store.train import Scaler, gcn_scores
 from producer.plan import plan_replay
 from replay.dataset import EllipticDataset
 from replay.synth import generate

@@ -7,22 +7,15 @@ import torch
 from numpy.typing import NDArray
 
 from model_store.graph import transition_matrix, undirected_edge_index
+from model_store.inference import Scaler, build_gcn, gcn_scores
 from model_store.manifest import ModelManifest
 from model_store.models.forest import forest_predict
-from model_store.models.gcn import GCN
 from model_store.models.lpa import propagate
 from model_store.models.mlp import MLP
 from model_store.splits import make_split
-from model_store.train import Scaler, gcn_scores, select_features
+from model_store.train import select_features
 from replay.dataset import EllipticDataset
 from replay.elliptic_format import ILLICIT
-
-
-def build_gcn(manifest: ModelManifest, state: dict[str, torch.Tensor]) -> GCN:
-    a = manifest.architecture
-    model = GCN(a["n_features"], hidden=a["hidden"], layers=a["layers"], dropout=a["dropout"])
-    model.load_state_dict(state)
-    return model.eval()
 
 
 def score_stored(manifest: ModelManifest, state: dict[str, torch.Tensor], ds: EllipticDataset) -> NDArray[np.float64]:

@@ -18,6 +18,7 @@ from torch.nn import functional as F
 
 from model_store import MODEL_TYPES
 from model_store.graph import gcn_adjacency, hop_rows, transition_matrix, undirected_edge_index
+from model_store.inference import Scaler, gcn_scores
 from model_store.metrics import choose_threshold, f1_at, f1_per_step, illicit_metrics
 from model_store.models.forest import forest_to_tensors
 from model_store.models.gcn import GCN, RowBlock
@@ -65,22 +66,6 @@ class TrainResult:
     feature_mean: list[float] | None = None
     feature_std: list[float] | None = None
     curves: dict[str, list[float]] = field(default_factory=dict)
-
-
-class Scaler:
-    """Standardisation fitted on training rows only."""
-
-    def __init__(self, mean: NDArray[np.float64], std: NDArray[np.float64]) -> None:
-        self.mean, self.std = np.asarray(mean, dtype=np.float64), np.asarray(std, dtype=np.float64)
-
-    @classmethod
-    def fit(cls, x: NDArray[np.float32]) -> Scaler:
-        x64 = x.astype(np.float64)
-        std = x64.std(axis=0)
-        return cls(x64.mean(axis=0), np.where(std > 0, std, 1.0))
-
-    def transform(self, x: NDArray[np.float32]) -> NDArray[np.float32]:
-        return ((x - self.mean) / self.std).astype(np.float32)
 
 
 def select_features(ds: EllipticDataset, feature_set: str) -> NDArray[np.float32]:
@@ -235,13 +220,6 @@ def fit_gcn(ds: EllipticDataset, split: Split, cfg: TrainConfig, progress: Progr
     res.curves = curves
     res.training["train_seconds"] = round(train_seconds, 2)
     return res
-
-
-def gcn_scores(model: GCN, x: NDArray[np.float32], edge_index: torch.Tensor) -> NDArray[np.float64]:
-    """Illicit probability of every node, full graph, PyG path (eval mode)."""
-    model.eval()
-    with torch.no_grad():
-        return torch.softmax(model(torch.from_numpy(x), edge_index), dim=1)[:, 1].numpy().astype(np.float64)
 
 
 FITTERS = {"lpa": fit_lpa, "gcn": fit_gcn, "mlp": fit_mlp, "mlp-local": fit_mlp, "rf": fit_rf, "rf-local": fit_rf}

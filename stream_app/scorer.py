@@ -15,10 +15,9 @@ import torch
 from numpy.typing import NDArray
 from scipy import sparse
 
+from model_store.inference import Scaler, build_gcn, gcn_scores
 from model_store.models.gcn import GCN
 from model_store.registry import ModelStore, ModelStoreError
-from model_store.scoring import build_gcn
-from model_store.train import Scaler, gcn_scores
 
 
 @dataclass(frozen=True)

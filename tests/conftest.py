@@ -54,8 +54,8 @@ def proc(redis_client: redis.Redis):  # noqa: ANN201
     import numpy as np
     import torch
 
+    from model_store.inference import Scaler
     from model_store.models.gcn import GCN
-    from model_store.train import Scaler
     from replay.elliptic_format import N_FEATURES
     from stream_app.processor import Processor
     from stream_app.scorer import LoadedModel

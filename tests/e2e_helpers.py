@@ -27,9 +27,10 @@ import redis
 from kafka import KafkaConsumer, TopicPartition
 
 from model_store.graph import undirected_edge_index
+from model_store.inference import gcn_scores
 from model_store.registry import ModelStore
 from model_store.splits import temporal_split
-from model_store.train import TrainConfig, fit_gcn, gcn_scores
+from model_store.train import TrainConfig, fit_gcn
 from replay.dataset import EllipticDataset
 from stream_app.keys import ReplayKeys, StepKeys
 from stream_app.metrics_read import Scrape, scrape

@@ -27,6 +27,7 @@ from sklearn.metrics import (
 
 from model_store import MODEL_TYPES
 from model_store.graph import gcn_adjacency, transition_matrix, undirected_edge_index
+from model_store.inference import Scaler, gcn_scores
 from model_store.metrics import choose_threshold, f1_per_step, illicit_metrics
 from model_store.models.forest import forest_predict, forest_to_tensors
 from model_store.models.gcn import GCN
@@ -34,7 +35,7 @@ from model_store.models.lpa import propagate
 from model_store.registry import ModelStore
 from model_store.scoring import score_stored
 from model_store.splits import make_split, random_split, temporal_split
-from model_store.train import RowPlan, Scaler, TrainConfig, gcn_scores, select_features, train_model
+from model_store.train import RowPlan, TrainConfig, select_features, train_model
 from replay.dataset import EllipticDataset
 from replay.elliptic_format import ILLICIT, LICIT, UNKNOWN
 from replay.synth import generate

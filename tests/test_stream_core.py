@@ -17,9 +17,9 @@ import redis
 import torch
 
 from model_store.graph import undirected_edge_index
+from model_store.inference import Scaler, gcn_scores
 from model_store.models.gcn import GCN
 from model_store.registry import ModelStore
-from model_store.train import Scaler, gcn_scores
 from replay.analysis.network import analyze_network
 from replay.dataset import EllipticDataset
 from replay.describe import undirected_adjacency
