@@ -27,6 +27,37 @@ HOST = "127.0.0.1"
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")  # Tansu colours its log lines
 
 
+def log_tail(path: Path | None, lines: int, header: str = "log tail", missing: str = "(no log)") -> str:
+    """The last lines of a process's log, colours stripped, for an error message."""
+    try:
+        text = _ANSI.sub("", path.read_text(errors="replace")).splitlines() if path is not None else None
+    except OSError:
+        text = None
+    return missing if text is None else f"--- {header} ---\n" + "\n".join(text[-lines:])
+
+
+def stop_session(proc: subprocess.Popen[bytes], timeout: float) -> None:
+    """SIGTERM to the session ``proc`` leads (it and anything it forked), wait, then SIGKILL; a Ctrl-C while
+    waiting kills at once."""
+    if proc.poll() is not None:
+        return
+    signal_session(proc, signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        signal_session(proc, signal.SIGKILL)
+        proc.wait()
+    except KeyboardInterrupt:
+        signal_session(proc, signal.SIGKILL)
+        proc.wait()
+        raise
+
+
+def signal_session(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    with suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, sig)
+
+
 class ServiceError(RuntimeError):
     """A local service could not be started (missing binary, early exit, no answer in time)."""
 
@@ -150,19 +181,9 @@ class _Service:
         """SIGTERM, wait, then SIGKILL; remove the temp dir. Safe to call twice."""
         proc, self._proc = self._proc, None
         _running.discard(self)
-        if proc is not None and proc.poll() is None:
-            self._signal(proc, signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self._signal(proc, signal.SIGKILL)
-                proc.wait()
+        if proc is not None:
+            stop_session(proc, timeout)
         self._cleanup_tmp()
-
-    @staticmethod
-    def _signal(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
-        with suppress(ProcessLookupError):
-            os.killpg(proc.pid, sig)  # the whole session we started, in case it forked
 
     def _cleanup_tmp(self) -> None:
         if self._tmp is not None:
@@ -170,11 +191,7 @@ class _Service:
             self._tmp = None
 
     def _log_tail(self, lines: int = 20) -> str:
-        path = self.log_path
-        if path is None or not path.exists():
-            return "(no log)"
-        text = _ANSI.sub("", path.read_text(errors="replace")).splitlines()[-lines:]
-        return "--- log tail ---\n" + "\n".join(text)
+        return log_tail(self.log_path, lines)
 
     def __enter__(self) -> Self:
         return self.start()

@@ -223,13 +223,10 @@ def _run(data: Path | None, scale: float, seed: int, epochs: int, rate: float | 
         try:
             follower.wait_assigned()
             with err_console.status("waiting for the worker to join its consumer group ..."):
-                deadline = time.monotonic() + 60
-                while not worker.ready() and time.monotonic() < deadline:
-                    check()
-                    time.sleep(0.05)
+                ready = worker.wait_ready(60, check)
             check()
             ready_after = time.monotonic() - worker.started_at
-            if worker.ready():
+            if ready:
                 state.worker_ready_after = ready_after
                 console.print(f"worker ready after {ready_after:.1f} s", highlight=False)
             else:

@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
-import signal
 import subprocess
 import sys
 import threading
 import time
 from collections import Counter, defaultdict, deque
-from contextlib import suppress
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,9 +26,9 @@ from rich.text import Text
 from replay.report.evaluate import KINDS
 from txmon.cli.alerts import alert_score
 from txmon.contracts import Alert, StepStats
+from txmon.embedded import log_tail, stop_session
 from txmon.settings import Settings
 
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -94,48 +92,35 @@ class WorkerProcess:
         except OSError:
             return False
 
+    def wait_ready(self, timeout: float, check: Callable[[], None] | None = None) -> bool:
+        """Poll for the Ready line until ``timeout``; ``check`` (default: the worker is alive) raises to abort."""
+        deadline = time.monotonic() + timeout
+        while not self.ready():
+            (check or self.check_alive)()
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
     def log_tail(self, lines: int = 25) -> str:
-        try:
-            text = _ANSI.sub("", self.log_path.read_text(errors="replace")).splitlines()
-        except OSError:
-            return "(no worker log)"
-        return "--- worker log tail ---\n" + "\n".join(text[-lines:])
+        return log_tail(self.log_path, lines, "worker log tail", "(no worker log)")
 
     def stop(self) -> int | None:
         """SIGTERM to its process group, wait, then SIGKILL; a second Ctrl-C while waiting kills at once."""
         proc = self.proc
         if proc is None:
             return None
-        if proc.poll() is None:
-            self._signal(signal.SIGTERM)
-            try:
-                proc.wait(self.stop_timeout)
-            except subprocess.TimeoutExpired:
-                self._signal(signal.SIGKILL)
-                proc.wait()
-            except KeyboardInterrupt:
-                self._signal(signal.SIGKILL)
-                proc.wait()
-                raise
+        stop_session(proc, self.stop_timeout)  # its own session: the worker and anything it forked
         # Faust's data directory (empty with the in-memory store) is of no use once the worker is gone.
         for d in self.run_dir.glob("*-data"):
-            _rmtree(d)
+            shutil.rmtree(d, ignore_errors=True)
         return proc.returncode
-
-    def _signal(self, sig: signal.Signals) -> None:
-        assert self.proc is not None
-        with suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, sig)  # its own session: the worker and anything it forked
 
     def __enter__(self) -> WorkerProcess:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def _rmtree(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def worker_env(settings: Settings, bootstrap: str, redis_url: str, model_dir: Path, model_version: str,

@@ -106,15 +106,12 @@ def _run(settings: Settings, data: Path, out: Path, from_step: int | None, to_st
                              app_id=f"txmon-replay-{rid}", web_port=free_port())
             worker = stack.enter_context(WorkerProcess(env, run_dir))
             with err_console.status("waiting for the embedded worker to join its consumer group ..."):
-                deadline = time.monotonic() + 90
-                while not worker.ready():
-                    try:
-                        worker.check_alive()
-                    except WorkerDied as e:
-                        fail(str(e), code=1)
-                    if time.monotonic() > deadline:
-                        fail(f"the embedded worker was not ready after 90 s; its log: {worker.log_path}", code=1)
-                    time.sleep(0.1)
+                try:
+                    ready = worker.wait_ready(90)
+                except WorkerDied as e:
+                    fail(str(e), code=1)
+            if not ready:
+                fail(f"the embedded worker was not ready after 90 s; its log: {worker.log_path}", code=1)
 
         check = worker.check_alive if worker is not None else lambda: None  # a dead worker stops the wait
         try:
