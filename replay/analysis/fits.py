@@ -81,9 +81,14 @@ def fit_tail(values: ArrayLike, discrete: bool = True, min_tail: int = 10) -> Ta
             alpha=float(pl.alpha), xmin=float(fit.xmin), ks_distance=float(pl.D), n_tail=n_tail,
             lognormal_loglik_ratio=float(ratio), lognormal_p=float(p),
         ),
-        alpha_stderr=float((pl.alpha - 1) / np.sqrt(n_tail)),
+        alpha_stderr=alpha_stderr(pl.alpha, n_tail),
         lognormal_mu=float(ln.mu), lognormal_sigma=float(ln.sigma), n_values=int(x.size), discrete=discrete,
     )
+
+
+def alpha_stderr(alpha: float, n_tail: int) -> float:
+    """Standard error of the MLE power-law exponent (Clauset, Shalizi & Newman 2009, eq. 3.2)."""
+    return float((alpha - 1) / np.sqrt(n_tail))
 
 
 def fit_power_law(values: ArrayLike, discrete: bool = True, min_tail: int = 10) -> PowerLawFit | None:

@@ -9,7 +9,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from replay.analysis.fits import lognormal_ccdf, power_law_ccdf
+from replay.analysis.fits import alpha_stderr, lognormal_ccdf, power_law_ccdf
 from replay.analysis.network import DegreeDistribution, GraphStats, NetworkAnalysis
 from txmon.progress import PhaseProgress
 
@@ -159,7 +159,7 @@ def plot_step_fits(a: NetworkAnalysis, out: Path) -> str | None:
         if pts:
             s = np.array([p[0] for p in pts])
             alpha = np.array([p[1].alpha for p in pts])
-            se = np.array([(p[1].alpha - 1) / np.sqrt(p[1].n_tail) for p in pts])
+            se = np.array([alpha_stderr(p[1].alpha, p[1].n_tail) for p in pts])
             ax.errorbar(s, alpha, yerr=se, fmt="o", ms=3, capsize=2, label="step's graph (± 1 s.e.)")
         if whole[direction] is not None:
             ax.axhline(whole[direction].power_law.alpha, color="tab:red", ls="--",

@@ -18,7 +18,16 @@ from numpy.typing import NDArray
 from replay.analysis.fits import fit_densification
 from replay.dataset import EllipticDataset
 from replay.elliptic_format import ILLICIT, LICIT, UNKNOWN
-from replay.report.evaluate import KINDS, VERDICTS, distinct_alerts, flag_rows, latencies, score_flags, verdict_sets
+from replay.report.evaluate import (
+    KINDS,
+    VERDICTS,
+    defined,
+    distinct_alerts,
+    flag_rows,
+    latencies,
+    score_flags,
+    verdict_sets,
+)
 from replay.report.model import (
     AlertCounts,
     DegreeFit,
@@ -46,10 +55,6 @@ HIST_BINS = 30
 KIND_PRIORITY = ("final", "retracted", "arrival")
 
 
-def _num(x: float | None) -> float | None:
-    return float(x) if x is not None and math.isfinite(x) else None
-
-
 # -- meta: the caller's free-form key/value rows, made into plain, sorted JSON values ---------------------------------
 
 
@@ -61,7 +66,7 @@ def _json_value(v: Any) -> Any:
     if isinstance(v, np.generic):
         v = v.item()
     if isinstance(v, float):
-        return _num(v)
+        return defined(v)
     if v is None or isinstance(v, bool | int | str):
         return v
     if isinstance(v, np.ndarray):
@@ -132,18 +137,18 @@ def latency_stats(values: NDArray[np.float64]) -> Latency:
 def _fit(f: PowerLawFit | None) -> DegreeFit | None:
     if f is None:
         return None
-    return DegreeFit(alpha=_num(f.alpha), xmin=_num(f.xmin), ks_distance=_num(f.ks_distance), n_tail=f.n_tail,
-                     lognormal_loglik_ratio=_num(f.lognormal_loglik_ratio), lognormal_p=_num(f.lognormal_p))
+    return DegreeFit(alpha=defined(f.alpha), xmin=defined(f.xmin), ks_distance=defined(f.ks_distance), n_tail=f.n_tail,
+                     lognormal_loglik_ratio=defined(f.lognormal_loglik_ratio), lognormal_p=defined(f.lognormal_p))
 
 
 def _step_row(s: StepStats, sent: float | None) -> StepRow:
     return StepRow(
         step=s.step, nodes_step=s.nodes_step, edges_step=s.edges_step, nodes_total=s.nodes_total,
-        edges_total=s.edges_total, avg_degree=_num(s.avg_degree), density=_num(s.density),
-        clustering=_num(s.clustering), triangles_step=s.triangles_step, in_degree_fit=_fit(s.in_degree_fit),
-        out_degree_fit=_fit(s.out_degree_fit), densification_alpha=_num(s.densification_alpha),
-        densification_r2=_num(s.densification_r2), densification_alpha_window=_num(s.densification_alpha_window),
-        window=s.window, step_close_s=None if sent is None else _num(s.computed_at - sent),
+        edges_total=s.edges_total, avg_degree=defined(s.avg_degree), density=defined(s.density),
+        clustering=defined(s.clustering), triangles_step=s.triangles_step, in_degree_fit=_fit(s.in_degree_fit),
+        out_degree_fit=_fit(s.out_degree_fit), densification_alpha=defined(s.densification_alpha),
+        densification_r2=defined(s.densification_r2), densification_alpha_window=defined(s.densification_alpha_window),
+        window=s.window, step_close_s=None if sent is None else defined(s.computed_at - sent),
     )
 
 
@@ -155,8 +160,8 @@ def _densification(rows: list[StepRow]) -> Densification:
     fit, error = None, None
     try:
         f = fit_densification([r.nodes_total for r in rows], [r.edges_total for r in rows])
-        fit = DensificationFitRow(alpha=_num(f.alpha), intercept=_num(f.intercept), r2=_num(f.r2),
-                                  stderr=_num(f.stderr), n_points=f.n_points)
+        fit = DensificationFitRow(alpha=defined(f.alpha), intercept=defined(f.intercept), r2=defined(f.r2),
+                                  stderr=defined(f.stderr), n_points=f.n_points)
     except ValueError as e:
         error = str(e)
     return Densification(from_step=last.step, alpha_cumulative=last.densification_alpha,
@@ -171,8 +176,8 @@ def _top_alerts(ds: EllipticDataset, alerts: list[Alert], verdicts: dict[str, se
         by_tx[a.tx_id].append(a)  # latest kind first
     scored = []
     for tx_id, txa in by_tx.items():
-        final = _num(next((a.final_score for a in txa if a.final_score is not None), None))
-        arrival = _num(next((a.arrival_score for a in txa if a.kind == "arrival"), txa[0].arrival_score))
+        final = defined(next((a.final_score for a in txa if a.final_score is not None), None))
+        arrival = defined(next((a.arrival_score for a in txa if a.kind == "arrival"), txa[0].arrival_score))
         score = final if final is not None else arrival
         scored.append(((-score if score is not None else math.inf, tx_id), tx_id, txa, final, arrival, score))
     top = sorted(scored, key=lambda r: r[0])[:TOP_N]
@@ -189,7 +194,7 @@ def _top_alerts(ds: EllipticDataset, alerts: list[Alert], verdicts: dict[str, se
             kinds=[k for k in KINDS if any(a.kind == k for a in txa)], arrival_score=arrival, final_score=final,
             score=score, flagged_arrival=tx_id in verdicts["arrival"], flagged_final=tx_id in verdicts["final"],
             label=_label_name(ds, row),
-            neighbours=[Neighbour(tx_id=n.tx_id, weight=_num(n.weight), label=_label_name(ds, row_of[n.tx_id]))
+            neighbours=[Neighbour(tx_id=n.tx_id, weight=defined(n.weight), label=_label_name(ds, row_of[n.tx_id]))
                         for n in explained[tx_id]],
         ))
     return out

@@ -45,8 +45,9 @@ class Scores(BaseModel):
     n: int  # labelled transactions evaluated
 
 
-def _defined(x: float) -> float | None:
-    return float(x) if math.isfinite(x) else None
+def defined(x: float | None) -> float | None:
+    """A number for JSON: None (null) where it is undefined (None, NaN, ±inf)."""
+    return float(x) if x is not None and math.isfinite(x) else None
 
 
 def score_flags(flagged: NDArray[np.bool_], illicit: NDArray[np.bool_]) -> Scores:
@@ -59,7 +60,7 @@ def score_flags(flagged: NDArray[np.bool_], illicit: NDArray[np.bool_]) -> Score
         return Scores(precision=None, recall=None, f1=None, tp=0, fp=0, fn=0, tn=0, n=0)
     tn, fp, fn, tp = (int(v) for v in confusion_matrix(illicit, flagged, labels=[False, True]).ravel())
     p, r, f, _ = precision_recall_fscore_support(illicit, flagged, labels=[True], average=None, zero_division=np.nan)
-    return Scores(precision=_defined(p[0]), recall=_defined(r[0]), f1=_defined(f[0]), tp=tp, fp=fp, fn=fn, tn=tn,
+    return Scores(precision=defined(p[0]), recall=defined(r[0]), f1=defined(f[0]), tp=tp, fp=fp, fn=fn, tn=tn,
                   n=int(flagged.size))
 
 
