@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from replay.analysis import NetworkAnalysis, run_analysis
-from replay.dataset import EllipticDataset
-from replay.elliptic import load_elliptic
+from replay.data.dataset import EllipticDataset
+from replay.data.elliptic import load_elliptic
 from replay.synth import synthesize
 
 

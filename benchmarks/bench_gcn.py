@@ -24,9 +24,9 @@ from model_store.metrics import choose_threshold, illicit_metrics
 from model_store.models.gcn import GCN
 from model_store.splits import temporal_split
 from model_store.train import TrainConfig, fit_gcn
-from replay.dataset import EllipticDataset
-from replay.elliptic_format import ILLICIT
+from replay.data.dataset import EllipticDataset
 from replay.synth import generate
+from txmon.core.elliptic_format import ILLICIT
 
 
 def baseline_epochs(ds: EllipticDataset, epochs: int, seed: int) -> list[float]:

@@ -27,8 +27,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from replay.elliptic import load_elliptic
-from replay.elliptic_format import CLASSES_FILE, EDGES_FILE, FEATURES_FILE, FILES, N_FEATURES
+from replay.data.elliptic import load_elliptic
+from txmon.core.elliptic_format import CLASSES_FILE, EDGES_FILE, FEATURES_FILE, FILES, N_FEATURES
 
 N_TX, N_EDGES = 203_769, 234_355
 FIRST_TARGET_S, CACHED_TARGET_S = 30.0, 2.0

@@ -43,7 +43,21 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "tests"), str(REPO / "benchmarks")]
 
 from bench_stream_core import memory_breakdown  # noqa: E402
-from e2e_helpers import (  # noqa: E402
+
+from model_store.graph import undirected_edge_index  # noqa: E402
+from model_store.inference import Scaler, gcn_scores  # noqa: E402
+from model_store.models.gcn import GCN  # noqa: E402
+from producer.plan import plan_replay  # noqa: E402
+from producer.send import prepare_topics, send_replay  # noqa: E402
+from replay.data.dataset import EllipticDataset  # noqa: E402
+from replay.synth import generate  # noqa: E402
+from stream_app.keys import StepKeys  # noqa: E402
+from stream_app.processor import Processor  # noqa: E402
+from stream_app.scorer import LoadedModel  # noqa: E402
+from stream_app.step_close import finalise  # noqa: E402
+from txmon.core.settings import Settings  # noqa: E402
+from txmon.embedded import RedisServer, TansuBroker  # noqa: E402
+from txmon.testing.e2e import (  # noqa: E402
     TopicReader,
     WorkerProcess,
     claimed_alert_ids,
@@ -53,20 +67,6 @@ from e2e_helpers import (  # noqa: E402
     wait_for,
     worker_env,
 )
-
-from model_store.graph import undirected_edge_index  # noqa: E402
-from model_store.inference import Scaler, gcn_scores  # noqa: E402
-from model_store.models.gcn import GCN  # noqa: E402
-from producer.plan import plan_replay  # noqa: E402
-from producer.replay import prepare_topics, send_replay  # noqa: E402
-from replay.dataset import EllipticDataset  # noqa: E402
-from replay.synth import generate  # noqa: E402
-from stream_app.keys import StepKeys  # noqa: E402
-from stream_app.processor import Processor  # noqa: E402
-from stream_app.scorer import LoadedModel  # noqa: E402
-from stream_app.step_close import finalise  # noqa: E402
-from txmon.embedded import RedisServer, TansuBroker  # noqa: E402
-from txmon.settings import Settings  # noqa: E402
 
 PARTITIONS = 4
 TARGETS = {"throughput": 25_000, "ratio": 10, "p99_ms": 250, "bytes_per_tx": 1_000, "close_ms": 150}

@@ -28,11 +28,11 @@ import numpy as np
 
 from producer.kafka_io import ensure_topics, make_producer
 from producer.plan import ReplayPlan, plan_replay
-from producer.replay import send_replay
-from replay.dataset import EllipticDataset
+from producer.send import send_replay
+from replay.data.dataset import EllipticDataset
 from replay.synth import generate
+from txmon.core.settings import Settings
 from txmon.embedded import TansuBroker
-from txmon.settings import Settings
 
 PARTITIONS = 4
 

@@ -23,12 +23,12 @@ from model_store.graph import undirected_edge_index
 from model_store.inference import Scaler, gcn_scores
 from model_store.models.gcn import GCN
 from producer.plan import plan_replay
-from replay.dataset import EllipticDataset
+from replay.data.dataset import EllipticDataset
 from replay.synth import generate
 from stream_app.keys import StepKeys
 from stream_app.processor import Processor
 from stream_app.scorer import LoadedModel
-from txmon.contracts import TxEvent
+from txmon.core.contracts import TxEvent
 from txmon.embedded import RedisServer
 
 

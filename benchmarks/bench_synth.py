@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from replay.dataset import EllipticDataset
-from replay.describe import describe
+from replay.data.dataset import EllipticDataset
+from replay.data.describe import describe
 from replay.synth import generate
 from replay.synth.writer import write_kaggle_files
 

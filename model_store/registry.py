@@ -30,7 +30,7 @@ import torch
 from pydantic import ValidationError
 
 from model_store.manifest import MODEL_TYPE_PATTERN, VERSION_RE, ModelManifest
-from replay.cache import sha256_file
+from txmon.core.files import sha256_file
 
 MANIFEST_FILE = "manifest.json"
 LATEST_FILE = "latest.json"

@@ -14,8 +14,8 @@ from model_store.models.lpa import propagate
 from model_store.models.mlp import MLP
 from model_store.splits import make_split
 from model_store.train import select_features
-from replay.dataset import EllipticDataset
-from replay.elliptic_format import ILLICIT
+from replay.data.dataset import EllipticDataset
+from txmon.core.elliptic_format import ILLICIT
 
 
 def score_stored(manifest: ModelManifest, state: dict[str, torch.Tensor], ds: EllipticDataset) -> NDArray[np.float64]:

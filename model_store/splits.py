@@ -13,8 +13,8 @@ import numpy as np
 from numpy.typing import NDArray
 from sklearn.model_selection import train_test_split
 
-from replay.dataset import EllipticDataset
-from replay.elliptic_format import ILLICIT, UNKNOWN
+from replay.data.dataset import EllipticDataset
+from txmon.core.elliptic_format import ILLICIT, UNKNOWN
 
 SPLITS = ("temporal", "random")
 

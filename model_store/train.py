@@ -25,8 +25,8 @@ from model_store.models.gcn import GCN, RowBlock
 from model_store.models.lpa import propagate
 from model_store.models.mlp import MLP
 from model_store.splits import Split
-from replay.dataset import EllipticDataset
-from replay.elliptic_format import ILLICIT
+from replay.data.dataset import EllipticDataset
+from txmon.core.elliptic_format import ILLICIT
 
 Progress = Callable[[int, int, str], None]  # (done, total, message)
 

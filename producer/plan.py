@@ -26,9 +26,9 @@ from functools import cached_property
 import numpy as np
 from numpy.typing import NDArray
 
-from replay.dataset import EllipticDataset
-from replay.elliptic_format import STEP_MAX, STEP_MIN
-from txmon.contracts import ReplayEnd, StepEnd, TxEvent
+from replay.data.dataset import EllipticDataset
+from txmon.core.contracts import ReplayEnd, StepEnd, TxEvent
+from txmon.core.elliptic_format import STEP_MAX, STEP_MIN
 
 Clock = Callable[[], float]
 

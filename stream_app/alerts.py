@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import redis
 
 from stream_app.keys import ReplayKeys
-from txmon.contracts import Alert, Influence
+from txmon.core.contracts import Alert, Influence
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from stream_app.processor import Processor
 from stream_app.redis_client import connect
 from stream_app.routing import Consumed, Outputs, after_publish, route
 from stream_app.scorer import LoadedModel
-from txmon.settings import Settings
+from txmon.core.settings import Settings
 
 log = logging.getLogger(__name__)
 settings = Settings()

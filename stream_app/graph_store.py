@@ -36,10 +36,10 @@ from numpy.typing import NDArray
 from redis.exceptions import NoScriptError
 from scipy import sparse
 
-from replay.describe import undirected_adjacency
-from replay.elliptic_format import N_FEATURES, STEP_MAX
 from stream_app.keys import REPLAYS, ReplayKeys, StepKeys
-from txmon.contracts import TxEvent
+from txmon.core.contracts import TxEvent
+from txmon.core.elliptic_format import N_FEATURES, STEP_MAX
+from txmon.core.graph import undirected_adjacency
 
 RECORD = np.dtype([("tx_id", "<i8"), ("event_time", "<f8"), ("features", "<f4", (N_FEATURES,))])
 NODES_PER_CHUNK = 96  # 96 * 676 = 64,896 bytes + the sds header fits a 65,536-byte jemalloc class

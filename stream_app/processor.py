@@ -21,7 +21,6 @@ from numpy.typing import NDArray
 from scipy import sparse
 
 from model_store.graph import hop_rows
-from replay.elliptic_format import STEP_MAX
 from stream_app.alerts import Candidate, claim
 from stream_app.graph_store import FeatureCache, GraphStore, NodeBatch, StepGraph
 from stream_app.keys import SEQ_BITS, ReplayKeys, StepKeys, check_replay_id
@@ -35,7 +34,8 @@ from stream_app.step_close import (
     record_step_end,
     wait_for_earlier_steps,
 )
-from txmon.contracts import Alert, TxEvent
+from txmon.core.contracts import Alert, TxEvent
+from txmon.core.elliptic_format import STEP_MAX
 
 log = logging.getLogger(__name__)
 

@@ -13,10 +13,19 @@ from dataclasses import dataclass, field
 import redis
 from pydantic import ValidationError
 
-from replay.elliptic_format import STEP_MAX
 from stream_app.keys import LATEST_ALERTS, LATEST_N, ReplayKeys, check_replay_id
 from stream_app.processor import Processor
-from txmon.contracts import TOPIC_EVENT, Alert, DeadLetter, ReplayEnd, StepEnd, StepStats, TxEvent, validation_reason
+from txmon.core.contracts import (
+    TOPIC_EVENT,
+    Alert,
+    DeadLetter,
+    ReplayEnd,
+    StepEnd,
+    StepStats,
+    TxEvent,
+    validation_reason,
+)
+from txmon.core.elliptic_format import STEP_MAX
 
 DLQ_VALUE_CHARS = 2048  # a dead letter keeps the start of the record, enough to see what it was
 

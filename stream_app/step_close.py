@@ -21,13 +21,13 @@ import powerlaw  # noqa: F401 - fits.py imports it lazily; a worker fits at ever
 import redis
 from numpy.typing import NDArray
 
-from replay.analysis.fits import densification_series, fit_power_law
-from replay.describe import undirected_adjacency
 from stream_app.alerts import Candidate, claim
 from stream_app.graph_store import GraphStore
 from stream_app.keys import ReplayKeys, StepKeys
 from stream_app.scorer import LoadedModel, score, top_neighbours
-from txmon.contracts import Alert, StepStats
+from txmon.core.contracts import Alert, StepStats
+from txmon.core.fits import densification_series, fit_power_law
+from txmon.core.graph import undirected_adjacency
 
 DONE = b"done"
 

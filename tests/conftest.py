@@ -56,9 +56,9 @@ def proc(redis_client: redis.Redis):  # noqa: ANN201
 
     from model_store.inference import Scaler
     from model_store.models.gcn import GCN
-    from replay.elliptic_format import N_FEATURES
     from stream_app.processor import Processor
     from stream_app.scorer import LoadedModel
+    from txmon.core.elliptic_format import N_FEATURES
 
     torch.manual_seed(0)
     rng = np.random.default_rng(0)

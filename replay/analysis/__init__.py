@@ -1,6 +1,6 @@
 """Network analysis of an Elliptic-format data set: statistics, fits, plots, report.
 
-``run_analysis`` writes report.md, analysis.json and PNG figures; the fits in ``replay.analysis.fits``
+``run_analysis`` writes report.md, analysis.json and PNG figures; the fits in ``txmon.core.fits``
 work on plain arrays and are shared with the streaming worker.
 """
 
@@ -10,7 +10,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from replay.analysis.fits import (
+from replay.analysis.network import GraphStats, NetworkAnalysis, analyze_network
+from replay.data.dataset import EllipticDataset
+from txmon.core.fits import (
     DensificationFit,
     TailFit,
     densification_series,
@@ -18,9 +20,7 @@ from replay.analysis.fits import (
     fit_power_law,
     fit_tail,
 )
-from replay.analysis.network import GraphStats, NetworkAnalysis, analyze_network
-from replay.dataset import EllipticDataset
-from txmon.progress import PhaseProgress
+from txmon.core.progress import PhaseProgress
 
 __all__ = [
     "AnalysisResult", "DensificationFit", "GraphStats", "NetworkAnalysis", "TailFit", "analyze_network",

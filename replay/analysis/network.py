@@ -20,7 +20,9 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.sparse.csgraph import connected_components
 
-from replay.analysis.fits import (
+from replay.data.dataset import EllipticDataset
+from txmon.core.contracts import PowerLawFit
+from txmon.core.fits import (
     DensificationFit,
     TailFit,
     densification_series,
@@ -28,10 +30,8 @@ from replay.analysis.fits import (
     fit_power_law,
     fit_tail,
 )
-from replay.dataset import EllipticDataset
-from replay.describe import local_clustering, undirected_adjacency
-from txmon.contracts import PowerLawFit
-from txmon.progress import PhaseProgress
+from txmon.core.graph import local_clustering, undirected_adjacency
+from txmon.core.progress import PhaseProgress
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,9 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from replay.analysis.fits import alpha_stderr, lognormal_ccdf, power_law_ccdf
 from replay.analysis.network import DegreeDistribution, GraphStats, NetworkAnalysis
-from txmon.progress import PhaseProgress
+from txmon.core.fits import alpha_stderr, lognormal_ccdf, power_law_ccdf
+from txmon.core.progress import PhaseProgress
 
 DPI = 110
 

@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel
 
-from replay.analysis.fits import DensificationFit, TailFit
 from replay.analysis.network import DegreeDistribution, GraphStats, NetworkAnalysis
+from txmon.core.fits import DensificationFit, TailFit
 
 NEAR_ONE = 0.05  # |α − 1| below this is "no densification" in practice (α's standard error is tiny)
 CLUSTERING_PUBLISHED = 0.02  # Elliptic: clustering coefficient below 0.02

@@ -15,9 +15,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from replay.analysis.fits import fit_densification
-from replay.dataset import EllipticDataset
-from replay.elliptic_format import ILLICIT, LICIT, UNKNOWN
+from replay.data.dataset import EllipticDataset
 from replay.report.evaluate import (
     KINDS,
     VERDICTS,
@@ -47,7 +45,9 @@ from replay.report.model import (
     StepRow,
     TopAlert,
 )
-from txmon.contracts import Alert, PowerLawFit, StepStats
+from txmon.core.contracts import Alert, PowerLawFit, StepStats
+from txmon.core.elliptic_format import ILLICIT, LICIT, UNKNOWN
+from txmon.core.fits import fit_densification
 
 TOP_N = 20
 HIST_BINS = 30

@@ -23,9 +23,9 @@ from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
-from replay.dataset import EllipticDataset
-from replay.elliptic_format import ILLICIT, UNKNOWN
-from txmon.contracts import Alert
+from replay.data.dataset import EllipticDataset
+from txmon.core.contracts import Alert
+from txmon.core.elliptic_format import ILLICIT, UNKNOWN
 
 KINDS = ("arrival", "final", "retracted")
 VERDICTS = ("arrival", "final")

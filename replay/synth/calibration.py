@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from replay.elliptic_format import N_STEPS
+from txmon.core.elliptic_format import N_STEPS
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,9 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from replay.describe import undirected_adjacency
-from replay.elliptic_format import N_LOCAL
 from replay.synth.typologies import Typology
+from txmon.core.elliptic_format import N_LOCAL
+from txmon.core.graph import undirected_adjacency
 
 N_LATENT = 16
 # Latent traits (columns of the latent matrix).

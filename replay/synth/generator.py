@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from replay.elliptic_format import ILLICIT, LICIT, N_STEPS, UNKNOWN
 from replay.synth.calibration import ELLIPTIC, Calibration
 from replay.synth.features import latent_traits, local_features, neighbour_aggregates, standardise
 from replay.synth.graph import StepGraph, generate_step
 from replay.synth.typologies import typology_mix
 from replay.synth.writer import write_kaggle_files
-from txmon.progress import PhaseProgress
+from txmon.core.elliptic_format import ILLICIT, LICIT, N_STEPS, UNKNOWN
+from txmon.core.progress import PhaseProgress
 
 MAX_TX_ID = 310_000_000
 

@@ -10,7 +10,14 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 from numpy.typing import NDArray
 
-from replay.elliptic_format import CLASSES_FILE, CLASSES_HEADER, EDGES_FILE, EDGES_HEADER, FEATURES_FILE, LABEL_TO_CLASS
+from txmon.core.elliptic_format import (
+    CLASSES_FILE,
+    CLASSES_HEADER,
+    EDGES_FILE,
+    EDGES_HEADER,
+    FEATURES_FILE,
+    LABEL_TO_CLASS,
+)
 
 
 def write_kaggle_files(out_dir: Path, tx_ids: NDArray[np.int64], steps: NDArray[np.int16],

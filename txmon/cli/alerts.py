@@ -23,8 +23,8 @@ from rich.console import Console
 from rich.text import Text
 
 from txmon.cli.common import err_console, fail, quiet_kafka_logs
-from txmon.contracts import Alert, validation_reason
-from txmon.settings import Settings
+from txmon.core.contracts import Alert, validation_reason
+from txmon.core.settings import Settings
 
 if TYPE_CHECKING:  # kafka is imported when a tail starts: `txmon --help` stays fast
     from kafka import KafkaConsumer, TopicPartition

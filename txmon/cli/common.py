@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from txmon.progress import PhaseProgress
+from txmon.core.progress import PhaseProgress
 
 # Piped output (CI logs, files) gets a wide console instead of rich's 80 columns, so tables
 # are not truncated.
@@ -50,14 +50,14 @@ def phase_progress() -> Iterator[PhaseProgress]:
 def open_store(store: Path | None):  # noqa: ANN201
     """The model store at ``store``, default TXMON_MODEL_DIR."""
     from model_store.registry import ModelStore
-    from txmon.settings import Settings
+    from txmon.core.settings import Settings
 
     return ModelStore(store if store is not None else Settings().model_dir)
 
 
 def load_dataset(data_dir: Path):
     """Load a data set or exit with the loader's message (file:line and what is wrong)."""
-    from replay.elliptic import DatasetError, load_elliptic
+    from replay.data.elliptic import DatasetError, load_elliptic
 
     try:
         with err_console.status(f"loading {data_dir} ..."):

@@ -10,8 +10,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from replay.elliptic_format import FILES, N_STEPS
 from txmon.cli.common import console, fail, load_dataset, phase_progress
+from txmon.core.elliptic_format import FILES, N_STEPS
 
 data_app = typer.Typer(help="Elliptic-format data sets: generate synthetic ones, describe any.", no_args_is_help=True)
 
@@ -49,7 +49,7 @@ def describe(
     per_step: Annotated[bool, typer.Option("--per-step/--no-per-step", help="include the per-step table")] = True,
 ) -> None:
     """Print a data set's statistics (per-step counts, edges per node, labels, degrees, clustering)."""
-    from replay.describe import describe as compute
+    from replay.data.describe import describe as compute
 
     ds = load_dataset(data_dir)
     stats = compute(ds)

@@ -18,9 +18,9 @@ from typing import Annotated
 
 import typer
 
-from replay.elliptic_format import FILES
 from txmon.cli.common import console, err_console, fail, load_dataset, phase_progress, quiet_kafka_logs
-from txmon.settings import Settings
+from txmon.core.elliptic_format import FILES
+from txmon.core.settings import Settings
 
 
 class _Terminated(BaseException):
@@ -155,7 +155,7 @@ def _run(data: Path | None, scale: float, seed: int, epochs: int, rate: float | 
 
     from model_store.splits import make_split
     from producer.kafka_io import ProducerError
-    from producer.replay import new_replay_id, prepare_topics, send_replay
+    from producer.send import new_replay_id, prepare_topics, send_replay
     from txmon.cli.live import (
         DemoState,
         Follower,

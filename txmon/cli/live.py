@@ -25,9 +25,9 @@ from rich.text import Text
 
 from replay.report.evaluate import KINDS
 from txmon.cli.alerts import alert_score
-from txmon.contracts import Alert, StepStats
+from txmon.core.contracts import Alert, StepStats
+from txmon.core.settings import Settings
 from txmon.embedded import log_tail, stop_session
-from txmon.settings import Settings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 

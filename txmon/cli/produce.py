@@ -9,9 +9,9 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from replay.elliptic_format import STEP_MAX, STEP_MIN
 from txmon.cli.common import console, err_console, fail, load_dataset, quiet_kafka_logs
-from txmon.settings import Settings
+from txmon.core.elliptic_format import STEP_MAX, STEP_MIN
+from txmon.core.settings import Settings
 
 
 def check_replay_options(from_step: int | None, to_step: int | None, rate: float | None, max_speed: bool,
@@ -41,7 +41,7 @@ def send_with_progress(plan, bootstrap: str, settings: Settings, rate: float | N
     import time
 
     from producer.kafka_io import ProducerError
-    from producer.replay import send_replay
+    from producer.send import send_replay
 
     done, next_check = 0, 0.0
     with Progress(TextColumn("sending"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
@@ -108,7 +108,7 @@ def produce(
     Missing topics are created. The broker is TXMON_KAFKA_BOOTSTRAP.
     """
     from producer.kafka_io import ProducerError
-    from producer.replay import new_replay_id, prepare_topics
+    from producer.send import new_replay_id, prepare_topics
 
     check_replay_options(from_step, to_step, rate, max_speed, replay_id)
     settings = Settings()

@@ -13,7 +13,7 @@ from rich.table import Table
 
 from txmon.cli.common import console, err_console, fail, load_dataset, quiet_kafka_logs
 from txmon.cli.produce import check_replay_options, plan_or_fail, send_with_progress
-from txmon.settings import Settings
+from txmon.core.settings import Settings
 
 
 def replay(
@@ -62,13 +62,13 @@ def _run(settings: Settings, data: Path, out: Path, from_step: int | None, to_st
     import redis
 
     from producer.kafka_io import ProducerError
-    from producer.replay import new_replay_id, prepare_topics
+    from producer.send import new_replay_id, prepare_topics
     from replay.report import build_report, write_report
-    from replay.run import AlertCollector, ReplayRunError, published_alerts, replay_exists, stored_stats
-    from replay.run import wait_for_replay_end as wait_end
     from txmon.cli.demo import served_model
     from txmon.cli.live import WorkerDied, WorkerProcess, worker_env
     from txmon.embedded import ServiceError, embedded_stack, free_port
+    from txmon.pipeline.completion import AlertCollector, ReplayRunError, published_alerts, replay_exists, stored_stats
+    from txmon.pipeline.completion import wait_for_replay_end as wait_end
 
     embedded = not settings.kafka_bootstrap
     ds = load_dataset(data)

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from txmon.cli.common import err_console, fail
-from txmon.schemas import RecordName, json_schema
+from txmon.core.schemas import RecordName, json_schema
 
 
 def schema(

@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from txmon.cli.common import console, err_console, fail
-from txmon.settings import Settings
+from txmon.core.settings import Settings
 
 
 def _ms(x: float | None) -> str:

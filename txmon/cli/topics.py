@@ -15,7 +15,7 @@ import typer
 
 from txmon.cli.common import console, err_console, fail
 from txmon.cli.produce import NO_BROKER
-from txmon.settings import Settings
+from txmon.core.settings import Settings
 
 topics_app = typer.Typer(help="txmon's Kafka topics (transactions, alerts, stats, dead letters).",
                          no_args_is_help=True)

@@ -117,7 +117,7 @@ def evaluate(
     from model_store.registry import ModelStoreError
     from model_store.scoring import score_stored
     from model_store.splits import make_split
-    from replay.elliptic_format import ILLICIT
+    from txmon.core.elliptic_format import ILLICIT
 
     _check_split(split)
     ds = load_dataset(data)

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from txmon.cli.common import fail
-from txmon.settings import Settings
+from txmon.core.settings import Settings
 
 
 def worker(

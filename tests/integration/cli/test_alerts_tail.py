@@ -1,0 +1,326 @@
+"""``txmon alerts tail``: the filter/parse/format functions, then the command against the real Tansu broker.
+
+The integration tests run ``python -m txmon alerts tail`` as a subprocess, each on a fresh topic
+(``TXMON_TOPIC_ALERTS``), and stop it with ``--limit``: Tansu's end offsets are wrong, so "read
+to the end" is no way to finish (docs/tansu.md).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import get_args
+
+import pytest
+from kafka import KafkaAdminClient, KafkaProducer
+from kafka.admin import NewTopic
+from typer.testing import CliRunner
+
+from txmon.cli import app
+from txmon.cli.alerts import AlertFilter, AlertKind, alert_score, format_alert, parse_alert
+from txmon.core.contracts import Alert, Influence
+from txmon.embedded import free_port
+
+REPO = Path(__file__).resolve().parents[3]
+RUN_TIMEOUT = 60  # seconds: a group join takes ~3 s on Tansu, a process start ~1 s
+
+
+def _alert(tx_id: int, kind: str = "arrival", arrival: float = 0.9, final: float | None = None,
+           replay_id: str = "r1", neighbours: list[Influence] | None = None) -> Alert:
+    now = time.time()
+    return Alert(alert_id=f"{replay_id}:{tx_id}:{kind}", kind=kind, replay_id=replay_id, tx_id=tx_id, step=35,
+                 arrival_score=arrival, final_score=final, threshold=0.7, model_version="gcn-v1",
+                 neighbours=neighbours or [], event_time=now - 0.2, processing_time=now)
+
+
+# -- plain functions -------------------------------------------------------------------------------------------------
+
+
+def test_the_kind_option_offers_exactly_the_alert_kinds() -> None:
+    assert {k.value for k in AlertKind} == set(get_args(Alert.model_fields["kind"].annotation))
+
+
+def test_score_is_the_final_one_once_set() -> None:
+    assert alert_score(_alert(1, arrival=0.8)) == 0.8
+    assert alert_score(_alert(1, "retracted", arrival=0.8, final=0.3)) == 0.3
+
+
+@pytest.mark.parametrize(("keep", "expected"), [
+    (AlertFilter(), {"r1:1:arrival", "r1:2:final", "r1:3:retracted", "r2:4:arrival"}),
+    (AlertFilter(kinds=frozenset({"final", "retracted"})), {"r1:2:final", "r1:3:retracted"}),
+    (AlertFilter(min_score=0.75), {"r1:1:arrival", "r1:2:final"}),  # retracted: final 0.3 counts, not arrival 0.9
+    (AlertFilter(min_score=0.8), {"r1:1:arrival"}),  # the bound is inclusive
+    (AlertFilter(replay_id="r2"), {"r2:4:arrival"}),
+    (AlertFilter(kinds=frozenset({"arrival"}), min_score=0.5, replay_id="r1"), {"r1:1:arrival"}),
+])
+def test_filter(keep: AlertFilter, expected: set[str]) -> None:
+    alerts = [_alert(1, arrival=0.8), _alert(2, "final", arrival=0.5, final=0.76),
+              _alert(3, "retracted", arrival=0.9, final=0.3), _alert(4, arrival=0.6, replay_id="r2")]
+    assert {a.alert_id for a in alerts if keep(a)} == expected
+
+
+def test_parse_alert_round_trips_and_names_what_is_wrong() -> None:
+    a = _alert(7, "final", final=0.9)
+    assert parse_alert(a.model_dump_json().encode()) == a
+    with pytest.raises(ValueError, match="empty record"):
+        parse_alert(None)
+    with pytest.raises(ValueError, match="Invalid JSON"):
+        parse_alert(b"not json")
+    raw = json.loads(a.model_dump_json()) | {"arrival_score": 2}
+    with pytest.raises(ValueError, match="arrival_score"):
+        parse_alert(json.dumps(raw).encode())
+
+
+def test_format_alert_is_one_readable_line() -> None:
+    a = _alert(123456, "retracted", arrival=0.812, final=0.301, replay_id="20240501-120000-ab12",
+               neighbours=[Influence(tx_id=99, weight=-1.234), Influence(tx_id=98, weight=0.5)])
+    line = format_alert(a).plain
+    assert "\n" not in line
+    when = time.strftime("%H:%M:%S", time.localtime(a.processing_time))
+    for part in (when, "retracted", "tx     123456", "step 35", "arrival 0.812", "final 0.301", "threshold 0.700",
+                 "top 99 (-1.23)", "replay 20240501-120000-ab12"):
+        assert part in line, (part, line)
+    assert "final   –" in format_alert(_alert(5)).plain and "top –" in format_alert(_alert(5)).plain
+
+
+def test_tail_without_a_broker_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TXMON_KAFKA_BOOTSTRAP", raising=False)
+    result = CliRunner().invoke(app, ["alerts", "tail"])
+    assert result.exit_code == 2 and "TXMON_KAFKA_BOOTSTRAP" in result.output
+
+
+# -- against the broker ----------------------------------------------------------------------------------------------
+
+
+def _env(bootstrap: str, topic: str) -> dict[str, str]:
+    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
+    return dict(os.environ, TXMON_KAFKA_BOOTSTRAP=bootstrap, TXMON_TOPIC_ALERTS=topic, PYTHONPATH=path,
+                PYTHONUNBUFFERED="1")
+
+
+def _tail_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "txmon", "alerts", "tail", *args]
+
+
+def _new_topic(bootstrap: str) -> str:
+    name = f"alerts-{uuid.uuid4().hex[:10]}"
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        admin.create_topics([NewTopic(name, 4, 1)])
+    finally:
+        admin.close()
+    return name
+
+
+def _produce(bootstrap: str, topic: str, alerts: list[Alert], raw: Sequence[bytes] = ()) -> list[tuple[int, int]]:
+    """The ``raw`` values, then the alerts keyed by tx id as the worker sends them; returns the raw ones' (partition,
+    offset).
+
+    With ``raw``, everything goes round-robin over the 4 partitions, so each raw record precedes
+    alerts in its partition: a tail stopped by --limit after the last alert has passed every one.
+    """
+    producer = KafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False, linger_ms=20)
+
+    def partition(i: int) -> int | None:
+        return i % 4 if raw else None
+
+    try:
+        futures = [producer.send(topic, key=b"junk", value=v, partition=partition(i)) for i, v in enumerate(raw)]
+        producer.flush()
+        for i, a in enumerate(alerts):
+            producer.send(topic, key=str(a.tx_id).encode(), value=a.model_dump_json().encode(), partition=partition(i))
+        producer.flush()
+        return [(m.partition, m.offset) for m in (f.get(timeout=10) for f in futures)]
+    finally:
+        producer.close()
+
+
+def _lines(stdout: str) -> list[Alert]:
+    """Every stdout line must be one Alert."""
+    return [Alert.model_validate_json(line) for line in stdout.splitlines()]
+
+
+class Running:
+    """A tail subprocess whose stderr is collected in the background, so a test can wait for a line."""
+
+    def __init__(self, env: dict[str, str], *args: str) -> None:
+        self.proc = subprocess.Popen(_tail_cmd(*args), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True)
+        self.err: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.err.append(line)
+
+    def wait_for(self, text: str, timeout: float = RUN_TIMEOUT) -> None:
+        deadline = time.monotonic() + timeout
+        while not any(text in line for line in self.err):
+            assert self.proc.poll() is None, f"tail exited with {self.proc.returncode}: {self.stderr}"
+            assert time.monotonic() < deadline, f"no {text!r} on stderr within {timeout} s: {self.stderr}"
+            time.sleep(0.05)
+
+    def finish(self, timeout: float = RUN_TIMEOUT) -> tuple[int, str]:
+        """Wait for the exit; (exit code, stdout). Stdout is read here, stderr by the thread."""
+        stdout = self.proc.stdout
+        assert stdout is not None
+        out: list[str] = []
+        drain = threading.Thread(target=lambda: out.append("" if stdout.closed else stdout.read()), daemon=True)
+        drain.start()
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            pytest.fail(f"tail did not finish within {timeout} s; stderr: {self.stderr}")
+        finally:
+            drain.join(5)
+            self._reader.join(5)
+        return self.proc.returncode, "".join(out)
+
+    @property
+    def stderr(self) -> str:
+        return "".join(self.err)
+
+
+ALERTS = [
+    _alert(1, "arrival", arrival=0.95),
+    _alert(2, "arrival", arrival=0.72),
+    _alert(3, "final", arrival=0.40, final=0.91),
+    _alert(4, "final", arrival=0.20, final=0.71),
+    _alert(5, "retracted", arrival=0.88, final=0.35),
+    _alert(6, "retracted", arrival=0.75, final=0.10),
+    _alert(7, "arrival", arrival=0.99, replay_id="r2"),
+    _alert(8, "final", arrival=0.30, final=0.80, replay_id="r2",
+           neighbours=[Influence(tx_id=70, weight=2.5)]),
+]
+MALFORMED = [b"not json", json.dumps({"kind": "arrival", "tx_id": 1}).encode()]
+
+
+@pytest.fixture(scope="module")
+def filled_topic(kafka_bootstrap: str) -> tuple[str, list[tuple[int, int]]]:
+    """A topic holding ALERTS and the MALFORMED records (their partition and offset returned)."""
+    topic = _new_topic(kafka_bootstrap)
+    return topic, _produce(kafka_bootstrap, topic, ALERTS, MALFORMED)
+
+
+@pytest.mark.integration
+def test_from_beginning_json_prints_every_alert_and_warns_about_malformed_records(
+        kafka_bootstrap: str, filled_topic: tuple[str, list[tuple[int, int]]]) -> None:
+    topic, bad = filled_topic
+    run = Running(_env(kafka_bootstrap, topic), "--json", "--from-beginning", "--limit", str(len(ALERTS)))
+    code, out = run.finish()
+    assert code == 0, run.stderr
+    got = _lines(out)
+    assert sorted(a.alert_id for a in got) == sorted(a.alert_id for a in ALERTS)
+    assert {a.alert_id: a for a in got} == {a.alert_id: a for a in ALERTS}  # the records as published
+    for partition, offset in bad:
+        assert f"malformed record at {topic} partition {partition} offset {offset}" in run.stderr
+    assert "Traceback" not in run.stderr
+
+
+FILTERS = [
+    (["--kind", "final", "--kind", "retracted"], {3, 4, 5, 6, 8}),
+    (["--min-score", "0.8"], {1, 3, 7, 8}),  # final score when set: 5 (0.88 → 0.35) is out, 8 (0.30 → 0.80) in
+    (["--replay", "r2"], {7, 8}),
+    (["--kind", "arrival", "--min-score", "0.9", "--replay", "r1"], {1}),
+]
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_filters_select_exactly_the_matching_alerts(kafka_bootstrap: str,
+                                                    filled_topic: tuple[str, list[tuple[int, int]]]) -> None:
+    topic, _ = filled_topic
+    env = _env(kafka_bootstrap, topic)
+    # All at once: each spends most of its time waiting for its group join.
+    runs = [(Running(env, "--json", "--from-beginning", "--limit", str(len(want)), *args), args, want)
+            for args, want in FILTERS]
+    for run, args, want in runs:
+        code, out = run.finish()
+        assert code == 0, run.stderr
+        assert sorted(a.tx_id for a in _lines(out)) == sorted(want), args
+
+
+@pytest.mark.integration
+def test_without_from_beginning_only_alerts_sent_after_the_start_are_shown(kafka_bootstrap: str) -> None:
+    topic = _new_topic(kafka_bootstrap)
+    # Several records per partition batch: Tansu reports the start of the last batch as the end offset.
+    _produce(kafka_bootstrap, topic, [_alert(i) for i in range(1, 41)])
+    run = Running(_env(kafka_bootstrap, topic), "--json", "--limit", "3")
+    run.wait_for("following")
+    assert "from the latest offsets" in run.stderr
+    new = [_alert(i, "final", final=0.9) for i in (101, 102, 103)]
+    _produce(kafka_bootstrap, topic, new)
+    code, out = run.finish()
+    assert code == 0, run.stderr
+    assert sorted(a.alert_id for a in _lines(out)) == sorted(a.alert_id for a in new)
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_a_named_group_resumes_after_what_it_printed(kafka_bootstrap: str) -> None:
+    topic = _new_topic(kafka_bootstrap)
+    _produce(kafka_bootstrap, topic, [_alert(i) for i in range(1, 9)])
+    env, group = _env(kafka_bootstrap, topic), f"tail-test-{uuid.uuid4().hex[:8]}"
+    seen = []
+    for _ in range(2):
+        run = Running(env, "--json", "--from-beginning", "--limit", "4", "--group", group)
+        code, out = run.finish()
+        assert code == 0, run.stderr
+        seen.append({a.tx_id for a in _lines(out)})
+    assert "from the group's committed offsets" in run.stderr
+    assert not seen[0] & seen[1] and seen[0] | seen[1] == set(range(1, 9))
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_ctrl_c_and_a_closed_pipe_end_tail_cleanly(kafka_bootstrap: str) -> None:
+    topic = _new_topic(kafka_bootstrap)
+    env = _env(kafka_bootstrap, topic)
+    _produce(kafka_bootstrap, topic, [_alert(1), _alert(2)])
+
+    run = Running(env)  # readable lines, from the latest offsets
+    run.wait_for("following")
+    run.proc.send_signal(signal.SIGINT)
+    code, _ = run.finish(timeout=15)
+    assert code == 130 and "Traceback" not in run.stderr, run.stderr
+
+    run = Running(env, "--from-beginning")
+    assert run.proc.stdout is not None
+    assert "tx" in run.proc.stdout.readline()  # like `| head -n 1`: read one line, then go away
+    run.proc.stdout.close()
+    _produce(kafka_bootstrap, topic, [_alert(3)])  # the next write finds the pipe closed
+    code, _ = run.finish()
+    assert code == 0 and "Traceback" not in run.stderr and "Exception" not in run.stderr, run.stderr
+
+
+@pytest.mark.slow  # the silent listener takes the 5 s bootstrap timeout
+@pytest.mark.parametrize("listening", [False, True], ids=["closed port", "silent listener"])
+def test_an_unreachable_broker_is_a_clear_error(listening: bool) -> None:
+    import socket
+
+    with socket.socket() as silent:
+        if listening:  # accepts connections (the kernel completes them) but never answers
+            silent.bind(("127.0.0.1", 0))
+            silent.listen(8)
+            port = silent.getsockname()[1]
+        else:
+            port = free_port()
+        started = time.monotonic()
+        result = subprocess.run(_tail_cmd(), env=_env(f"127.0.0.1:{port}", "alerts"), capture_output=True,
+                                text=True, timeout=RUN_TIMEOUT)
+    assert result.returncode == 1, result.stderr
+    assert f"cannot reach Kafka at 127.0.0.1:{port}" in result.stderr and "Traceback" not in result.stderr
+    assert result.stdout == ""
+    assert time.monotonic() - started < 15

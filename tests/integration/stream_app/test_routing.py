@@ -1,0 +1,205 @@
+"""``route``: one consumed micro-batch → Processor calls → what the worker publishes, against a real redis-server.
+
+Bad input of every kind is dead-lettered with a reason that says what was wrong and never raises (a raise
+would crash the Faust agent and stop the worker); order inside a batch is kept (a step's transactions are
+processed before its ``step_end``); a replay is reported done only once every partition has passed its end.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import redis
+
+from stream_app.keys import StepKeys
+from stream_app.processor import MAX_SEQ, Processor
+from stream_app.routing import DLQ_VALUE_CHARS, Consumed, Outputs, after_publish, route
+from txmon.core.contracts import Alert, DeadLetter, ReplayEnd, StepStats, encode_features
+from txmon.core.elliptic_format import N_FEATURES
+from txmon.testing.records import MAX_BYTES, TOPIC, b64, features, msg, replay_end, step_end, tx
+
+pytestmark = [pytest.mark.integration, pytest.mark.filterwarnings("ignore:Sparse:UserWarning")]
+
+def _with_nan(i: int, value: float) -> str:
+    f = features(0)
+    f[i] = value
+    return encode_features(f)
+
+
+# -- bad input ---------------------------------------------------------------------------------------------------
+
+NAN_TIME = json.dumps(tx(), separators=(",", ":")).replace('"event_time":1700000000.0', '"event_time":NaN').encode()
+OVERSIZED = json.dumps(tx()).encode()
+OVERSIZED = OVERSIZED[:-1] + b" " * (MAX_BYTES + 1 - len(OVERSIZED)) + b"}"  # valid JSON, one byte too many
+
+BAD = {  # name: (value, fragments the reason must contain)
+    "no value (tombstone)": (None, ["empty record"]),
+    "empty bytes": (b"", ["invalid record", "EOF"]),
+    "garbage bytes": (b"\x00\xff\xfe\x81garbage", ["invalid record", "JSON"]),
+    "truncated JSON": (json.dumps(tx()).encode()[:200], ["invalid record", "EOF"]),
+    "a JSON array": (b"[1, 2, 3]", ["invalid record", "object"]),
+    "no kind": ({k: v for k, v in tx().items() if k != "kind"}, ["invalid record", "kind"]),
+    "unknown kind": ({**tx(), "kind": "refund"}, ["invalid record", "refund"]),
+    "missing fields": ({"kind": "tx", "replay_id": "r", "tx_id": 5}, ["invalid record", "Field required"]),
+    "unknown field": (tx(label=1), ["invalid record", "label", "Extra inputs"]),
+    "164 features": (tx(features=b64(np.ones(N_FEATURES - 1))), ["features", "165 float32", "656"]),
+    "166 features": (tx(features=b64(np.ones(N_FEATURES + 1))), ["features", "165 float32", "664"]),
+    "features as a number list": (tx(features=[1.0] * 3), ["features", "165"]),
+    "features not base64": (tx(features="not base64!"), ["features", "base64"]),
+    "NaN feature": (tx(features=_with_nan(7, np.nan)), ["feature 7 is nan"]),
+    "infinite feature": (tx(features=_with_nan(164, -np.inf)), ["feature 164 is -inf"]),
+    "tx id 0": (tx(tx_id=0), ["tx_id", "greater than 0"]),
+    "tx id beyond int64": (tx(tx_id=2**64), ["tx id", "64 bits"]),
+    "step 0": (dict(tx(), step=0), ["step", "greater than or equal to 1"]),
+    "step beyond the data": (dict(tx(), step=50), ["step 50 is beyond 49"]),
+    "negative seq": (dict(tx(), seq=-1), ["seq", "greater than or equal to 0"]),
+    "seq too large": (tx(seq=MAX_SEQ), [f"seq {MAX_SEQ} is beyond"]),
+    "neighbour seq out of range": (tx(seq=3, inputs_from=[(7, MAX_SEQ)]), ["neighbour seq", "out of range"]),
+    "negative neighbour seq": (tx(seq=3, inputs_from=[(7, -2)]), ["neighbour seq -2"]),
+    "edge to itself": (tx(seq=3, outputs_to=[[7, 3]]), ["neighbour seq 3", "the event's own"]),
+    "bad replay id": (tx(replay_id="a{b}"), ["replay id 'a{b}'"]),
+    "empty replay id": (tx(replay_id=""), ["replay id ''"]),
+    "event time not a number": (NAN_TIME, ["event_time nan is not finite"]),
+    "oversized": (OVERSIZED, [f"record of {MAX_BYTES + 1:,} bytes exceeds {MAX_BYTES:,}"]),
+    "step_end with a bad replay id": (step_end(replay_id="x}{y"), ["replay id 'x}{y'"]),
+    "step_end without partitions": ({k: v for k, v in step_end().items() if k != "partitions"},
+                                    ["invalid record", "partitions", "Field required"]),
+    "step_end beyond the data": (dict(step_end(), step=2**70), [f"step {2**70} is beyond 49"]),
+    "replay_end with a bad replay id": (replay_end(replay_id="a b"), ["replay id 'a b'"]),
+    "replay_end with 0 partitions": (dict(replay_end(), partitions=0), ["invalid record", "partitions"]),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD))
+def test_bad_input_is_dead_lettered_with_a_clear_reason(proc: Processor, redis_client: redis.Redis,
+                                                        name: str) -> None:
+    value, fragments = BAD[name]
+    raw = json.dumps(value).encode() if isinstance(value, dict) else value
+    out = route(proc, [msg(value, partition=2, offset=41, key=b"\xffkey")], MAX_BYTES)
+    assert len(out.dead_letters) == 1 and not (out.alerts or out.stats or out.replay_ends or out.processed)
+    key, dl = out.dead_letters[0]
+    assert key == b"\xffkey"  # the record's own key: a dead letter lands next to its kin
+    d = DeadLetter.model_validate_json(dl)
+    for fragment in fragments:
+        assert fragment in d.reason, f"{name}: reason {d.reason!r} lacks {fragment!r}"
+    assert (d.topic, d.partition, d.offset, d.key) == (TOPIC, 2, 41, "\ufffdkey")
+    text = (raw or b"").decode("utf-8", errors="replace")
+    assert d.value == text[:DLQ_VALUE_CHARS]
+    # Nothing of a dead-lettered record reaches Redis (a bad record must not half-write a step).
+    assert not [k for k in redis_client.keys("txm:*") if b"alert" in k or b":seen" in k or b"stepend" in k]
+
+
+def test_a_batch_of_bad_records_among_good_ones_keeps_the_good_ones(proc: Processor) -> None:
+    """Every bad case in one batch with valid events around them: each bad one is dead-lettered once, in order,
+    and the valid ones are processed (nothing raises, nothing is lost)."""
+    batch, good = [], 0
+    for i, (value, _) in enumerate(BAD.values()):
+        batch.append(msg(tx(seq=i), offset=2 * i))  # consecutive seqs: each arrival window is complete
+        good += 1
+        batch.append(msg(value, offset=2 * i + 1))
+    out = route(proc, batch, MAX_BYTES)
+    assert out.processed == good
+    assert [DeadLetter.model_validate_json(v).offset for _, v in out.dead_letters] == [
+        2 * i + 1 for i in range(len(BAD))]
+    assert len(out.alerts) == good  # threshold 0: every valid transaction alerts on arrival
+
+
+def test_a_long_record_is_truncated_in_its_dead_letter(proc: Processor) -> None:
+    value = json.dumps({**tx(), "features": "x" * 10_000}).encode()
+    (_, dl), = route(proc, [msg(value)], MAX_BYTES).dead_letters
+    d = DeadLetter.model_validate_json(dl)
+    assert len(d.value) == DLQ_VALUE_CHARS and value.decode().startswith(d.value)
+
+
+# -- order within a batch ----------------------------------------------------------------------------------------
+
+
+def test_transactions_before_a_step_end_are_processed_before_it(proc: Processor, redis_client: redis.Redis) -> None:
+    """Steps 1 and 2 interleaved, step 1's marker in the middle (one partition): step 1 closes with all of its
+    transactions — including those after step 2's events in the batch — and step 2's go on afterwards."""
+    s1 = [tx(step=1, seq=i, inputs_from=[(1001, 0)] if i else None) for i in range(5)]
+    s2 = [tx(step=2, seq=i, inputs_from=[(2001, i - 1)] if i else None) for i in range(6)]
+    batch = [msg(e, offset=i) for i, e in enumerate([s2[0], s1[0], s1[1], s2[1], s1[2], s2[2], s1[3], s1[4]])]
+    batch.append(msg(step_end(step=1), offset=len(batch)))
+    batch += [msg(e, offset=len(batch) + i) for i, e in enumerate(s2[3:])]
+    out = route(proc, batch, MAX_BYTES)
+    assert not out.dead_letters and out.processed == 11
+    assert out.steps_closed == [("r", 1)]
+    (key, value), = out.stats
+    stats = StepStats.model_validate_json(value)
+    assert key == b"r:1" and (stats.step, stats.nodes_step, stats.edges_step) == (1, 5, 4)
+    # Step 1 is final for all five; step 2's six have arrival scores and no final ones (not closed).
+    assert redis_client.strlen(StepKeys("r", 1).fin) >= 5 * 4
+    assert not redis_client.exists(StepKeys("r", 2).fin)
+    scored = np.unpackbits(np.frombuffer(redis_client.get(StepKeys("r", 2).scored), np.uint8))
+    assert scored[:6].all()
+    kinds = [Alert.model_validate_json(v).kind for _, v in out.alerts]
+    assert kinds.count("arrival") == 11  # threshold 0: all alert on arrival, none is retracted
+
+
+def test_a_step_end_in_a_later_batch_sees_the_earlier_batches(proc: Processor) -> None:
+    route(proc, [msg(tx(step=1, seq=i), offset=i) for i in range(3)], MAX_BYTES)
+    out = route(proc, [msg(tx(step=1, seq=3), offset=3), msg(step_end(step=1), offset=4)], MAX_BYTES)
+    assert StepStats.model_validate_json(out.stats[0][1]).nodes_step == 4
+
+
+def test_a_step_closes_only_when_every_partition_passed_its_marker(proc: Processor) -> None:
+    route(proc, [msg(tx(step=1, seq=i), partition=i % 3, offset=i) for i in range(6)], MAX_BYTES)
+    marker = step_end(step=1, partitions=3)
+    assert not route(proc, [msg(marker, partition=0), msg(marker, partition=0)], MAX_BYTES).stats  # repeated: once
+    assert not route(proc, [msg(marker, partition=2)], MAX_BYTES).stats
+    out = route(proc, [msg(marker, partition=1)], MAX_BYTES)
+    assert [StepStats.model_validate_json(v).nodes_step for _, v in out.stats] == [6]
+    again = route(proc, [msg(marker, partition=1)], MAX_BYTES)  # redelivered after the close
+    assert not again.stats and not again.alerts and not again.dead_letters
+
+
+# -- replay_end ----------------------------------------------------------------------------------------------------
+
+
+def _route_and_publish(proc: Processor, batch: list[Consumed]) -> tuple[Outputs, list[ReplayEnd]]:
+    out = route(proc, batch, MAX_BYTES)
+    return out, after_publish(proc, out)
+
+
+def test_replay_end_is_reported_only_once_every_partition_passed_it(proc: Processor) -> None:
+    end = replay_end(replay_id="r", partitions=3)
+    _, first = _route_and_publish(proc, [msg(end, partition=0), msg(end, partition=0), msg(end, partition=2)])
+    assert first == []  # partition 0 twice is still one partition
+    _, other = _route_and_publish(proc, [msg(replay_end(replay_id="other", partitions=3), partition=1)])
+    assert other == []  # another replay's end does not count
+    _, last = _route_and_publish(proc, [msg(end, partition=1)])
+    assert last == [ReplayEnd.model_validate(end)]
+
+
+def test_replay_end_is_recorded_only_after_publishing(proc: Processor, redis_client: redis.Redis) -> None:
+    batch = [msg(tx(step=1, seq=i), offset=i) for i in range(4)]
+    batch += [msg(step_end(step=1), offset=4), msg(replay_end(), offset=5)]
+    out = route(proc, batch, MAX_BYTES)
+    assert out.processed == 4 and out.steps_closed == [("r", 1)] and len(out.replay_ends) == 1
+    assert redis_client.scard("txm:{r}:replay_end") == 0  # not before the outputs are on Kafka
+    assert len(after_publish(proc, out)) == 1
+    assert redis_client.scard("txm:{r}:replay_end") == 1
+    stored = StepStats.model_validate_json(redis_client.hget("txm:{r}:stats", "1"))
+    assert stored == out.stats_records[0] and stored.nodes_step == 4
+
+
+def test_published_alerts_are_counted_per_kind_and_listed_newest_first(proc: Processor,
+                                                                       redis_client: redis.Redis) -> None:
+    out = Outputs()
+    first = Alert(alert_id="r:5:arrival", kind="arrival", replay_id="r", tx_id=5, step=1, arrival_score=0.9,
+                  threshold=0.5, model_version="gcn-v1", event_time=1.0, processing_time=2.0)
+    out.add_alert(first)
+    out.add_alert(first.model_copy(update={"alert_id": "r:5:retracted", "kind": "retracted", "final_score": 0.1}))
+    out.add_alert(first.model_copy(update={"alert_id": "r:6:arrival", "tx_id": 6}))
+    after_publish(proc, out)
+    assert redis_client.hgetall("txm:{r}:published") == {b"arrival": b"2", b"retracted": b"1"}
+    newest = [Alert.model_validate_json(v).alert_id for v in redis_client.lrange("txm:latest:alerts", 0, -1)]
+    assert newest == ["r:6:arrival", "r:5:retracted", "r:5:arrival"]
+
+
+def test_an_empty_batch_does_nothing(proc: Processor) -> None:
+    out, done = _route_and_publish(proc, [])
+    assert (out.alerts, out.stats, out.dead_letters, done, out.processed) == ([], [], [], [], 0)

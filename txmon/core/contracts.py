@@ -1,0 +1,223 @@
+"""Wire contracts: every record txmon puts on Kafka, defined once (pydantic v2).
+
+The transactions topic carries three kinds, told apart by ``kind``: ``tx`` events, ``step_end``
+markers (one per partition after each step) and a final ``replay_end``. The worker publishes
+``Alert`` records, one ``StepStats`` record per step, and ``DeadLetter`` records for bad input.
+Labels never travel on these topics.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Annotated, Literal
+
+import numpy as np
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    TypeAdapter,
+    ValidationError,
+    WithJsonSchema,
+)
+
+from txmon.core.elliptic_format import N_FEATURES
+
+SCHEMA_VERSION = 1
+TxId = Annotated[int, Field(gt=0, description="Elliptic transaction id")]
+Step = Annotated[int, Field(ge=1, description="time step, 1..49 on Elliptic")]
+ReplayId = Annotated[str, Field(description="the replay (one producer run) the record belongs to; the worker "
+                                            "accepts 1-100 characters of A-Z a-z 0-9 _ . -")]
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    schema_version: int = Field(SCHEMA_VERSION, description="layout version of the record (the same for every "
+                                "record kind); bumped on incompatible changes")
+
+
+def _decode_features(v: object) -> np.ndarray:
+    if isinstance(v, np.ndarray):
+        arr = v.astype("<f4", copy=False).ravel()
+    elif isinstance(v, str | bytes):
+        try:
+            raw = base64.b64decode(v, validate=True)
+        except (binascii.Error, ValueError) as e:
+            raise ValueError(f"features is not valid base64: {e}") from None
+        if len(raw) != 4 * N_FEATURES:
+            raise ValueError(f"features must decode to {N_FEATURES} float32 ({4 * N_FEATURES} bytes), got {len(raw)}")
+        arr = np.frombuffer(raw, dtype="<f4")
+    elif isinstance(v, list | tuple):
+        arr = np.asarray(v, dtype="<f4")
+    else:
+        raise ValueError("features must be base64 of float32 values")
+    if arr.shape != (N_FEATURES,):
+        raise ValueError(f"features must hold {N_FEATURES} values, got {arr.size}")
+    bad = np.flatnonzero(~np.isfinite(arr))
+    if bad.size:
+        raise ValueError(f"feature {int(bad[0])} is {arr[bad[0]]}")
+    return arr
+
+
+def encode_features(arr: np.ndarray) -> str:
+    return base64.b64encode(np.ascontiguousarray(arr, dtype="<f4").tobytes()).decode("ascii")
+
+
+# On the wire: base64 of 165 little-endian float32 (≈0.9 KB instead of ≈3.3 KB of decimal
+# text, exact, and cheap to decode); in Python: a float32 numpy array.
+Features = Annotated[
+    np.ndarray,
+    PlainValidator(_decode_features),
+    PlainSerializer(encode_features, return_type=str, when_used="json"),
+    WithJsonSchema({"type": "string", "contentEncoding": "base64",
+                    "description": f"{N_FEATURES} little-endian float32 values, base64-encoded"}),
+]
+Neighbour = Annotated[tuple[int, int], Field(description="(tx id, seq) of a transaction sent earlier in the step")]
+
+
+class TxEvent(_Record):
+    """One transaction, with the edges to transactions sent before it in its step (each edge travels once)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+    kind: Literal["tx"] = Field("tx", description="record kind on the transactions topic")
+    replay_id: ReplayId
+    tx_id: TxId
+    step: Step
+    seq: int = Field(ge=0, description="0-based position of the transaction in its step's replay order")
+    features: Features = Field(description=f"the transaction's {N_FEATURES} Elliptic features (93 local, "
+                                           "72 aggregated), base64 of little-endian float32")
+    inputs_from: list[Neighbour] = Field(default_factory=list, description="earlier transactions paying into this one")
+    outputs_to: list[Neighbour] = Field(default_factory=list, description="earlier transactions this one pays into")
+    event_time: float = Field(description="when the producer sent the transaction, Unix seconds")
+
+
+class StepEnd(_Record):
+    """Sent to every partition after the last transaction of a step."""
+
+    kind: Literal["step_end"] = Field("step_end", description="record kind on the transactions topic")
+    replay_id: ReplayId
+    step: Step = Field(description="the step that has ended")
+    count: int = Field(ge=0, description="transactions in the step (all partitions)")
+    partitions: int = Field(ge=1, description="partitions this marker was sent to: a step is complete "
+                                              "once every one of them has passed it")
+    event_time: float = Field(description="when the producer sent the marker, Unix seconds")
+
+
+class ReplayEnd(_Record):
+    """Sent to every partition after the last step of a replay."""
+
+    kind: Literal["replay_end"] = Field("replay_end", description="record kind on the transactions topic")
+    replay_id: ReplayId
+    first_step: Step = Field(description="first step the replay sent")
+    last_step: Step = Field(description="last step the replay sent")
+    count: int = Field(ge=0, description="transactions in the replay")
+    partitions: int = Field(ge=1, description="partitions this marker was sent to")
+    event_time: float = Field(description="when the producer sent the marker, Unix seconds")
+
+
+TopicEvent = Annotated[TxEvent | StepEnd | ReplayEnd, Field(discriminator="kind")]
+TOPIC_EVENT = TypeAdapter(TopicEvent)
+
+
+class Influence(BaseModel):
+    """A neighbour of the alerted transaction and how much it pushed the score."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    tx_id: TxId = Field(description="the neighbour's Elliptic transaction id")
+    weight: float = Field(description="signed contribution of this neighbour to logit(illicit) − logit(licit) in "
+                                      "the GCN's last layer: > 0 pushes towards illicit")
+
+
+class Alert(_Record):
+    """A transaction the model flags (arrival, final) or stops flagging (retracted); keyed by tx id."""
+
+    alert_id: str = Field(description="deterministic: '<replay_id>:<tx_id>:<kind>', so a consumer can drop "
+                                      "re-delivered copies (delivery is at-least-once)")
+    kind: Literal["arrival", "final", "retracted"] = Field(
+        description="arrival: scored at or above the threshold when the transaction arrived; final: at or above "
+                    "it only when its step was closed; retracted: an arrival alert whose final score fell below it")
+    replay_id: ReplayId
+    tx_id: TxId
+    step: Step
+    arrival_score: float = Field(ge=0, le=1, description="probability of illicit, in [0, 1], on the step's "
+                                                         "transactions up to the end of this one's arrival window "
+                                                         "(256 consecutive transactions of the step; the last "
+                                                         "window is scored at step close)")
+    final_score: float | None = Field(None, ge=0, le=1, description="probability of illicit when the whole step "
+                                                                    "is re-scored at its close, in [0, 1]; null on "
+                                                                    "arrival alerts")
+    threshold: float = Field(ge=0, le=1, description="the model's decision threshold, in [0, 1]: a score at or "
+                                                     "above it is an alert")
+    model_version: str = Field(description="the stored model version that scored, e.g. gcn-v3")
+    neighbours: list[Influence] = Field(default_factory=list, description="up to 3 neighbours that weighed most, "
+                                                                          "largest |weight| first")
+    event_time: float = Field(description="when the producer sent the transaction, Unix seconds")
+    processing_time: float = Field(description="when the worker emitted the alert, Unix seconds")
+
+
+class PowerLawFit(BaseModel):
+    """A power law p(x) ∝ x^−α fitted to the tail x ≥ xmin of a degree distribution (the powerlaw package)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    alpha: float = Field(description="exponent α, maximum-likelihood estimate")
+    xmin: float = Field(description="where the tail starts, the value minimising the KS distance")
+    ks_distance: float = Field(description="Kolmogorov-Smirnov distance between the tail and the fit, in [0, 1]")
+    n_tail: int = Field(description="values in the tail (x ≥ xmin)")
+    lognormal_loglik_ratio: float = Field(description="normalised log-likelihood ratio of power law vs lognormal "
+                                                      "on the same tail: > 0 favours the power law, < 0 the "
+                                                      "lognormal")
+    lognormal_p: float = Field(description="p-value of that ratio's sign, in [0, 1]: small means the sign is "
+                                           "significant")
+
+
+class StepStats(_Record):
+    """Network statistics of one closed step and of the replay so far; keyed by '<replay_id>:<step>'."""
+
+    replay_id: ReplayId
+    step: Step = Field(description="the closed step")
+    nodes_step: int = Field(description="transactions of the step")
+    edges_step: int = Field(description="directed edges within the step (each transaction pair once)")
+    nodes_total: int = Field(description="transactions of the replay's closed steps up to this one")
+    edges_total: int = Field(description="edges of the replay's closed steps up to this one")
+    avg_degree: float = Field(description="edges_step / nodes_step: the average in-degree (= out-degree)")
+    density: float = Field(description="edges_step / (nodes_step · (nodes_step − 1)), in [0, 1]")
+    clustering: float = Field(description="global clustering coefficient of the step's undirected simple graph, "
+                                          "3 · triangles / connected triples, in [0, 1]")
+    triangles_step: int = Field(description="triangles in the step's undirected simple graph")
+    in_degree_fit: PowerLawFit | None = Field(None, description="power law fitted to the step's in-degrees; null "
+                                                                "when the tail is too small to fit")
+    out_degree_fit: PowerLawFit | None = Field(None, description="power law fitted to the step's out-degrees; null "
+                                                                 "when the tail is too small to fit")
+    densification_alpha: float | None = Field(None, description="exponent α of E ∝ N^α over the cumulative (N, E) "
+                                                                "of the closed steps; null with fewer than 3 of "
+                                                                "them or when they cannot be fitted")
+    densification_r2: float | None = Field(None, description="R² of that fit, in [0, 1]; null when α is")
+    densification_alpha_window: float | None = Field(None, description="α over the last `window` closed steps; "
+                                                                       "null likewise")
+    window: int = Field(description="steps in the rolling densification window")
+    computed_at: float = Field(description="when the worker closed the step, Unix seconds")
+
+
+class DeadLetter(_Record):
+    """A record the worker could not take, with the reason; keyed by the refused record's key."""
+
+    reason: str = Field(description="why the record was refused, e.g. 'invalid record: step: Input should be "
+                                    "greater than or equal to 1'")
+    topic: str = Field(description="topic the refused record was read from")
+    partition: int = Field(description="its partition")
+    offset: int = Field(description="its offset")
+    key: str | None = Field(None, description="its key, decoded as UTF-8 (invalid bytes replaced); null if none")
+    value: str = Field(description="the record as received, decoded as UTF-8 (invalid bytes replaced), truncated "
+                                   "to 2048 characters")
+    received_at: float = Field(description="when the worker refused it, Unix seconds")
+
+
+def validation_reason(e: ValidationError) -> str:
+    """A one-line reason for a record that failed validation: where, what, and how many more problems."""
+    first = e.errors()[0]
+    where = ".".join(str(p) for p in first["loc"])
+    more = f" (+{e.error_count() - 1} more)" if e.error_count() > 1 else ""
+    return f"{where + ': ' if where else ''}{first['msg']}{more}"

@@ -1,0 +1,1 @@
+"""The one pipeline runner: embedded or configured stack, topics, worker processes, send, wait, collect."""

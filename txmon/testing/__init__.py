@@ -1,0 +1,1 @@
+"""Helpers for the tests and the benchmarks: real worker processes, topic readers, waits, records."""
