@@ -30,6 +30,7 @@ import torch
 from pydantic import ValidationError
 
 from model_store.manifest import MODEL_TYPE_PATTERN, VERSION_RE, ModelManifest
+from txmon.core.errors import TxmonError
 from txmon.core.files import sha256_file
 
 MANIFEST_FILE = "manifest.json"
@@ -37,7 +38,7 @@ LATEST_FILE = "latest.json"
 _LOCK_FILE = ".latest.lock"
 
 
-class ModelStoreError(Exception):
+class ModelStoreError(TxmonError):
     """A user-facing problem with the store: unknown version, tampered or mismatched artifact, bad input."""
 
 

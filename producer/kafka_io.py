@@ -16,13 +16,15 @@ from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
+from txmon.core.errors import TxmonError
+
 BOOTSTRAP_TIMEOUT_MS = 5_000
 REQUEST_TIMEOUT_MS = 15_000
 PROBE_TIMEOUT_S = 3.0
 CLIENT_ID = "txmon-producer"
 
 
-class ProducerError(RuntimeError):
+class ProducerError(TxmonError, RuntimeError):
     """Kafka could not be used (unreachable broker, topic trouble, undelivered records)."""
 
 

@@ -27,13 +27,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from replay.data.dataset import EllipticDataset
-from txmon.core.contracts import ReplayEnd, StepEnd, TxEvent
-from txmon.core.elliptic_format import STEP_MAX, STEP_MIN
+from txmon.core.contracts import ReplayEnd, StepEnd, TxEvent, step_range_error
+from txmon.core.errors import TxmonError
 
 Clock = Callable[[], float]
 
 
-class PlanError(ValueError):
+class PlanError(TxmonError, ValueError):
     """The requested replay cannot be planned (bad step range); the message says why."""
 
 
@@ -163,8 +163,8 @@ def resolve_steps(ds: EllipticDataset, first_step: int | None, last_step: int | 
     first = lo if first_step is None else first_step
     last = hi if last_step is None else last_step
     for name, s in (("first step", first), ("last step", last)):
-        if not STEP_MIN <= s <= STEP_MAX:
-            raise PlanError(f"{name} must be in {STEP_MIN}..{STEP_MAX}, got {s}")
+        if (why := step_range_error(s, name)) is not None:
+            raise PlanError(why)
     if first > last:
         raise PlanError(f"first step {first} is after last step {last}")
     held = f"the data set holds steps {_ranges(present.tolist())}"

@@ -8,19 +8,7 @@ Replays are namespaced by their id, so nothing needs a TTL to stay correct.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from functools import lru_cache
-
-# Braces would break the hash tag and ':' is our separator inside it.
-_REPLAY_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,100}$")
-
-
-@lru_cache(maxsize=256)  # called per event
-def check_replay_id(replay_id: str) -> str:
-    if not _REPLAY_ID.match(replay_id):
-        raise ValueError(f"replay id {replay_id!r} must be 1-100 characters of A-Z a-z 0-9 _ . -")
-    return replay_id
 
 
 @dataclass(frozen=True)

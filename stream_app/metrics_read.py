@@ -11,6 +11,9 @@ from dataclasses import dataclass, field
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from txmon.core.contracts import ALERT_KINDS
+from txmon.core.errors import TxmonError
+
 Labels = tuple[tuple[str, str], ...]
 
 
@@ -38,7 +41,7 @@ class Scrape:
         return dict(out)
 
 
-class ScrapeError(RuntimeError):
+class ScrapeError(TxmonError, RuntimeError):
     pass
 
 
@@ -114,7 +117,7 @@ def figures(before: Scrape | list[Scrape], after: Scrape | list[Scrape]) -> Figu
         return out
     dt = max(after.at - before.at, 1e-9)
     events = after.total("txmon_events_processed_total")
-    alerts = {k: after.total("txmon_alerts_total", kind=k) for k in ("arrival", "final", "retracted")}
+    alerts = {k: after.total("txmon_alerts_total", kind=k) for k in ALERT_KINDS}
 
     def q(name: str, p: float, **match: str) -> float | None:
         return quantile(p, before.buckets(name, **match), after.buckets(name, **match))

@@ -23,7 +23,7 @@ from scipy import sparse
 from model_store.graph import hop_rows
 from stream_app.alerts import Candidate, claim
 from stream_app.graph_store import FeatureCache, GraphStore, NodeBatch, StepGraph
-from stream_app.keys import SEQ_BITS, ReplayKeys, StepKeys, check_replay_id
+from stream_app.keys import SEQ_BITS, ReplayKeys, StepKeys
 from stream_app.scorer import LoadedModel, Scored, induced, score, top_neighbours
 from stream_app.step_close import (
     StepResult,
@@ -34,7 +34,7 @@ from stream_app.step_close import (
     record_step_end,
     wait_for_earlier_steps,
 )
-from txmon.core.contracts import Alert, TxEvent
+from txmon.core.contracts import ARRIVAL_WINDOW, Alert, TxEvent, check_replay_id
 from txmon.core.elliptic_format import STEP_MAX
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,6 @@ MAX_TX_ID = (1 << 63) - 1
 # So an arrival score is a function of the data and the model alone — the same whatever the batching,
 # the partitions' interleaving or the number of workers — and replays are repeatable. The price is the
 # time the window takes to fill: 256 transactions, ~50 ms at 5,000 tx/s.
-ARRIVAL_WINDOW = 256
 
 
 class Processor:

@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 import redis
 from pydantic import ValidationError
 
-from stream_app.keys import LATEST_ALERTS, LATEST_N, ReplayKeys, check_replay_id
+from stream_app.keys import LATEST_ALERTS, LATEST_N, ReplayKeys
 from stream_app.processor import Processor
 from txmon.core.contracts import (
+    DEAD_LETTER_EXCERPT,
     TOPIC_EVENT,
     Alert,
     DeadLetter,
@@ -23,11 +24,10 @@ from txmon.core.contracts import (
     StepEnd,
     StepStats,
     TxEvent,
+    check_replay_id,
     validation_reason,
 )
 from txmon.core.elliptic_format import STEP_MAX
-
-DLQ_VALUE_CHARS = 2048  # a dead letter keeps the start of the record, enough to see what it was
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ def _dead_letter(msg: Consumed, reason: str) -> tuple[bytes | None, bytes]:
     text = (msg.value or b"").decode("utf-8", errors="replace")
     record = DeadLetter(reason=reason, topic=msg.topic, partition=msg.partition, offset=msg.offset,
                         key=msg.key.decode("utf-8", errors="replace") if msg.key else None,
-                        value=text[:DLQ_VALUE_CHARS], received_at=time.time())
+                        value=text[:DEAD_LETTER_EXCERPT], received_at=time.time())
     return msg.key, record.model_dump_json().encode()
 
 

@@ -13,13 +13,13 @@ import numpy as np
 import redis
 
 from stream_app.graph_store import GraphStore
-from stream_app.keys import LATEST_ALERTS, LATEST_N, REPLAYS, ReplayKeys, StepKeys, check_replay_id
+from stream_app.keys import LATEST_ALERTS, LATEST_N, REPLAYS, ReplayKeys, StepKeys
 from stream_app.step_close import DONE
+from txmon.core.contracts import ALERT_KINDS, check_replay_id
+from txmon.core.errors import TxmonError
 
-KINDS = ("arrival", "final", "retracted")
 
-
-class ViewError(Exception):
+class ViewError(TxmonError):
     """An answer other than 200: the status and a message for the caller."""
 
     def __init__(self, status: int, message: str) -> None:
@@ -51,8 +51,8 @@ def parse_limit(raw: str | None, default: int = 50) -> int:
 def latest_alerts(client: redis.Redis, limit: int, kind: str | None = None,
                   replay_id: str | None = None) -> list[dict[str, Any]]:
     """The newest alerts published by any worker, newest first, optionally of one kind / replay."""
-    if kind is not None and kind not in KINDS:
-        raise ViewError(400, f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    if kind is not None and kind not in ALERT_KINDS:
+        raise ViewError(400, f"kind must be one of {', '.join(ALERT_KINDS)}, got {kind!r}")
     out = []
     for raw in client.lrange(LATEST_ALERTS, 0, LATEST_N - 1):
         a = json.loads(raw)
@@ -110,7 +110,7 @@ def transaction(client: redis.Redis, tx_id: int, replay_id: str | None, threshol
     pipe.get(keys.fin)
     pipe.get(rk.final(step))
     pipe.smembers(keys.nb(seq))
-    for k in KINDS:
+    for k in ALERT_KINDS:
         pipe.exists(rk.alert(tx_id, k))
     arr, fin, final_state, nb, *claimed = pipe.execute()
     closed = final_state == DONE
@@ -120,7 +120,7 @@ def transaction(client: redis.Redis, tx_id: int, replay_id: str | None, threshol
         "tx_id": tx_id, "replay_id": rid, "step": step, "seq": seq,
         "arrival_score": _score(arr, seq), "final_score": _score(fin, seq) if closed else None,
         "step_closed": closed, "threshold": threshold,
-        "alerts": [k for k, c in zip(KINDS, claimed, strict=True) if c],
+        "alerts": [k for k, c in zip(ALERT_KINDS, claimed, strict=True) if c],
         "neighbours": [{"tx_id": int(t), "arrival_score": _score(arr, int(s)),
                         "final_score": _score(fin, int(s)) if closed else None}
                        for s, t in zip(nbs.tolist(), ids.tolist(), strict=True)],

@@ -21,6 +21,7 @@ from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 from typing import Self
 
+from txmon.core.errors import TxmonError
 from txmon.core.settings import Settings
 
 HOST = "127.0.0.1"
@@ -58,7 +59,7 @@ def signal_session(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
         os.killpg(proc.pid, sig)
 
 
-class ServiceError(RuntimeError):
+class ServiceError(TxmonError, RuntimeError):
     """A local service could not be started (missing binary, early exit, no answer in time)."""
 
 

@@ -41,6 +41,7 @@ from txmon.core.elliptic_format import (
     STEP_MAX,
     STEP_MIN,
 )
+from txmon.core.errors import TxmonError
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ _CLASS_CHOICES = ", ".join(repr(c) for c in CLASS_TO_LABEL)
 _HEADER_HINT = f"; this looks like a header line, but Kaggle's {FEATURES_FILE} has none (delete the line)"
 
 
-class DatasetError(ValueError):
+class DatasetError(TxmonError, ValueError):
     """A problem with the input files; the message starts with ``file:line:`` where there is one."""
 
     def __init__(self, message: str, *, file: str | None = None, line: int | None = None) -> None:

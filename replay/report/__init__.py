@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from replay.report.build import build_report
 from replay.report.evaluate import (
-    KINDS,
     Scores,
     alerted_sets,
     distinct_alerts,
@@ -22,6 +21,6 @@ from replay.report.model import Report
 from replay.report.render import write_report
 
 __all__ = [
-    "KINDS", "Report", "Scores", "alerted_sets", "build_report", "distinct_alerts", "evaluate_alerts",
+    "Report", "Scores", "alerted_sets", "build_report", "distinct_alerts", "evaluate_alerts",
     "latency_percentiles", "score_flags", "verdict_sets", "write_report",
 ]

@@ -17,8 +17,6 @@ from numpy.typing import NDArray
 
 from replay.data.dataset import EllipticDataset
 from replay.report.evaluate import (
-    KINDS,
-    VERDICTS,
     defined,
     distinct_alerts,
     flag_rows,
@@ -45,7 +43,7 @@ from replay.report.model import (
     StepRow,
     TopAlert,
 )
-from txmon.core.contracts import Alert, PowerLawFit, StepStats
+from txmon.core.contracts import ALERT_KINDS, VERDICTS, Alert, PowerLawFit, StepStats
 from txmon.core.elliptic_format import ILLICIT, LICIT, UNKNOWN
 from txmon.core.fits import fit_densification
 
@@ -119,8 +117,8 @@ def _alert_counts(received: int, alerts: list[Alert], first: int, last: int) -> 
         per_step.setdefault(a.step, Counter())[a.kind] += 1
     by_kind = Counter(a.kind for a in alerts)
     return AlertCounts(
-        received=received, distinct=len(alerts), by_kind={k: by_kind[k] for k in KINDS},
-        per_step=[StepAlertCounts(step=s, **{k: c[k] for k in KINDS}) for s, c in sorted(per_step.items())],
+        received=received, distinct=len(alerts), by_kind={k: by_kind[k] for k in ALERT_KINDS},
+        per_step=[StepAlertCounts(step=s, **{k: c[k] for k in ALERT_KINDS}) for s, c in sorted(per_step.items())],
     )
 
 
@@ -191,7 +189,7 @@ def _top_alerts(ds: EllipticDataset, alerts: list[Alert], verdicts: dict[str, se
         row = row_of[tx_id]
         out.append(TopAlert(
             rank=rank, tx_id=tx_id, step=int(ds.steps[row]) if row >= 0 else txa[0].step,
-            kinds=[k for k in KINDS if any(a.kind == k for a in txa)], arrival_score=arrival, final_score=final,
+            kinds=[k for k in ALERT_KINDS if any(a.kind == k for a in txa)], arrival_score=arrival, final_score=final,
             score=score, flagged_arrival=tx_id in verdicts["arrival"], flagged_final=tx_id in verdicts["final"],
             label=_label_name(ds, row),
             neighbours=[Neighbour(tx_id=n.tx_id, weight=defined(n.weight), label=_label_name(ds, row_of[n.tx_id]))
@@ -326,7 +324,7 @@ def build_report(ds: EllipticDataset, alerts: list[Alert], stats: list[StepStats
     verdicts = verdict_sets(distinct)
     closes = np.sort(np.array([r.step_close_s for r in rows if r.step_close_s is not None], dtype=np.float64))
     latency = LatencySection(
-        event_to_alert={k: latency_stats(latencies(distinct, k)) for k in KINDS},
+        event_to_alert={k: latency_stats(latencies(distinct, k)) for k in ALERT_KINDS},
         step_close=latency_stats(closes) if sent_times else None,
     )
     return Report(

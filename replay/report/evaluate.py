@@ -24,11 +24,9 @@ from pydantic import BaseModel, ConfigDict
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 from replay.data.dataset import EllipticDataset
+from txmon.core.contracts import ALERT_KINDS as ALERT_KINDS  # noqa: F401 - re-exported to the report
 from txmon.core.contracts import Alert
 from txmon.core.elliptic_format import ILLICIT, UNKNOWN
-
-KINDS = ("arrival", "final", "retracted")
-VERDICTS = ("arrival", "final")
 
 
 class Scores(BaseModel):
@@ -83,7 +81,7 @@ def distinct_alerts(alerts: Iterable[Alert]) -> tuple[list[Alert], dict[str, int
 
 def verdict_sets(alerts: Iterable[Alert]) -> dict[str, set[int]]:
     """The transactions each verdict flags (see the module doc)."""
-    by_kind: dict[str, set[int]] = {k: set() for k in KINDS}
+    by_kind: dict[str, set[int]] = {k: set() for k in ALERT_KINDS}
     for a in alerts:
         by_kind[a.kind].add(a.tx_id)
     return {"arrival": by_kind["arrival"], "final": (by_kind["arrival"] | by_kind["final"]) - by_kind["retracted"]}

@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from replay.report.evaluate import Scores
+from txmon.core.contracts import AlertKind, Verdict
 
 REPORT_SCHEMA_VERSION = 1
 Label = Literal["illicit", "licit", "unknown", "not in data set"]
@@ -48,11 +49,11 @@ class StepMetrics(_Model):
 class Metrics(_Model):
     """Verdicts against the labels, illicit = positive, unknown labels excluded."""
 
-    overall: dict[Literal["arrival", "final"], Scores]
-    confusion: dict[Literal["arrival", "final"], list[list[int]]] = Field(
+    overall: dict[Verdict, Scores]
+    confusion: dict[Verdict, list[list[int]]] = Field(
         description="[[TN, FP], [FN, TP]]: rows true licit / illicit, columns flagged no / yes")
     per_step: list[StepMetrics]
-    flagged: dict[Literal["arrival", "final"], int] = Field(description="transactions of the period each verdict "
+    flagged: dict[Verdict, int] = Field(description="transactions of the period each verdict "
                                                                         "flags, labelled or not")
 
 
@@ -66,7 +67,7 @@ class StepAlertCounts(_Model):
 class AlertCounts(_Model):
     received: int = Field(description="alert records of this replay handed to the report, copies included")
     distinct: int = Field(description="distinct alert ids: what every other number counts")
-    by_kind: dict[Literal["arrival", "final", "retracted"], int]
+    by_kind: dict[AlertKind, int]
     per_step: list[StepAlertCounts] = Field(description="by the step the alert names")
 
 
@@ -87,7 +88,7 @@ class Latency(_Model):
 
 
 class LatencySection(_Model):
-    event_to_alert: dict[Literal["arrival", "final", "retracted"], Latency] = Field(
+    event_to_alert: dict[AlertKind, Latency] = Field(
         description="processing_time − event_time of the alerts of each kind")
     step_close: Latency | None = Field(None, description="a step's statistics computed_at − the time its end "
                                                          "marker was sent (only with sent_times)")

@@ -10,8 +10,8 @@ from matplotlib.axes import Axes
 from matplotlib.ticker import MaxNLocator
 
 from replay.analysis.plots import alpha_axis, figure
-from replay.report.evaluate import KINDS, VERDICTS
 from replay.report.model import DegreeFit, Report
+from txmon.core.contracts import ALERT_KINDS, VERDICTS
 
 KIND_COLOURS = {"arrival": "tab:blue", "final": "tab:orange", "retracted": "tab:gray"}
 
@@ -56,7 +56,7 @@ def plot_alerts_per_step(r: Report, path: Path) -> None:
     fig, (ax,) = figure(1, 1, 10, 3.8)
     steps = np.array([c.step for c in r.alerts.per_step])
     bottom = np.zeros(steps.size)
-    for kind in KINDS:
+    for kind in ALERT_KINDS:
         counts = np.array([getattr(c, kind) for c in r.alerts.per_step])
         ax.bar(steps, counts, bottom=bottom, color=KIND_COLOURS[kind], label=f"{kind} ({r.alerts.by_kind[kind]:,})")
         bottom += counts

@@ -8,8 +8,9 @@ from collections.abc import Iterable, Sequence
 from html import escape
 from pathlib import Path
 
-from replay.report.evaluate import KINDS, VERDICTS, Scores
+from replay.report.evaluate import Scores
 from replay.report.model import DegreeFit, Latency, Report, TopAlert
+from txmon.core.contracts import ALERT_KINDS, VERDICTS
 
 MAX_ITEMS = 50  # per warning in the HTML; report.json lists every one
 NUMBER = re.compile(r"^[-+]?[\d,]*\.?\d+(e[-+]?\d+)?$|^–$")
@@ -113,9 +114,9 @@ def _alerts(r: Report) -> str:
     return "\n".join([
         "<h2>Alerts</h2>",
         f"<p>{_i(a.received)} alert records received, {_i(a.distinct)} distinct alert ids: "
-        + " · ".join(f"{k} {_i(a.by_kind[k])}" for k in KINDS) + ".</p>",
+        + " · ".join(f"{k} {_i(a.by_kind[k])}" for k in ALERT_KINDS) + ".</p>",
         _img(r, "alerts_per_step", "alerts per step"),
-        _table(("step", *KINDS), ([str(c.step), *(_i(getattr(c, k)) for k in KINDS)] for c in a.per_step)),
+        _table(("step", *ALERT_KINDS), ([str(c.step), *(_i(getattr(c, k)) for k in ALERT_KINDS)] for c in a.per_step)),
     ])
 
 

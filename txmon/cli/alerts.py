@@ -23,7 +23,8 @@ from rich.console import Console
 from rich.text import Text
 
 from txmon.cli.common import err_console, fail, quiet_kafka_logs
-from txmon.core.contracts import Alert, validation_reason
+from txmon.core.contracts import ALERT_KINDS, Alert, validation_reason
+from txmon.core.errors import TxmonError
 from txmon.core.settings import Settings
 
 if TYPE_CHECKING:  # kafka is imported when a tail starts: `txmon --help` stays fast
@@ -36,10 +37,8 @@ COMMIT_EVERY_S = 5.0  # a named group's progress is committed this often (and on
 alerts_app = typer.Typer(help="Read the alerts the worker publishes.", no_args_is_help=True)
 
 
-class AlertKind(StrEnum):
-    arrival = "arrival"
-    final = "final"
-    retracted = "retracted"
+# typer offers an Enum's values as the choices of --kind
+AlertKind = StrEnum("AlertKind", {k: k for k in ALERT_KINDS})  # type: ignore[misc]
 
 
 # -- filter, parse, format: plain functions --------------------------------------------------------------------------
@@ -127,7 +126,7 @@ def _note(message: str) -> None:
 # -- the consumer ----------------------------------------------------------------------------------------------------
 
 
-class TailError(RuntimeError):
+class TailError(TxmonError, RuntimeError):
     """Kafka could not be used."""
 
 

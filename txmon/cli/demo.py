@@ -283,8 +283,9 @@ def _run(data: Path | None, scale: float, seed: int, epochs: int, rate: float | 
 def _print_summary(state, summary, timings, manifest, ds, test_mask, worker_code, log_path, run_dir):  # noqa: ANN001, ANN202
     from rich.table import Table
 
-    from replay.report.evaluate import KINDS, alerted_sets, evaluate_alerts, latency_percentiles
+    from replay.report.evaluate import alerted_sets, evaluate_alerts, latency_percentiles
     from txmon.cli.live import dump_json
+    from txmon.core.contracts import ALERT_KINDS
 
     alerts = list(state.alerts.values())
     kinds = state.kind_counts()
@@ -304,7 +305,7 @@ def _print_summary(state, summary, timings, manifest, ds, test_mask, worker_code
         ("elapsed", f"{elapsed:,.1f} s from the first transaction sent to the last step's statistics "
                     f"(sending took {summary.seconds:,.1f} s, {summary.rate:,.0f} tx/s, {pace})"),
         ("throughput", f"{throughput:,.0f} tx/s end to end"),
-        ("alerts", " · ".join(f"{k} {kinds[k]:,}" for k in KINDS) + f"; {n_flagged:,} transactions alerted "
+        ("alerts", " · ".join(f"{k} {kinds[k]:,}" for k in ALERT_KINDS) + f"; {n_flagged:,} transactions alerted "
                    "at the end"),
     ]
     if lat:
@@ -352,7 +353,7 @@ def _print_summary(state, summary, timings, manifest, ds, test_mask, worker_code
 
     dump_json(run_dir / "summary.json", {
         "replay_id": state.replay_id, "events": summary.events, "elapsed_s": elapsed, "throughput_tx_s": throughput,
-        "send_s": summary.seconds, "alerts": {k: kinds[k] for k in KINDS}, "alerted": n_flagged,
+        "send_s": summary.seconds, "alerts": {k: kinds[k] for k in ALERT_KINDS}, "alerted": n_flagged,
         "model": manifest.version, "timings": timings, "worker_exit_code": worker_code,
         "metrics": {name: {k: v.model_dump() for k, v in row.items()} for name, row in scores.items()},
     })

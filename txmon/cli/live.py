@@ -23,20 +23,20 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from replay.report.evaluate import KINDS
 from txmon.cli.alerts import alert_score
-from txmon.core.contracts import Alert, StepStats
+from txmon.core.contracts import ALERT_KINDS, Alert, StepStats
+from txmon.core.errors import TxmonError
 from txmon.core.settings import Settings
 from txmon.embedded import log_tail, stop_session
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
-class WorkerDied(RuntimeError):
+class WorkerDied(TxmonError, RuntimeError):
     """The worker subprocess exited while the demo still needed it."""
 
 
-class FollowerError(RuntimeError):
+class FollowerError(TxmonError, RuntimeError):
     """The alert/stats follower could not read its topics."""
 
 
@@ -324,7 +324,7 @@ def render(state: DemoState, worker: WorkerProcess, max_rows: int) -> Group:
         f"worker pid {worker.pid} {wstate} · {elapsed:.1f} s")
 
     steps = Table(title="per step (alerts counted cumulatively)", header_style="bold", title_justify="left")
-    for col in ("step", "nodes", "edges", "avg degree", "clustering", "α cum.", "arrival", "final", "retracted"):
+    for col in ("step", "nodes", "edges", "avg degree", "clustering", "α cum.", *ALERT_KINDS):
         steps.add_column(col, justify="right")
     running = Counter()
     rows = []
@@ -334,7 +334,7 @@ def render(state: DemoState, worker: WorkerProcess, max_rows: int) -> Group:
         if st is not None:
             rows.append((str(s), f"{st.nodes_step:,}", f"{st.edges_step:,}", f"{st.avg_degree:.3f}",
                          f"{st.clustering:.4f}", _fmt(st.densification_alpha),
-                         *(f"{running[k]:,}" for k in KINDS)))
+                         *(f"{running[k]:,}" for k in ALERT_KINDS)))
     if len(rows) > max_rows:
         steps.caption = f"(the first {len(rows) - max_rows} closed steps are not shown)"
         rows = rows[-max_rows:]

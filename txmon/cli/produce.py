@@ -10,7 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from txmon.cli.common import console, err_console, fail, load_dataset, quiet_kafka_logs
-from txmon.core.elliptic_format import STEP_MAX, STEP_MIN
+from txmon.core.contracts import step_range_error
 from txmon.core.settings import Settings
 
 
@@ -22,12 +22,12 @@ def check_replay_options(from_step: int | None, to_step: int | None, rate: float
     if rate is not None and not rate > 0:
         fail(f"--rate must be positive, got {rate:g}")
     for name, step in (("--from-step", from_step), ("--to-step", to_step)):
-        if step is not None and not STEP_MIN <= step <= STEP_MAX:
-            fail(f"{name} must be in {STEP_MIN}..{STEP_MAX}, got {step}")
+        if step is not None and (why := step_range_error(step, name)) is not None:
+            fail(why)
     if from_step is not None and to_step is not None and from_step > to_step:
         fail(f"--from-step {from_step} is after --to-step {to_step}")
     if replay_id is not None:
-        from stream_app.keys import check_replay_id
+        from txmon.core.contracts import check_replay_id
 
         try:
             check_replay_id(replay_id)

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Annotated, Literal
+import re
+from functools import lru_cache
+from typing import Annotated, Literal, get_args
 
 import numpy as np
 from pydantic import (
@@ -24,13 +26,43 @@ from pydantic import (
     WithJsonSchema,
 )
 
-from txmon.core.elliptic_format import N_FEATURES
+from txmon.core.elliptic_format import N_FEATURES, STEP_MAX, STEP_MIN
 
 SCHEMA_VERSION = 1
+
+# -- vocabulary: the words and numbers the records share, spelled once ----------------------------------------------
+
+AlertKind = Literal["arrival", "final", "retracted"]
+ALERT_KINDS: tuple[AlertKind, ...] = get_args(AlertKind)
+Verdict = Literal["arrival", "final"]  # the two verdicts a replay is judged by: as raised on arrival, at step close
+VERDICTS: tuple[Verdict, ...] = get_args(Verdict)
+
+# A step's transactions are scored on arrival in windows of this many consecutive seqs (see stream_app.processor).
+ARRIVAL_WINDOW = 256
+# A dead letter keeps the start of the refused record, enough to see what it was.
+DEAD_LETTER_EXCERPT = 2048
+
+# Braces would break Redis' hash tag and ':' is the key separator inside it (stream_app.keys).
+_REPLAY_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,100}$")
+REPLAY_ID_RULE = "1-100 characters of A-Z a-z 0-9 _ . -"
+
+
+@lru_cache(maxsize=256)  # called per event
+def check_replay_id(replay_id: str) -> str:
+    """The replay id itself, or ValueError when it does not follow REPLAY_ID_RULE."""
+    if not _REPLAY_ID.match(replay_id):
+        raise ValueError(f"replay id {replay_id!r} must be {REPLAY_ID_RULE}")
+    return replay_id
+
+
+def step_range_error(step: int, name: str = "step") -> str | None:
+    """Why ``step`` is not an Elliptic time step (STEP_MIN..STEP_MAX), or None when it is one."""
+    return None if STEP_MIN <= step <= STEP_MAX else f"{name} must be in {STEP_MIN}..{STEP_MAX}, got {step}"
+
 TxId = Annotated[int, Field(gt=0, description="Elliptic transaction id")]
-Step = Annotated[int, Field(ge=1, description="time step, 1..49 on Elliptic")]
+Step = Annotated[int, Field(ge=1, description=f"time step, {STEP_MIN}..{STEP_MAX} on Elliptic")]
 ReplayId = Annotated[str, Field(description="the replay (one producer run) the record belongs to; the worker "
-                                            "accepts 1-100 characters of A-Z a-z 0-9 _ . -")]
+                                            f"accepts {REPLAY_ID_RULE}")]
 
 
 class _Record(BaseModel):
@@ -136,7 +168,7 @@ class Alert(_Record):
 
     alert_id: str = Field(description="deterministic: '<replay_id>:<tx_id>:<kind>', so a consumer can drop "
                                       "re-delivered copies (delivery is at-least-once)")
-    kind: Literal["arrival", "final", "retracted"] = Field(
+    kind: AlertKind = Field(
         description="arrival: scored at or above the threshold when the transaction arrived; final: at or above "
                     "it only when its step was closed; retracted: an arrival alert whose final score fell below it")
     replay_id: ReplayId
@@ -144,8 +176,8 @@ class Alert(_Record):
     step: Step
     arrival_score: float = Field(ge=0, le=1, description="probability of illicit, in [0, 1], on the step's "
                                                          "transactions up to the end of this one's arrival window "
-                                                         "(256 consecutive transactions of the step; the last "
-                                                         "window is scored at step close)")
+                                                         f"({ARRIVAL_WINDOW} consecutive transactions of the step; "
+                                                         "the last window is scored at step close)")
     final_score: float | None = Field(None, ge=0, le=1, description="probability of illicit when the whole step "
                                                                     "is re-scored at its close, in [0, 1]; null on "
                                                                     "arrival alerts")
@@ -211,7 +243,7 @@ class DeadLetter(_Record):
     offset: int = Field(description="its offset")
     key: str | None = Field(None, description="its key, decoded as UTF-8 (invalid bytes replaced); null if none")
     value: str = Field(description="the record as received, decoded as UTF-8 (invalid bytes replaced), truncated "
-                                   "to 2048 characters")
+                                   f"to {DEAD_LETTER_EXCERPT} characters")
     received_at: float = Field(description="when the worker refused it, Unix seconds")
 
 

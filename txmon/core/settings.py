@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
 
 from pydantic import Field
@@ -42,6 +41,11 @@ class Settings(BaseSettings):
     cache_dir: Path = Field(default_factory=_default_cache_dir, description="binary copies of loaded data sets")
 
 
-@lru_cache(maxsize=1)
-def get_settings() -> Settings:
-    return Settings()
+    def to_env(self) -> dict[str, str]:
+        """These settings as ``TXMON_*`` variables: how a worker process started by txmon receives them."""
+        env = {}
+        for name, value in self.model_dump().items():
+            if value is not None:
+                env[f"TXMON_{name.upper()}"] = str(Path(value).resolve()) if isinstance(value, Path) else str(value)
+        return env
+

@@ -17,9 +17,10 @@ from pydantic import ValidationError
 
 from stream_app.keys import REPLAYS, ReplayKeys
 from txmon.core.contracts import Alert, StepStats
+from txmon.core.errors import TxmonError
 
 
-class ReplayRunError(RuntimeError):
+class ReplayRunError(TxmonError, RuntimeError):
     pass
 
 

@@ -15,8 +15,8 @@ import redis
 
 from stream_app.keys import StepKeys
 from stream_app.processor import MAX_SEQ, Processor
-from stream_app.routing import DLQ_VALUE_CHARS, Consumed, Outputs, after_publish, route
-from txmon.core.contracts import Alert, DeadLetter, ReplayEnd, StepStats, encode_features
+from stream_app.routing import Consumed, Outputs, after_publish, route
+from txmon.core.contracts import DEAD_LETTER_EXCERPT, Alert, DeadLetter, ReplayEnd, StepStats, encode_features
 from txmon.core.elliptic_format import N_FEATURES
 from txmon.testing.records import MAX_BYTES, TOPIC, b64, features, msg, replay_end, step_end, tx
 
@@ -86,7 +86,7 @@ def test_bad_input_is_dead_lettered_with_a_clear_reason(proc: Processor, redis_c
         assert fragment in d.reason, f"{name}: reason {d.reason!r} lacks {fragment!r}"
     assert (d.topic, d.partition, d.offset, d.key) == (TOPIC, 2, 41, "\ufffdkey")
     text = (raw or b"").decode("utf-8", errors="replace")
-    assert d.value == text[:DLQ_VALUE_CHARS]
+    assert d.value == text[:DEAD_LETTER_EXCERPT]
     # Nothing of a dead-lettered record reaches Redis (a bad record must not half-write a step).
     assert not [k for k in redis_client.keys("txm:*") if b"alert" in k or b":seen" in k or b"stepend" in k]
 
@@ -110,7 +110,7 @@ def test_a_long_record_is_truncated_in_its_dead_letter(proc: Processor) -> None:
     value = json.dumps({**tx(), "features": "x" * 10_000}).encode()
     (_, dl), = route(proc, [msg(value)], MAX_BYTES).dead_letters
     d = DeadLetter.model_validate_json(dl)
-    assert len(d.value) == DLQ_VALUE_CHARS and value.decode().startswith(d.value)
+    assert len(d.value) == DEAD_LETTER_EXCERPT and value.decode().startswith(d.value)
 
 
 # -- order within a batch ----------------------------------------------------------------------------------------
