@@ -1,16 +1,18 @@
-"""The Faust worker: ``faust -A stream_app.app worker`` or ``txmon worker``.
+"""The Faust worker, built by ``create_app(settings)``: ``txmon worker``, or ``faust -A stream_app.app worker``.
 
 A thin loop: consume the transactions topic in micro-batches, hand each batch to
 ``stream_app.routing.route`` (plain code over Redis), publish what it returns, then record in Redis
 that it is published. No Faust tables: all state lives in Redis, so workers can be restarted or added
-at any time. The web server (``TXMON_WEB_PORT``) serves the views of ``stream_app.views`` and /metrics.
+at any time. The web server (``web_port``) serves the views of ``stream_app.views`` and /metrics.
+Nothing is read or built at import: ``create_app`` takes explicit settings (``txmon worker`` builds them
+from the environment and its options); only ``faust -A`` reads the module's ``app``, made on first access.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import Any, NoReturn
 
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
@@ -25,7 +27,6 @@ from stream_app.scorer import LoadedModel
 from txmon.core.settings import Settings
 
 log = logging.getLogger(__name__)
-settings = Settings()
 STARTED_AT = time.time()
 
 
@@ -34,74 +35,38 @@ def _patch_fetch_wait(wait_ms: int) -> None:
     Tansu holds fetches for that long although data waits, which made p99 event→alert latency > 1 s
     (docs/tansu.md). Set it on the consumer Faust creates, before it starts."""
     thread = faust_aiokafka.AIOKafkaConsumerThread
-    original = thread._create_worker_consumer
-    if getattr(original, "_txmon_patched", False):
-        return
+    original = getattr(thread._create_worker_consumer, "_txmon_original", thread._create_worker_consumer)
 
     def create(self: Any, transport: Any) -> Any:
         consumer = original(self, transport)
         consumer._fetch_max_wait_ms = wait_ms  # read by AIOKafkaConsumer.start() when it builds its Fetcher
         return consumer
 
-    create._txmon_patched = True  # type: ignore[attr-defined]
+    create._txmon_original = original  # type: ignore[attr-defined]
     thread._create_worker_consumer = create
 
 
-_patch_fetch_wait(settings.fetch_wait_ms)
+class _Served:
+    """The Processor (Redis client + model), built on first use, so making the app (e.g. for ``--help``)
+    needs no Redis or model. The agent and the web views all run on the one event loop: no race."""
 
-app = faust.App(
-    settings.worker_app_id,
-    broker=f"kafka://{settings.kafka_bootstrap or '127.0.0.1:9092'}",
-    store="memory://",
-    web_enabled=settings.web_port > 0,
-    web_port=settings.web_port or 6066,
-    web_bind=settings.web_bind,
-    topic_partitions=settings.topic_partitions,
-    # Tansu (the embedded broker) has no use for Faust's leader topic and restores tables wrongly;
-    # a short session makes group joins take seconds instead of half a minute (docs/tansu.md).
-    topic_disable_leader=True,
-    consumer_auto_offset_reset="earliest",
-    broker_session_timeout=6.0,
-    broker_heartbeat_interval=1.0,
-    key_serializer="raw",
-    value_serializer="raw",
-)
-transactions = app.topic(settings.topic_transactions, key_type=bytes, value_type=bytes)
-alerts_topic = app.topic(settings.topic_alerts, key_type=bytes, value_type=bytes)
-stats_topic = app.topic(settings.topic_stats, key_type=bytes, value_type=bytes)
-dead_letter_topic = app.topic(settings.topic_dead_letter, key_type=bytes, value_type=bytes)
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._processor: Processor | None = None
 
-_processor: Processor | None = None
-# route() runs on the event loop, not on a thread of its own: measured on the full replay, a route thread
-# fighting Faust's loop for the GIL made batches 40% slower and p99 event→alert 5x worse (docs/tansu.md).
+    def __call__(self) -> Processor:
+        if self._processor is None:
+            self._processor = self._build()
+        return self._processor
 
-
-def processor() -> Processor:
-    """Built on first use, so importing the app (e.g. for ``--help``) needs no Redis or model."""
-    global _processor
-    if _processor is None:  # the agent and the web views all run on the one event loop: no race
-        _processor = _build_processor()
-    return _processor
-
-
-def _build_processor() -> Processor:
-    if not settings.redis_url:
-        raise RuntimeError("TXMON_REDIS_URL is not set: the worker keeps its graph in Redis")
-    model = LoadedModel.from_store(settings.model_dir, settings.model_version)
-    log.info("serving %s (threshold %.3f) from %s", model.version, model.threshold, settings.model_dir)
-    metrics.MODEL_INFO.labels(model.version).set(1)
-    return Processor(connect(settings.redis_url), model)
-
-
-async def publish(out: Outputs) -> None:
-    for key, value in out.alerts:
-        await alerts_topic.send(key=key, value=value)
-    for key, value in out.stats:
-        await stats_topic.send(key=key, value=value)
-    for key, value in out.dead_letters:
-        await dead_letter_topic.send(key=key, value=value)
-    if out.replay_ends:
-        await app.producer.flush()  # on Kafka before the replay is recorded as ended (after_publish)
+    def _build(self) -> Processor:
+        s = self.settings
+        if not s.redis_url:
+            raise RuntimeError("TXMON_REDIS_URL is not set: the worker keeps its graph in Redis")
+        model = LoadedModel.from_store(s.model_dir, s.model_version)
+        log.info("serving %s (threshold %.3f) from %s", model.version, model.threshold, s.model_dir)
+        metrics.MODEL_INFO.labels(model.version).set(1)
+        return Processor(connect(s.redis_url), model)
 
 
 def observe(out: Outputs, n_records: int, seconds: float, version: str) -> None:
@@ -121,20 +86,61 @@ def observe(out: Outputs, n_records: int, seconds: float, version: str) -> None:
         metrics.CURRENT_STEP.set(out.last_step)
 
 
-@app.agent(transactions)
-async def score(stream) -> None:  # noqa: ANN001
-    async for batch in stream.take_events(settings.batch_max, within=settings.batch_wait_s):
-        t0 = time.perf_counter()
-        consumed = [Consumed(e.message.topic, e.message.partition, e.message.offset, e.message.key, e.message.value)
-                    for e in batch]
-        proc = processor()
-        out = route(proc, consumed, settings.max_record_bytes)
-        await publish(out)
-        for end in after_publish(proc, out):
-            log.info("replay %s: every partition has passed replay_end", end.replay_id)
-        observe(out, len(batch), time.perf_counter() - t0, proc.model.version)
-        if out.dead_letters:
-            log.warning("%d record(s) sent to %s", len(out.dead_letters), settings.topic_dead_letter)
+def create_app(settings: Settings) -> faust.App:
+    """The worker's Faust app for these settings: its agent over the transactions topic and its web views."""
+    _patch_fetch_wait(settings.fetch_wait_ms)
+    app = faust.App(
+        settings.worker_app_id,
+        broker=f"kafka://{settings.kafka_bootstrap or '127.0.0.1:9092'}",
+        store="memory://",
+        web_enabled=settings.web_port > 0,
+        web_port=settings.web_port or 6066,
+        web_bind=settings.web_bind,
+        topic_partitions=settings.topic_partitions,
+        # Tansu (the embedded broker) has no use for Faust's leader topic and restores tables wrongly;
+        # a short session makes group joins take seconds instead of half a minute (docs/tansu.md).
+        topic_disable_leader=True,
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=6.0,
+        broker_heartbeat_interval=1.0,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+    transactions = app.topic(settings.topic_transactions, key_type=bytes, value_type=bytes)
+    alerts_topic = app.topic(settings.topic_alerts, key_type=bytes, value_type=bytes)
+    stats_topic = app.topic(settings.topic_stats, key_type=bytes, value_type=bytes)
+    dead_letter_topic = app.topic(settings.topic_dead_letter, key_type=bytes, value_type=bytes)
+    processor = _Served(settings)
+    # route() runs on the event loop, not on a thread of its own: measured on the full replay, a route thread
+    # fighting Faust's loop for the GIL made batches 40% slower and p99 event→alert 5x worse (docs/tansu.md).
+
+    async def publish(out: Outputs) -> None:
+        for key, value in out.alerts:
+            await alerts_topic.send(key=key, value=value)
+        for key, value in out.stats:
+            await stats_topic.send(key=key, value=value)
+        for key, value in out.dead_letters:
+            await dead_letter_topic.send(key=key, value=value)
+        if out.replay_ends:
+            await app.producer.flush()  # on Kafka before the replay is recorded as ended (after_publish)
+
+    @app.agent(transactions, name="stream_app.app.score")
+    async def score(stream: Any) -> None:
+        async for batch in stream.take_events(settings.batch_max, within=settings.batch_wait_s):
+            t0 = time.perf_counter()
+            consumed = [Consumed(e.message.topic, e.message.partition, e.message.offset, e.message.key,
+                                 e.message.value) for e in batch]
+            proc = processor()
+            out = route(proc, consumed, settings.max_record_bytes)
+            await publish(out)
+            for end in after_publish(proc, out):
+                log.info("replay %s: every partition has passed replay_end", end.replay_id)
+            observe(out, len(batch), time.perf_counter() - t0, proc.model.version)
+            if out.dead_letters:
+                log.warning("%d record(s) sent to %s", len(out.dead_letters), settings.topic_dead_letter)
+
+    _add_views(app, processor)
+    return app
 
 
 # -- web views: thin wrappers over stream_app.views ---------------------------------------------------------------
@@ -147,50 +153,69 @@ def _answer(view: View, fn: Any, *args: Any) -> Response:
         return view.error(e.status, e.message)
 
 
-def _threshold() -> float:
-    return processor().model.threshold
+def _add_views(app: faust.App, processor: _Served) -> None:
+    @app.page("/health")
+    async def health(web: View, request: Request) -> Response:
+        proc = processor()
+        return _answer(web, views.health, proc.redis, proc.model.version, STARTED_AT, time.time())
+
+    @app.page("/alerts")
+    async def latest_alerts(web: View, request: Request) -> Response:
+        q = request.query
+        return _answer(web, lambda: views.latest_alerts(processor().redis, views.parse_limit(q.get("limit")),
+                                                         q.get("kind"), q.get("replay")))
+
+    @app.page("/tx/{tx_id}")
+    async def transaction(web: View, request: Request, tx_id: str) -> Response:
+        return _answer(web, lambda: views.transaction(processor().redis, views.parse_tx_id(tx_id),
+                                                       request.query.get("replay"), processor().model.threshold))
+
+    @app.page("/stats")
+    async def latest_stats(web: View, request: Request) -> Response:
+        q = request.query
+
+        def answer() -> dict:
+            step = q.get("step")
+            if step is not None and not step.isdigit():
+                raise views.ViewError(400, f"step must be a positive integer, got {step!r}")
+            return views.latest_stats(processor().redis, q.get("replay"), int(step) if step else None)
+
+        return _answer(web, answer)
+
+    @app.page("/metrics")
+    async def prometheus_metrics(web: View, request: Request) -> Response:
+        # aiohttp refuses parameters in content_type=; the exposition format's full type goes in as a header
+        return web.bytes(metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-@app.page("/health")
-async def health(web: View, request: Request) -> Response:
-    proc = processor()
-    return _answer(web, views.health, proc.redis, proc.model.version, STARTED_AT, time.time())
+def run_worker(app: faust.App, settings: Settings, loglevel: str = "info") -> NoReturn:
+    """Run Faust's worker command for ``app`` with explicit arguments (what ``app.main()`` does with sys.argv).
+
+    Faust's worker command sets the web server on or off from its own flags, so ours are passed on."""
+    from faust.cli.faust import cli
+
+    app.finalize()
+    app.worker_init()
+    app.worker_init_post_autodiscover()
+    web = ["--web-port", str(settings.web_port), "--web-bind", settings.web_bind] if settings.web_port else \
+        ["--without-web"]
+    cli.main(args=["worker", "--loglevel", loglevel, *web], prog_name="txmon worker", app=app)
+    raise SystemExit(3451)  # cli.main exits itself; for the type checker
 
 
-@app.page("/alerts")
-async def latest_alerts(web: View, request: Request) -> Response:
-    q = request.query
-    return _answer(web, lambda: views.latest_alerts(processor().redis, views.parse_limit(q.get("limit")),
-                                                     q.get("kind"), q.get("replay")))
-
-
-@app.page("/tx/{tx_id}")
-async def transaction(web: View, request: Request, tx_id: str) -> Response:
-    return _answer(web, lambda: views.transaction(processor().redis, views.parse_tx_id(tx_id),
-                                                   request.query.get("replay"), _threshold()))
-
-
-@app.page("/stats")
-async def latest_stats(web: View, request: Request) -> Response:
-    q = request.query
-
-    def answer() -> dict:
-        step = q.get("step")
-        if step is not None and not step.isdigit():
-            raise views.ViewError(400, f"step must be a positive integer, got {step!r}")
-        return views.latest_stats(processor().redis, q.get("replay"), int(step) if step else None)
-
-    return _answer(web, answer)
-
-
-@app.page("/metrics")
-async def prometheus_metrics(web: View, request: Request) -> Response:
-    # aiohttp refuses parameters in content_type=; the exposition format's full type goes in as a header
-    return web.bytes(metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+def __getattr__(name: str) -> Any:
+    """``faust -A stream_app.app worker`` looks up ``app`` here: made on first access, from TXMON_* variables."""
+    if name == "app":
+        made = create_app(Settings())
+        globals()["app"] = made
+        return made
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def main() -> None:
-    app.main()
+    """``python -m stream_app.app``: the worker on the settings in the environment."""
+    settings = Settings()
+    run_worker(create_app(settings), settings)
 
 
 if __name__ == "__main__":

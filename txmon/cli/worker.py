@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import sys
 from typing import Annotated
 
 import typer
@@ -29,12 +27,8 @@ def worker(
     """
     from model_store.registry import ModelStore, ModelStoreError
 
-    # stream_app.app reads its settings from the environment when imported
-    if web_port is not None:
-        os.environ["TXMON_WEB_PORT"] = str(web_port)
-    if web_bind is not None:
-        os.environ["TXMON_WEB_BIND"] = web_bind
-    s = Settings()
+    overrides = {k: v for k, v in (("web_port", web_port), ("web_bind", web_bind)) if v is not None}
+    s = Settings(**overrides)  # the environment's TXMON_* settings, with these options over them
     if not s.kafka_bootstrap or not s.redis_url:
         fail("the worker needs TXMON_KAFKA_BOOTSTRAP (host:port) and TXMON_REDIS_URL (redis://host:port/0); "
              "`txmon demo` starts embedded ones")
@@ -42,9 +36,6 @@ def worker(
         ModelStore(s.model_dir).manifest(s.model_version, model_type="gcn")
     except ModelStoreError as e:
         fail(f"{e} (train one with `txmon train gcn --data DIR`)")
-    from stream_app.app import app
+    from stream_app.app import create_app, run_worker
 
-    # Faust's worker command overrides the app's web settings with its own flags' defaults: pass ours.
-    web = ["--web-port", str(s.web_port), "--web-bind", s.web_bind] if s.web_port else ["--without-web"]
-    sys.argv = ["txmon worker", "worker", "--loglevel", loglevel, *web]
-    app.main()
+    run_worker(create_app(s), s, loglevel)
