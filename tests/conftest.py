@@ -1,17 +1,44 @@
-"""Fixtures for integration tests: a real redis-server and a real Tansu broker on loopback.
+"""The suite's layout and its service fixtures.
 
-Both are started once per test session, lazily (only when a test asks for them), and stopped at
-its end. Tests that use them carry ``@pytest.mark.integration``.
+Folders: ``unit/`` (no services: plain functions, fakes allowed), ``integration/`` (a real redis-server and a
+real broker on loopback), ``e2e/`` (worker processes as well); each mirrors the package it tests. Tests in
+``integration/`` and ``e2e/`` are marked ``integration`` (and ``e2e``) by their folder; a unit test that asks
+for a service fixture is a collection error.
+
+The redis-server and the broker are started once per test session, lazily (only when a test asks for them),
+and stopped at its end.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
+from pathlib import Path
+
 import pytest
 import redis
 
 from txmon.embedded import RedisServer, TansuBroker
+
+HERE = Path(__file__).parent
+SERVICE_FIXTURES = {"redis_server", "tansu", "redis_url", "kafka_bootstrap", "redis_client", "proc"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    unit_with_services = []
+    for item in items:
+        folder = Path(item.path).relative_to(HERE).parts[0] if Path(item.path).is_relative_to(HERE) else ""
+        if folder in ("integration", "e2e"):
+            item.add_marker(pytest.mark.integration)
+            if folder == "e2e":
+                item.add_marker(pytest.mark.e2e)
+        elif folder == "unit":
+            used = SERVICE_FIXTURES.intersection(getattr(item, "fixturenames", ()))
+            if used or item.get_closest_marker("integration"):
+                unit_with_services.append(f"{item.nodeid} ({', '.join(sorted(used)) or 'marked integration'})")
+    if unit_with_services:
+        raise pytest.UsageError("unit tests may not use real services; move these to tests/integration/:\n  "
+                                + "\n  ".join(unit_with_services))
 
 
 @pytest.fixture(scope="session")
