@@ -15,8 +15,11 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# ruff, the layer contract of docs/architecture.md (import-linter) and the type check (mypy)
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 bench: setup
 	$(BIN)/python benchmarks/bench_synth.py

@@ -22,10 +22,9 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.text import Text
 
-from txmon.cli.common import err_console, fail, quiet_kafka_logs
+from txmon.cli.common import err_console, fail, quiet_kafka_logs, read_settings
 from txmon.core.contracts import ALERT_KINDS, Alert, validation_reason
 from txmon.core.errors import TxmonError
-from txmon.core.settings import Settings
 
 if TYPE_CHECKING:  # kafka is imported when a tail starts: `txmon --help` stays fast
     from kafka import KafkaConsumer, TopicPartition
@@ -313,7 +312,7 @@ def tail_command(
 
     Stops on Ctrl-C (exit code 130), at --limit, or when the reader of a pipe goes away (exit code 0).
     """
-    settings = Settings()
+    settings = read_settings()
     if not settings.kafka_bootstrap:
         fail(NO_BROKER)
     if group is not None and not group.strip():

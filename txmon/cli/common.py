@@ -9,10 +9,12 @@ from pathlib import Path
 from typing import NoReturn
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from txmon.core.progress import PhaseProgress
+from txmon.core.settings import Settings
 
 # Piped output (CI logs, files) gets a wide console instead of rich's 80 columns, so tables
 # are not truncated.
@@ -47,12 +49,22 @@ def phase_progress() -> Iterator[PhaseProgress]:
         yield update
 
 
+def read_settings(**overrides: object) -> Settings:
+    """The command's settings: TXMON_* variables with ``overrides`` (its options) over them, read once where the
+    command starts and passed down. A malformed variable is a clean error naming it."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as e:
+        problems = "; ".join(f"TXMON_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+                             for err in e.errors())
+        fail(f"invalid setting: {problems}")
+
+
 def open_store(store: Path | None):  # noqa: ANN201
     """The model store at ``store``, default TXMON_MODEL_DIR."""
     from model_store.registry import ModelStore
-    from txmon.core.settings import Settings
 
-    return ModelStore(store if store is not None else Settings().model_dir)
+    return ModelStore(store if store is not None else read_settings().model_dir)
 
 
 def load_dataset(data_dir: Path):

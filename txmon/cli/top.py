@@ -10,8 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from txmon.cli.common import console, err_console, fail
-from txmon.core.settings import Settings
+from txmon.cli.common import console, err_console, fail, read_settings
 
 
 def _ms(x: float | None) -> str:
@@ -62,7 +61,7 @@ def top(
     """Show live throughput, latency and alerts of running workers, read from their Prometheus /metrics."""
     from stream_app.metrics_read import ScrapeError, figures, scrape
 
-    urls = url or [f"http://127.0.0.1:{Settings().web_port}/metrics"]
+    urls = url or [f"http://127.0.0.1:{read_settings().web_port}/metrics"]
     errors: dict[str, str] = {}
 
     def scrape_all() -> dict[str, object]:

@@ -13,9 +13,8 @@ from typing import Annotated
 
 import typer
 
-from txmon.cli.common import console, err_console, fail
+from txmon.cli.common import console, err_console, fail, read_settings
 from txmon.cli.produce import NO_BROKER
-from txmon.core.settings import Settings
 
 topics_app = typer.Typer(help="txmon's Kafka topics (transactions, alerts, stats, dead letters).",
                          no_args_is_help=True)
@@ -32,7 +31,7 @@ def create(
     """
     from producer.kafka_io import ProducerError, ensure_topics
 
-    s = Settings()
+    s = read_settings()
     if not s.kafka_bootstrap:
         fail(NO_BROKER)
     wanted = partitions or s.topic_partitions

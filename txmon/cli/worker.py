@@ -6,8 +6,7 @@ from typing import Annotated
 
 import typer
 
-from txmon.cli.common import fail
-from txmon.core.settings import Settings
+from txmon.cli.common import fail, read_settings
 
 
 def worker(
@@ -28,7 +27,7 @@ def worker(
     from model_store.registry import ModelStore, ModelStoreError
 
     overrides = {k: v for k, v in (("web_port", web_port), ("web_bind", web_bind)) if v is not None}
-    s = Settings(**overrides)  # the environment's TXMON_* settings, with these options over them
+    s = read_settings(**overrides)  # the environment's TXMON_* settings, with these options over them
     if not s.kafka_bootstrap or not s.redis_url:
         fail("the worker needs TXMON_KAFKA_BOOTSTRAP (host:port) and TXMON_REDIS_URL (redis://host:port/0); "
              "`txmon demo` starts embedded ones")
