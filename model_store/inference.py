@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
 from model_store.manifest import ModelManifest
 from model_store.models.gcn import GCN
@@ -15,7 +15,7 @@ from model_store.models.gcn import GCN
 class Scaler:
     """Standardisation fitted on training rows only."""
 
-    def __init__(self, mean: NDArray[np.float64], std: NDArray[np.float64]) -> None:
+    def __init__(self, mean: ArrayLike, std: ArrayLike) -> None:
         self.mean, self.std = np.asarray(mean, dtype=np.float64), np.asarray(std, dtype=np.float64)
 
     @classmethod

@@ -33,6 +33,8 @@ def score_stored(manifest: ModelManifest, state: dict[str, torch.Tensor], ds: El
         raise ValueError(f"model {manifest.version} expects {manifest.n_features} features, data has {raw.shape[1]}")
     if family == "rf":
         return forest_predict(state, raw)
+    if manifest.feature_mean is None or manifest.feature_std is None:
+        raise ValueError(f"model {manifest.version} has no feature normalisation")
     x = Scaler(manifest.feature_mean, manifest.feature_std).transform(raw)
     if family == "gcn":
         return gcn_scores(build_gcn(manifest, state), x, undirected_edge_index(ds.edge_rows, ds.n_nodes))

@@ -9,10 +9,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 from numpy.typing import NDArray
+from scipy import sparse
 from sklearn.ensemble import RandomForestClassifier
 from torch.nn import functional as F
 
@@ -82,7 +84,8 @@ def _best_f1(y: NDArray[np.bool_], score: NDArray[np.float64]) -> float:
     return f1_at(y, score, choose_threshold(y, score))
 
 
-def _finish(cfg: TrainConfig, ds: EllipticDataset, split: Split, scores: NDArray[np.float64], **kw) -> TrainResult:
+def _finish(cfg: TrainConfig, ds: EllipticDataset, split: Split, scores: NDArray[np.float64],
+            **kw: Any) -> TrainResult:
     y = ds.labels == ILLICIT
     threshold = choose_threshold(y[split.val], scores[split.val])
     metrics = {
@@ -183,8 +186,8 @@ def fit_mlp(ds: EllipticDataset, split: Split, cfg: TrainConfig, progress: Progr
 class RowPlan:
     """What a GCN needs to compute the logits of some target rows: Â·X and Â's row blocks."""
 
-    def __init__(self, adj, ax_full_rows: Callable[[np.ndarray], torch.Tensor], rows: NDArray[np.int64],
-                 layers: int) -> None:
+    def __init__(self, adj: sparse.csr_matrix, ax_full_rows: Callable[[np.ndarray], torch.Tensor],
+                 rows: NDArray[np.int64], layers: int) -> None:
         hops = hop_rows(adj, rows, layers - 1)
         self.targets = hops[0]
         self.ax = ax_full_rows(hops[-1])

@@ -8,14 +8,14 @@ from dataclasses import dataclass
 import redis
 
 from stream_app.keys import ReplayKeys
-from txmon.core.contracts import Alert, Influence
+from txmon.core.contracts import Alert, AlertKind, Influence
 
 
 @dataclass(frozen=True)
 class Candidate:
     """What an alert says, before its id is claimed."""
 
-    kind: str  # arrival | final | retracted
+    kind: AlertKind  # arrival | final | retracted
     tx_id: int
     step: int
     arrival_score: float

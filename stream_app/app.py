@@ -43,7 +43,7 @@ def _patch_fetch_wait(wait_ms: int) -> None:
         return consumer
 
     create._txmon_original = original  # type: ignore[attr-defined]
-    thread._create_worker_consumer = create
+    thread._create_worker_consumer = create  # type: ignore[method-assign]  # the patch is the point
 
 
 class _Served:
@@ -119,8 +119,8 @@ def create_app(settings: Settings) -> faust.App:
             await alerts_topic.send(key=key, value=value)
         for key, value in out.stats:
             await stats_topic.send(key=key, value=value)
-        for key, value in out.dead_letters:
-            await dead_letter_topic.send(key=key, value=value)
+        for dl_key, dl_value in out.dead_letters:  # a refused record may have had no key
+            await dead_letter_topic.send(key=dl_key, value=dl_value)
         if out.replay_ends:
             await app.producer.flush()  # on Kafka before the replay is recorded as ended (after_publish)
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import redis
@@ -225,7 +226,7 @@ class GraphStore:
             self._shas[name] = self.redis.script_load(SCRIPTS[name])
         return self._shas[name]
 
-    def _pipeline(self, build: Callable[[redis.client.Pipeline], None]) -> list:
+    def _pipeline(self, build: Callable[[redis.client.Pipeline], object]) -> list:
         """Run a pipeline; after a script cache flush (server restart) reload and run it again: all idempotent."""
         for attempt in (0, 1):
             pipe = self.redis.pipeline(transaction=False)
@@ -309,7 +310,8 @@ class GraphStore:
         records = np.zeros(n, dtype=RECORD)
         n_chunks = -(-n // NODES_PER_CHUNK)
         if n_chunks:
-            chunks = self.redis.mget([keys.node(c) for c in range(n_chunks)])
+            # decode_responses=False (checked in __init__): values are bytes, not the stub's bytes | str
+            chunks = cast("list[bytes | None]", self.redis.mget([keys.node(c) for c in range(n_chunks)]))
             empty = bytes(NODES_PER_CHUNK * RECORD.itemsize)
             records = np.frombuffer(b"".join(c or empty for c in chunks), dtype=RECORD)[:n]
         scores = np.zeros(n, dtype=np.float32)
@@ -325,7 +327,8 @@ class GraphStore:
             pipe.set(keys.fin, fin.astype("<f4").tobytes()),
             pipe.hset(rk.hist, str(keys.step), f"{nodes},{edges}"),  # idempotent: a re-run writes the same
             pipe.hgetall(rk.hist)])
-        return {int(k): tuple(int(x) for x in v.split(b",")) for k, v in hist.items()}
+        pairs = {int(k): v.split(b",") for k, v in hist.items()}
+        return {k: (int(n), int(e)) for k, (n, e) in pairs.items()}
 
 
 class FeatureCache:

@@ -110,14 +110,16 @@ def _merge(scrapes: list[Scrape]) -> Scrape:
 
 def figures(before: Scrape | list[Scrape], after: Scrape | list[Scrape]) -> Figures:
     """Figures between two scrapes of the same worker, or of the same list of workers (summed)."""
-    if isinstance(before, list):
+    if isinstance(before, list) and isinstance(after, list):
         current = [s.total("txmon_current_step") for s in after if ("txmon_current_step", ()) in s.samples]
         out = figures(_merge(before), _merge(after))
         out.current_step = max(current) if current else None
         return out
+    if isinstance(before, list) or isinstance(after, list):
+        raise TypeError("figures() takes two scrapes or two lists of scrapes")
     dt = max(after.at - before.at, 1e-9)
     events = after.total("txmon_events_processed_total")
-    alerts = {k: after.total("txmon_alerts_total", kind=k) for k in ALERT_KINDS}
+    alerts: dict[str, float] = {k: after.total("txmon_alerts_total", kind=k) for k in ALERT_KINDS}
 
     def q(name: str, p: float, **match: str) -> float | None:
         return quantile(p, before.buckets(name, **match), after.buckets(name, **match))

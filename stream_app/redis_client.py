@@ -33,4 +33,5 @@ class TimedRedis(redis.Redis):
 
 
 def connect(url: str) -> TimedRedis:
-    return TimedRedis.from_url(url, decode_responses=False)
+    # from_url builds cls(...), a TimedRedis; redis-py annotates it as returning plain "Redis".
+    return TimedRedis.from_url(url, decode_responses=False)  # type: ignore[return-value]

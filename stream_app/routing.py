@@ -83,6 +83,7 @@ def _marker_problem(record: StepEnd | ReplayEnd) -> str | None:
 def route(processor: Processor, batch: list[Consumed], max_record_bytes: int) -> Outputs:
     out = Outputs()
     pending: list[TxEvent] = []
+    reason: str | None
 
     def flush() -> None:
         if pending:

@@ -31,7 +31,7 @@ class LoadedModel:
     def __post_init__(self) -> None:
         # Explanations need the last layer's input. One hook for the model's lifetime, writing to a
         # thread-local: adding and removing hooks per call would race with another thread's forward.
-        self.gcn.convs[-1].register_forward_pre_hook(self._keep_input)
+        self.gcn.conv(-1).register_forward_pre_hook(self._keep_input)
 
     def _keep_input(self, _module: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> None:
         self._last_input.value = args[0]
@@ -43,7 +43,7 @@ class LoadedModel:
     @property
     def n_features(self) -> int:
         """The model reads the first n features of an event (165 for "all", 93 for "local")."""
-        return self.gcn.convs[0].in_channels
+        return self.gcn.conv(0).in_channels
 
     def scale(self, raw: NDArray[np.float32]) -> NDArray[np.float32]:
         return self.scaler.transform(raw[:, : self.n_features])
@@ -87,7 +87,7 @@ def top_neighbours(model: LoadedModel, scored: Scored, nodes: NDArray[np.int64],
     to logit(illicit) − logit(licit): signed, exact for that layer, and one matrix-vector product.
     Returns (local index, contribution) pairs, largest |contribution| first.
     """
-    w = model.gcn.convs[-1].lin.weight.detach()
+    w = model.gcn.conv(-1).lin.weight.detach()
     margin = (scored.hidden @ (w[1] - w[0])).numpy().astype(np.float64)
     deg = np.diff(scored.adj.indptr) + 1.0  # GCN degrees count the self loop
     out = []

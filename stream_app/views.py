@@ -7,7 +7,7 @@ same for any transaction or replay.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import redis
@@ -76,7 +76,7 @@ def resolve_replay(client: redis.Redis, replay_id: str | None) -> str:
     newest = client.zrange(REPLAYS, -1, -1)
     if not newest:
         raise ViewError(404, "no replay has been processed yet")
-    return newest[0].decode()
+    return cast(bytes, newest[0]).decode()  # a binary client, no scores: members are bytes
 
 
 def parse_tx_id(raw: str) -> int:

@@ -8,6 +8,8 @@ the row blocks of Â each layer needs. Training uses the second; both agree exac
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 from scipy import sparse
@@ -33,12 +35,12 @@ class _RowBlockMM(torch.autograd.Function):
     transpose precomputed for the backward pass instead of derived anew each time."""
 
     @staticmethod
-    def forward(ctx, h: torch.Tensor, block: sparse.csr_matrix, block_t: sparse.csr_matrix) -> torch.Tensor:  # noqa: ANN001
+    def forward(ctx: Any, h: torch.Tensor, block: sparse.csr_matrix, block_t: sparse.csr_matrix) -> torch.Tensor:
         ctx.block_t = block_t
         return torch.from_numpy(block @ h.detach().numpy())
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor):  # noqa: ANN001, ANN205
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
         return torch.from_numpy(ctx.block_t @ grad.contiguous().numpy()), None, None
 
 
@@ -65,6 +67,10 @@ class GCN(nn.Module):
         return {"n_features": self.convs[0].in_channels, "hidden": self.convs[0].out_channels,
                 "layers": len(self.convs), "dropout": self.dropout}
 
+    def conv(self, i: int) -> GCNConv:
+        """Layer i as a ``GCNConv`` (indexing the ModuleList types it as a bare ``nn.Module``)."""
+        return self.convs[i]
+
     def _hidden(self, i: int, h: torch.Tensor) -> torch.Tensor:
         return dropout(F.relu(self.bns[i](h)), self.dropout, self.training)
 
@@ -80,10 +86,10 @@ class GCN(nn.Module):
         ax: (Â·X) restricted to the outermost row set R_{L-1}. blocks[i] = Â[R_{L-2-i}, R_{L-1-i}],
         so each layer computes exactly the rows the next one reads.
         """
-        convs = self.convs
-        h = self._hidden(0, ax @ convs[0].lin.weight.T + convs[0].bias)
+        first = self.conv(0)
+        h = self._hidden(0, ax @ first.lin.weight.T + first.bias)
         for i, block in enumerate(blocks):
-            conv = convs[i + 1]
+            conv = self.conv(i + 1)
             z = block @ (h @ conv.lin.weight.T) + conv.bias
             h = z if i == len(blocks) - 1 else self._hidden(i + 1, z)
         return h

@@ -98,10 +98,11 @@ def plot_densification(a: NetworkAnalysis, out: Path) -> str:
     for series, label, colour in ((a.densification_history, "steps 1..t", "tab:red"),
                                   (a.densification_window, f"last {a.window} steps", "tab:green")):
         ok = [i for i, f in enumerate(series) if f is not None]
-        if not ok:
+        fits = [f for f in series if f is not None]
+        if not fits:
             continue
-        alpha = np.array([series[i].alpha for i in ok])
-        se = np.nan_to_num(np.array([series[i].stderr for i in ok]))
+        alpha = np.array([f.alpha for f in fits])
+        se = np.nan_to_num(np.array([f.stderr for f in fits]))
         right.plot(steps[ok], alpha, "-o", ms=3, color=colour, label=f"α over {label}")
         right.fill_between(steps[ok], alpha - 2 * se, alpha + 2 * se, color=colour, alpha=0.15)
     right.axhline(1.0, color="0.4", ls=":", lw=1, label="α = 1 (no densification)")
@@ -161,10 +162,10 @@ def plot_step_fits(a: NetworkAnalysis, out: Path) -> str | None:
             alpha = np.array([p[1].alpha for p in pts])
             se = np.array([alpha_stderr(p[1].alpha, p[1].n_tail) for p in pts])
             ax.errorbar(s, alpha, yerr=se, fmt="o", ms=3, capsize=2, label="step's graph (± 1 s.e.)")
-        if whole[direction] is not None:
-            ax.axhline(whole[direction].power_law.alpha, color="tab:red", ls="--",
-                       label=f"whole graph: {whole[direction].power_law.alpha:.2f} "
-                             f"(x_min {whole[direction].power_law.xmin:g})")
+        fit = whole[direction]
+        if fit is not None:
+            ax.axhline(fit.power_law.alpha, color="tab:red", ls="--",
+                       label=f"whole graph: {fit.power_law.alpha:.2f} (x_min {fit.power_law.xmin:g})")
         ax.set_title(f"{direction}-degree power-law α per step")
         ax.set_xlabel("step")
         ax.set_ylabel("α")

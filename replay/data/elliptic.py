@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import numpy as np
 import pandas as pd
@@ -96,6 +96,7 @@ def load_elliptic(data_dir: Path, *, cache_dir: Path | None = None, use_cache: b
             digests[name] = sha
 
         if memo is not None:  # with the cache: cache_dir is set
+            assert cache_dir is not None
             memo.save()
             ds = cache.read_dataset(cache_dir, combine_fingerprint(digests))
             if ds is not None:
@@ -110,6 +111,7 @@ def load_elliptic(data_dir: Path, *, cache_dir: Path | None = None, use_cache: b
                 digests[name] = hashlib.sha256(contents[name]).hexdigest()
         ds = _parse_files(contents, combine_fingerprint(digests))
     if memo is not None:
+        assert cache_dir is not None
         cache.write_dataset(cache_dir, ds)
     log.info("parsed %s in %.2f s", data_dir, time.perf_counter() - t0)
     return ds
@@ -251,7 +253,7 @@ def _first_seen(ids: NDArray[np.float64] | NDArray[np.int64], lines: NDArray[np.
     return int(lines[np.flatnonzero(ids == ids[row])[0]])
 
 
-def _read_fast(src: _Source, *, skiprows: int, **kwargs: object) -> pd.DataFrame | None:
+def _read_fast(src: _Source, *, skiprows: int, **kwargs: Any) -> pd.DataFrame | None:
     """pandas' C parser over the whole file; None if it fails (the caller re-diagnoses)."""
     try:
         df = pd.read_csv(
@@ -260,7 +262,7 @@ def _read_fast(src: _Source, *, skiprows: int, **kwargs: object) -> pd.DataFrame
             skiprows=skiprows,
             engine="c",
             skip_blank_lines=False,  # keeps row i on physical line i + 1 + skiprows
-            **kwargs,  # type: ignore[arg-type]
+            **kwargs,
         )
     except Exception as e:  # any pandas/pyarrow failure is re-diagnosed line by line
         log.debug("%s: fast parse failed (%s: %s)", src.name, type(e).__name__, e)
@@ -353,7 +355,7 @@ def _rows_from_frame(df: pd.DataFrame, first_line: int, raw_line: Callable[[int]
     # NaN comes from 'nan', 'NA', empty fields, short rows or blank lines: only all-NaN rows whose
     # line really is blank are fine; the slow pass says what the others are.
     blank = nan.all(axis=1) & np.isnan(rows.ids) & np.isnan(rows.steps)
-    if (row_nan & ~blank).any() or any(raw_line(i).strip() for i in np.flatnonzero(blank)):
+    if (row_nan & ~blank).any() or any(raw_line(int(i)).strip() for i in np.flatnonzero(blank)):
         return None
     return rows.select(~blank)
 
@@ -436,7 +438,8 @@ def _block_slow(
 def _check_features(src: _Source, rows: _FeatureRows) -> None:
     """Vectorised row checks; raises for the first bad row."""
     ids, steps, feats = rows.ids, rows.steps, rows.features
-    bad_feat = ~np.isfinite(feats).all(axis=1)  # nan, inf, and too large for float32
+    # nan, inf, and too large for float32. numpy's stub types all(axis=...) as scalar-or-array; it is an array here.
+    bad_feat: NDArray[np.bool_] = ~np.isfinite(feats).all(axis=1)  # type: ignore[assignment]
     with np.errstate(invalid="ignore"):
         step_int = steps == np.floor(steps)
         bad_step = ~(step_int & (steps >= STEP_MIN) & (steps <= STEP_MAX))

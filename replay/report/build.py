@@ -83,7 +83,8 @@ def _labels(ds: EllipticDataset, tx_ids: Sequence[int]) -> tuple[NDArray[np.bool
 def _label_name(ds: EllipticDataset, row: int) -> Label:
     if row < 0:
         return "not in data set"
-    return {ILLICIT: "illicit", LICIT: "licit", UNKNOWN: "unknown"}[int(ds.labels[row])]
+    names: dict[int, Label] = {ILLICIT: "illicit", LICIT: "licit", UNKNOWN: "unknown"}
+    return names[int(ds.labels[row])]
 
 
 # -- sections ---------------------------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +40,7 @@ def write_kaggle_files(out_dir: Path, tx_ids: NDArray[np.int64], steps: NDArray[
     _atomic(out_dir / EDGES_FILE, lambda p: p.write_text("\n".join(lines) + "\n", newline="\n"))
 
 
-def _atomic(path: Path, write) -> None:
+def _atomic(path: Path, write: Callable[[Path], object]) -> None:
     # A half-written data set must never look complete to the loader.
     tmp = path.with_name(path.name + ".tmp")
     write(tmp)
