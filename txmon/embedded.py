@@ -126,7 +126,7 @@ class _Service:
 
     @property
     def log_path(self) -> Path | None:
-        return self._tmp / "service.log" if self._tmp else None
+        return self._tmp / "service.log" if self._tmp else None  # the file _start_once writes
 
     def start(self) -> Self:
         if self.running:
@@ -147,7 +147,7 @@ class _Service:
         self.port = port
         self._tmp = Path(tempfile.mkdtemp(prefix=f"txmon-{self.name}-"))
         cmd = [binary, *self._args()]
-        log = open(self.log_path, "wb")  # noqa: SIM115 - the child keeps writing to it
+        log = open(self._tmp / "service.log", "wb")  # noqa: SIM115 - the child keeps writing to it
         try:
             # A new session: Ctrl-C in a terminal reaches only us, and we stop the child ourselves.
             self._proc = subprocess.Popen(
