@@ -1,6 +1,7 @@
 """Benchmark: the whole pipeline on the embedded stack — replay producer → Tansu → worker subprocess(es) → Redis.
 
-Phases, each against the same TansuBroker + RedisServer and one ``python -m txmon worker``:
+Phases, each on the same embedded stack (Tansu, redis-server) and ``--workers`` ``python -m txmon worker``
+processes, run by ``txmon.pipeline.Pipeline``:
 
 1. warm-up: a one-step replay, waited for, so the worker has joined its group and loaded its model;
 2. throughput: the full synthetic replay sent as fast as possible (``send_replay`` without a rate, as
@@ -38,35 +39,21 @@ from pathlib import Path
 import numpy as np
 import redis
 import torch
+from bench_stream_core import memory_breakdown  # benchmarks/, this script's directory, is on sys.path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO / "tests"), str(REPO / "benchmarks")]
-
-from bench_stream_core import memory_breakdown  # noqa: E402
-
-from model_store.graph import undirected_edge_index  # noqa: E402
-from model_store.inference import Scaler, gcn_scores  # noqa: E402
-from model_store.models.gcn import GCN  # noqa: E402
-from producer.plan import plan_replay  # noqa: E402
-from producer.send import prepare_topics, send_replay  # noqa: E402
-from replay.data.dataset import EllipticDataset  # noqa: E402
-from replay.synth import generate  # noqa: E402
-from stream_app.keys import StepKeys  # noqa: E402
-from stream_app.processor import Processor  # noqa: E402
-from stream_app.scorer import LoadedModel  # noqa: E402
-from stream_app.step_close import finalise  # noqa: E402
-from txmon.core.settings import Settings  # noqa: E402
-from txmon.embedded import RedisServer, TansuBroker  # noqa: E402
-from txmon.testing.e2e import (  # noqa: E402
-    TopicReader,
-    WorkerProcess,
-    claimed_alert_ids,
-    replay_done,
-    save_gcn,
-    unique_settings,
-    wait_for,
-    worker_env,
-)
+from model_store.graph import undirected_edge_index
+from model_store.inference import Scaler, gcn_scores
+from model_store.models.gcn import GCN
+from producer.plan import plan_replay
+from replay.data.dataset import EllipticDataset
+from replay.synth import generate
+from stream_app.keys import StepKeys
+from stream_app.processor import Processor
+from stream_app.scorer import LoadedModel
+from stream_app.step_close import finalise
+from txmon.core.settings import Settings
+from txmon.pipeline.runner import Pipeline
+from txmon.testing.e2e import TopicReader, claimed_alert_ids, save_gcn, wait_for
 
 PARTITIONS = 4
 TARGETS = {"throughput": 25_000, "ratio": 10, "p99_ms": 250, "bytes_per_tx": 1_000, "close_ms": 150}
@@ -266,46 +253,39 @@ def main() -> None:
           f"({counts[largest]:,} tx); model: random GCN {gcn.architecture()}, threshold {threshold:.4f} "
           f"(set-up {time.perf_counter() - t0:.1f} s)")
 
-    worker = collector = profiler = None
-    workers: list[WorkerProcess] = []
+    collector = profiler = None
     results: dict[str, float] = {}
-    with TansuBroker() as kafka, RedisServer() as rserver:
+    # Always the embedded stack, whatever TXMON_* say; the topics are the settings' (a fresh broker).
+    settings = Settings(kafka_bootstrap=None, redis_url=None, model_dir=tmp / "models", topic_partitions=PARTITIONS,
+                        **({"batch_max": args.batch_max} if args.batch_max else {}),
+                        **({"fetch_wait_ms": args.fetch_wait_ms} if args.fetch_wait_ms else {}))
+    with Pipeline(settings, app_id="bench-worker", run_dir=tmp) as pipeline:
         try:
-            client = redis.Redis.from_url(rserver.url)
-            extra = {"batch_max": args.batch_max} if args.batch_max else {}
-            settings = unique_settings(kafka.bootstrap, rserver.url, tmp / "models", tag="bench",
-                                       topic_partitions=PARTITIONS, **extra)
-            setup = prepare_topics(kafka.bootstrap, settings)
-            extra_env = {"TXMON_FETCH_WAIT_MS": str(args.fetch_wait_ms)} if args.fetch_wait_ms else {}
-            command = None
-            if not args.plain_worker:
-                command = [sys.executable, "-c", INSTRUMENTED_WORKER]
-            for i in range(args.workers):  # one after the other: each joins the group once the last is ready
-                env = worker_env(settings, "bench-worker", BENCH_BATCH_LOG=str(tmp / "batches.log"), **extra_env)
-                workers.append(WorkerProcess(env, tmp / f"worker-{i + 1}.log", tmp / f"worker-{i + 1}",
-                                             command=command))
-                wait_for(workers[-1].ready, args.timeout, f"worker {i + 1} to join its group", worker=workers[-1])
+            client = pipeline.client
+            command = None if args.plain_worker else [sys.executable, "-c", INSTRUMENTED_WORKER]
+            # one after the other: each joins the group once the last is ready
+            workers = pipeline.start_workers(args.workers, args.timeout, command=command,
+                                             BENCH_BATCH_LOG=str(tmp / "batches.log"))
             worker = workers[0]
-            collector = Collector(kafka.bootstrap, settings.topic_stats, settings.topic_alerts)
+            collector = Collector(pipeline.bootstrap, settings.topic_stats, settings.topic_alerts)
+            services = {"tansu": pipeline.services["kafka"], "redis": pipeline.services["redis"]}
 
-            def run(replay_id: str, first: int | None = None, last: int | None = None, rate: float | None = None,
-                    progress=None):  # noqa: ANN001, ANN202
+            def run(replay_id: str, what: str, first: int | None = None, last: int | None = None,
+                    rate: float | None = None, progress=None):  # noqa: ANN001, ANN202
+                """Send a replay, wait until the worker has passed its replay_end and its statistics records have
+                been received: (plan, wall time of the first send, send summary)."""
                 plan = plan_replay(ds, first, last, replay_id)
                 start = time.time()
-                summary = send_replay(plan, kafka.bootstrap, settings, rate=rate, setup=setup, progress=progress)
+                summary = pipeline.run(plan, rate=rate, timeout=args.timeout, progress=progress).summary
+                wait_for(lambda: len(collector.stats_of(replay_id)) >= len(plan), args.timeout, what,
+                         pipeline=pipeline)
                 return plan, start, summary
 
-            def wait_done(replay_id: str, n_steps: int, what: str) -> None:
-                wait_for(lambda: replay_done(client, replay_id, PARTITIONS)
-                         and len(collector.stats_of(replay_id)) >= n_steps, args.timeout, what, worker=worker,
-                         interval=0.05)
-
             # 1. warm-up
-            t = time.time()
-            run("warmup", 1, 1)
-            wait_done("warmup", 1, "the warm-up replay")
-            print(f"\nworker ready: warm-up step processed {time.time() - worker.started:.1f} s after its start "
-                  f"({time.time() - t:.1f} s after the warm-up was sent)")
+            t = time.monotonic()
+            run("warmup", "the warm-up replay", 1, 1)
+            print(f"\nworker ready: warm-up step processed {time.monotonic() - worker.started_at:.1f} s after its "
+                  f"start ({time.monotonic() - t:.1f} s after the warm-up was sent)")
 
             # 2. throughput, unpaced
             client.memory_purge()
@@ -314,9 +294,8 @@ def main() -> None:
                 profiler = Profiler(worker.pid, args.profile)
                 time.sleep(1.0)  # py-spy attaches
             pids = {f"worker {i + 1}" if len(workers) > 1 else "worker": w.pid for i, w in enumerate(workers)}
-            meter = CpuMeter({**pids, "tansu": kafka.pid, "redis": rserver.pid})
-            plan, start, summary = run("full")
-            wait_done("full", len(plan), "the full replay")
+            meter = CpuMeter({**pids, **services})
+            plan, start, summary = run("full", "the full replay")
             cpu_full = meter.report()
             if profiler:
                 profiler.stop()
@@ -361,14 +340,13 @@ def main() -> None:
                         if sent == c:  # the last call at a step's count comes after its step_end was flushed
                             acked[s] = now
 
-                meter = CpuMeter({**pids, "tansu": kafka.pid, "redis": rserver.pid})
-                plan, start, summary = run(replay_id, first, last, rate=rate, progress=progress)
-                wait_done(replay_id, len(plan), "the paced replay")
+                meter = CpuMeter({**pids, **services})
+                plan, start, summary = run(replay_id, "the paced replay", first, last, rate=rate, progress=progress)
                 done = time.time()
                 cpu = meter.report(done)
                 claimed = claimed_alert_ids(client, replay_id)
                 wait_for(lambda: claimed <= {a["alert_id"] for _, a in collector.alerts_of(replay_id)},
-                         args.timeout, "the paced replay's alerts", worker=worker)
+                         args.timeout, "the paced replay's alerts", pipeline=pipeline)
                 arrival = [(t, a) for t, a in collector.alerts_of(replay_id) if a["kind"] == "arrival"]
                 lat = [a["processing_time"] - a["event_time"] for _, a in arrival]
                 recv = [t - a["event_time"] for t, a in arrival]
@@ -400,7 +378,7 @@ def main() -> None:
 
             # 4. in-process: step close and the naive per-event path
             model = LoadedModel.from_store(tmp / "models")
-            proc = Processor(redis.Redis.from_url(rserver.url), model)
+            proc = Processor(redis.Redis.from_url(pipeline.redis_url), model)
             times = []
             for _ in range(3):
                 t = time.perf_counter()
@@ -426,10 +404,8 @@ def main() -> None:
                         p.kill()
             if collector:
                 collector.close()
-            for i, w in enumerate(workers):
-                code = w.stop()
+            for i, code in enumerate(pipeline.stop_workers()):
                 print(f"\nworker {i + 1} stopped with exit code {code}")
-                w.kill()
     if profiler:
         print("\nworker profile during the throughput phase (py-spy):")
         profiler.report()

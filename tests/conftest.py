@@ -12,7 +12,6 @@ and stopped at its end.
 from __future__ import annotations
 
 from collections.abc import Iterator
-
 from pathlib import Path
 
 import pytest

@@ -17,7 +17,7 @@ import json
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +26,6 @@ import redis
 
 from producer.kafka_io import make_producer
 from producer.plan import plan_replay
-from producer.send import prepare_topics, run_replay
 from replay.data.dataset import EllipticDataset
 from replay.synth import generate
 from stream_app.keys import ReplayKeys, StepKeys
@@ -34,19 +33,18 @@ from stream_app.scorer import LoadedModel
 from txmon.core.contracts import Alert, DeadLetter, StepStats, TxEvent, encode_features
 from txmon.core.elliptic_format import N_FEATURES
 from txmon.core.settings import Settings
+from txmon.pipeline.procs import session_pids
+from txmon.pipeline.runner import Pipeline
+from txmon.pipeline.worker import WorkerProcess
 from txmon.testing.e2e import (
     StepScores,
     TopicReader,
-    WorkerProcess,
     claimed_alert_ids,
     isolated_redis,
     read_step_scores,
-    replay_done,
-    session_pids,
     train_small_gcn,
     unique_settings,
     wait_for,
-    worker_env,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.filterwarnings("ignore:Sparse:UserWarning")]
@@ -58,42 +56,46 @@ REDIS_DB = 5  # the session's redis-server, a database other tests do not flush
 MAX_RECORD_BYTES = 64 * 1024
 
 
-# -- the pipeline ----------------------------------------------------------------------------------------------------
+# -- the run ---------------------------------------------------------------------------------------------------------
 
 
 @dataclass
-class Pipeline:
+class E2E:
+    """The module's run: the data set and its offline scores, the runner (``txmon.pipeline.Pipeline`` on the
+    session's Tansu and redis-server) and readers of the output topics from the beginning."""
+
     ds: EllipticDataset
-    settings: Settings
+    runner: Pipeline
     model: LoadedModel
     offline: np.ndarray  # offline GCN score per data set row
     steps: dict[int, np.ndarray]  # step -> data set rows in seq order (the producer's emission order)
-    client: redis.Redis
     alerts: TopicReader
     stats: TopicReader
     dead: TopicReader
-    tmp: Path
     tag: str
-    workers: list[WorkerProcess] = field(default_factory=list)
+
+    @property
+    def settings(self) -> Settings:
+        return self.runner.settings
+
+    @property
+    def client(self) -> redis.Redis:
+        return self.runner.client
 
     @property
     def worker(self) -> WorkerProcess:
-        return self.workers[-1]
+        return self.runner.workers[-1]
 
     @property
     def readers(self) -> list[TopicReader]:
         return [self.alerts, self.stats, self.dead]
 
     def start_worker(self) -> WorkerProcess:
-        n = len(self.workers) + 1
-        env = worker_env(self.settings, app_id=f"e2e-{self.tag}-{n}")  # a consumer group of its own per run
-        w = WorkerProcess(env, self.tmp / f"worker-{n}.log", cwd=self.tmp / f"worker-{n}")
-        self.workers.append(w)
-        return w
+        # a consumer group of its own per run
+        return self.runner.start_worker(app_id=f"e2e-{self.tag}-{len(self.runner.workers) + 1}")
 
     def replay(self, replay_id: str, first_step: int | None = None, last_step: int | None = None) -> None:
-        run_replay(self.ds, str(self.settings.kafka_bootstrap), self.settings, first_step, last_step,
-                   replay_id=replay_id)
+        self.runner.send(plan_replay(self.ds, first_step, last_step, replay_id))
 
     def stats_of(self, replay_id: str) -> list[StepStats]:
         return [StepStats.model_validate_json(r.value) for r in self.stats.records
@@ -106,13 +108,12 @@ class Pipeline:
         """Wait for the replay's completion signals: every partition passed its replay_end (so every event and
         step close before it is processed), one statistics record per step, and every alert id claimed in
         Redis for it (and for the replays in ``also``) received from the alert topic."""
-        wait_for(lambda: replay_done(self.client, replay_id, PARTITIONS), TIMEOUT,
-                 f"every partition to pass replay_end of {replay_id}", self.readers, self.worker)
+        self.runner.wait_replay_end(replay_id, TIMEOUT)
         wait_for(lambda: len({s.step for s in self.stats_of(replay_id)}) >= n_steps, TIMEOUT,
-                 f"{n_steps} statistics records of {replay_id}", self.readers, self.worker)
+                 f"{n_steps} statistics records of {replay_id}", self.readers, self.runner)
         claimed = set().union(*(claimed_alert_ids(self.client, r) for r in (replay_id, *also)))
         return wait_for(lambda: claimed <= {json.loads(r.value)["alert_id"] for r in self.alerts.records},
-                        TIMEOUT, f"the {len(claimed)} claimed alerts on the alert topic", self.readers, self.worker)
+                        TIMEOUT, f"the {len(claimed)} claimed alerts on the alert topic", self.readers, self.runner)
 
     def scores(self, replay_id: str) -> dict[int, StepScores]:
         return {t: read_step_scores(self.client, replay_id, t, rows.size) for t, rows in self.steps.items()}
@@ -131,32 +132,31 @@ def _dataset() -> EllipticDataset:
 
 
 @pytest.fixture(scope="module")
-def pipeline(kafka_bootstrap: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
+def pipeline(kafka_bootstrap: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2E]:
     tmp = tmp_path_factory.mktemp("e2e")
     ds = _dataset()
     model, offline = train_small_gcn(ds, tmp / "models")
     assert np.abs(offline - model.threshold).min() > 10 * TOL
 
     url, client = isolated_redis(redis_url, REDIS_DB)
+    client.close()
     tag = uuid.uuid4().hex[:8]
     settings = unique_settings(kafka_bootstrap, url, tmp / "models", tag=tag, topic_partitions=PARTITIONS,
                                max_record_bytes=MAX_RECORD_BYTES)
-    assert prepare_topics(kafka_bootstrap, settings).partitions == PARTITIONS
     plan = plan_replay(ds, replay_id="plan")
     steps = {sp.step: sp.rows for sp in plan}
     assert len(steps) == 49 and plan.skipped.total == 0
-    readers = [TopicReader(kafka_bootstrap, t, PARTITIONS) for t in
-               (settings.topic_alerts, settings.topic_stats, settings.topic_dead_letter)]
-    p = Pipeline(ds, settings, model, offline, steps, client, *readers, tmp=tmp, tag=tag)
-    try:
-        p.start_worker()
-        yield p
-    finally:
-        for w in p.workers:
-            w.kill()  # a no-op after a clean stop
-        for r in readers:
-            r.close()
-        client.close()
+    with Pipeline(settings, run_dir=tmp) as runner:  # the session's services; stops the workers at the end
+        assert runner.partitions == PARTITIONS
+        readers = [TopicReader(kafka_bootstrap, t, PARTITIONS) for t in
+                   (settings.topic_alerts, settings.topic_stats, settings.topic_dead_letter)]
+        p = E2E(ds, runner, model, offline, steps, *readers, tag=tag)
+        try:
+            p.start_worker()
+            yield p
+        finally:
+            for r in readers:
+                r.close()
 
 
 # -- phase 1: a replay of every step ---------------------------------------------------------------------------------
@@ -181,13 +181,13 @@ def _snapshot(client: redis.Redis, replay_id: str) -> dict[bytes, bytes]:
 
 
 @pytest.fixture(scope="module")
-def first_replay(pipeline: Pipeline) -> FirstReplay:
+def first_replay(pipeline: E2E) -> FirstReplay:
     pipeline.replay(R1)
     pipeline.wait_until_done(R1, n_steps=49)
     return FirstReplay(_snapshot(pipeline.client, R1))
 
 
-def test_every_transaction_gets_an_arrival_and_a_final_score(pipeline: Pipeline, first_replay: FirstReplay) -> None:
+def test_every_transaction_gets_an_arrival_and_a_final_score(pipeline: E2E, first_replay: FirstReplay) -> None:
     for t, sc in pipeline.scores(R1).items():
         n = pipeline.steps[t].size
         assert sc.seen.all() and sc.scored.all(), f"step {t}: {n - sc.scored.sum()} of {n} without arrival score"
@@ -196,7 +196,7 @@ def test_every_transaction_gets_an_arrival_and_a_final_score(pipeline: Pipeline,
             assert ((s >= 0) & (s <= 1)).all(), f"step {t}: {name} scores outside [0, 1]"
 
 
-def test_final_scores_equal_the_offline_gcn(pipeline: Pipeline, first_replay: FirstReplay) -> None:
+def test_final_scores_equal_the_offline_gcn(pipeline: E2E, first_replay: FirstReplay) -> None:
     fin = pipeline.by_row(R1, "fin")
     diff = np.abs(fin - pipeline.offline)
     worst = int(np.argmax(diff))
@@ -207,7 +207,7 @@ def test_final_scores_equal_the_offline_gcn(pipeline: Pipeline, first_replay: Fi
     assert set(ids[fin >= thr].tolist()) == set(ids[pipeline.offline >= thr].tolist())
 
 
-def test_alerts_agree_with_the_scores(pipeline: Pipeline, first_replay: FirstReplay) -> None:
+def test_alerts_agree_with_the_scores(pipeline: E2E, first_replay: FirstReplay) -> None:
     thr, ds = pipeline.model.threshold, pipeline.ds
     alerts = [a for a in pipeline.all_alerts() if a.replay_id == R1]
     kinds: dict[str, dict[int, Alert]] = {"arrival": {}, "final": {}, "retracted": {}}
@@ -251,7 +251,7 @@ def _get_json(worker: WorkerProcess, path: str) -> tuple[int, object]:
     return status, json.loads(body)
 
 
-def test_web_views_answer_for_known_and_unknown_ids(pipeline: Pipeline, first_replay: FirstReplay) -> None:
+def test_web_views_answer_for_known_and_unknown_ids(pipeline: E2E, first_replay: FirstReplay) -> None:
     w = pipeline.worker
     status, health = _get_json(w, "/health")
     assert status == 200 and health["status"] == "ok" and health["model_version"] == pipeline.model.version
@@ -283,7 +283,7 @@ def test_web_views_answer_for_known_and_unknown_ids(pipeline: Pipeline, first_re
     assert stats["nodes_step"] == int(np.sum(pipeline.ds.steps == 49))
 
 
-def test_metrics_expose_every_series_the_dashboard_queries(pipeline: Pipeline, first_replay: FirstReplay) -> None:
+def test_metrics_expose_every_series_the_dashboard_queries(pipeline: E2E, first_replay: FirstReplay) -> None:
     import re
 
     from stream_app.metrics import exported_series
@@ -299,7 +299,7 @@ def test_metrics_expose_every_series_the_dashboard_queries(pipeline: Pipeline, f
     assert series["txmon_current_step"] >= 1
 
 
-def test_top_shows_the_live_worker(pipeline: Pipeline, first_replay: FirstReplay) -> None:
+def test_top_shows_the_live_worker(pipeline: E2E, first_replay: FirstReplay) -> None:
     import subprocess
     import sys
     import time
@@ -322,7 +322,7 @@ def test_top_shows_the_live_worker(pipeline: Pipeline, first_replay: FirstReplay
     assert seen[-1]["model_versions"] == [pipeline.model.version]
 
 
-def _expected_counts(pipeline: Pipeline) -> tuple[dict[int, int], dict[int, int]]:
+def _expected_counts(pipeline: E2E) -> tuple[dict[int, int], dict[int, int]]:
     ds = pipeline.ds
     e = ds.edge_rows
     pairs = np.unique(np.sort(e, axis=1), axis=0)  # each node pair once, as the worker's edge log keeps them
@@ -331,7 +331,7 @@ def _expected_counts(pipeline: Pipeline) -> tuple[dict[int, int], dict[int, int]
     return nodes, {t: edges.get(t, 0) for t in nodes}
 
 
-def _assert_stats(pipeline: Pipeline, replay_id: str, steps: list[int] | None = None) -> None:
+def _assert_stats(pipeline: E2E, replay_id: str, steps: list[int] | None = None) -> None:
     nodes, edges = _expected_counts(pipeline)
     steps = steps or sorted(nodes)
     stats = pipeline.stats_of(replay_id)
@@ -345,7 +345,7 @@ def _assert_stats(pipeline: Pipeline, replay_id: str, steps: list[int] | None = 
         assert s.avg_degree == pytest.approx(edges[s.step] / nodes[s.step])
 
 
-def test_one_statistics_record_per_step_with_the_data_sets_counts(pipeline: Pipeline,
+def test_one_statistics_record_per_step_with_the_data_sets_counts(pipeline: E2E,
                                                                    first_replay: FirstReplay) -> None:
     _assert_stats(pipeline, R1)
     keys = {r.key for r in pipeline.stats.records if json.loads(r.value)["replay_id"] == R1}
@@ -358,7 +358,7 @@ S1 = "e2e-sentinel-1"
 
 
 @pytest.fixture(scope="module")
-def second_replay(pipeline: Pipeline, first_replay: FirstReplay) -> None:
+def second_replay(pipeline: E2E, first_replay: FirstReplay) -> None:
     """R1's events once more under the same replay id, then a one-step sentinel replay. The worker reads each
     partition in order, so once every partition has passed the sentinel's replay_end, the second R1 is fully
     processed too; anything it emitted (a duplicate alert, a second statistics record) was published before the
@@ -369,7 +369,7 @@ def second_replay(pipeline: Pipeline, first_replay: FirstReplay) -> None:
 
 
 def test_the_same_replay_again_yields_no_duplicate_alert_and_changes_nothing(
-        pipeline: Pipeline, first_replay: FirstReplay, second_replay: None) -> None:
+        pipeline: E2E, first_replay: FirstReplay, second_replay: None) -> None:
     ids = Counter(a.alert_id for a in pipeline.all_alerts())
     assert not [i for i, n in ids.items() if n > 1], f"duplicate alert ids: {[i for i, n in ids.items() if n > 1]}"
     assert {i for i in ids if i.startswith(f"{R1}:")} == claimed_alert_ids(pipeline.client, R1)
@@ -420,7 +420,7 @@ class Sent:
 
 
 @pytest.fixture(scope="module")
-def dead_letters(pipeline: Pipeline, second_replay: None) -> dict[str, Sent]:
+def dead_letters(pipeline: E2E, second_replay: None) -> dict[str, Sent]:
     producer = make_producer(str(pipeline.settings.kafka_bootstrap))
     try:
         futures = {k: (producer.send(pipeline.settings.topic_transactions, key=k.encode(), value=v), v, why)
@@ -432,12 +432,12 @@ def dead_letters(pipeline: Pipeline, second_replay: None) -> dict[str, Sent]:
     pipeline.replay(S2, first_step=3, last_step=3)  # valid events behind the bad ones, on every partition
     pipeline.wait_until_done(S2, n_steps=1)
     wait_for(lambda: set(sent) <= {json.loads(r.value)["key"] for r in pipeline.dead.records}, TIMEOUT,
-             "the dead letters", pipeline.readers, pipeline.worker)
+             "the dead letters", pipeline.readers, pipeline.runner)
     return sent
 
 
 def test_malformed_records_are_dead_lettered_and_processing_continues(
-        pipeline: Pipeline, dead_letters: dict[str, Sent]) -> None:
+        pipeline: E2E, dead_letters: dict[str, Sent]) -> None:
     letters = [DeadLetter.model_validate_json(r.value) for r in pipeline.dead.records]
     by_key = Counter(d.key for d in letters)
     assert {k: by_key[k] for k in dead_letters} == dict.fromkeys(dead_letters, 1)
@@ -459,11 +459,11 @@ def test_malformed_records_are_dead_lettered_and_processing_continues(
 
 def _stop_cleanly(worker: WorkerProcess) -> None:
     code = worker.stop()
-    assert code == 0, f"worker exit code {code}\n{worker.tail()}"
+    assert code == 0, f"worker exit code {code}\n{worker.log_tail()}"
     assert not session_pids(worker.pid), f"processes left in the worker's session: {session_pids(worker.pid)}"
 
 
-def test_the_worker_stops_cleanly_on_sigterm(pipeline: Pipeline, dead_letters: dict[str, Sent]) -> None:
+def test_the_worker_stops_cleanly_on_sigterm(pipeline: E2E, dead_letters: dict[str, Sent]) -> None:
     _stop_cleanly(pipeline.worker)
 
 
@@ -471,18 +471,18 @@ S3 = "e2e-sentinel-3"
 
 
 def test_a_fresh_consumer_group_rereads_the_topic_without_duplicates(
-        pipeline: Pipeline, dead_letters: dict[str, Sent]) -> None:
+        pipeline: E2E, dead_letters: dict[str, Sent]) -> None:
     """At-least-once taken to the limit: a new group replays the topic from offset 0 (R1 twice, the sentinels,
     the bad records) into the same Redis. Nothing may be alerted or summarised twice; the bad records are
     dead-lettered again (a dead letter is a report, not a claim)."""
-    if pipeline.worker.proc.poll() is None:
+    if pipeline.worker.exit_code is None:
         _stop_cleanly(pipeline.worker)
     before_alerts = len(pipeline.alerts.records)
     pipeline.start_worker()
     pipeline.replay(S3, first_step=4, last_step=4)
     pipeline.wait_until_done(S3, n_steps=1, also=(R1, S1, S2))
     wait_for(lambda: sum(json.loads(r.value)["key"] in dead_letters for r in pipeline.dead.records)
-             >= 2 * len(dead_letters), TIMEOUT, "the dead letters again", pipeline.readers, pipeline.worker)
+             >= 2 * len(dead_letters), TIMEOUT, "the dead letters again", pipeline.readers, pipeline.runner)
 
     ids = Counter(a.alert_id for a in pipeline.all_alerts())
     assert not [i for i, n in ids.items() if n > 1]

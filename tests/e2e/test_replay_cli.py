@@ -18,21 +18,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from producer.send import prepare_topics
 from replay.data.elliptic import load_elliptic
 from replay.synth import synthesize
 from txmon.core.contracts import Alert
 from txmon.core.elliptic_format import ILLICIT, UNKNOWN
-from txmon.testing.e2e import (
-    TopicReader,
-    WorkerProcess,
-    clean_env,
-    isolated_redis,
-    train_small_gcn,
-    unique_settings,
-    wait_for,
-    worker_env,
-)
+from txmon.pipeline.runner import Pipeline
+from txmon.testing.e2e import TopicReader, clean_env, isolated_redis, train_small_gcn, unique_settings, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.filterwarnings("ignore:Sparse:UserWarning")]
 
@@ -74,48 +65,47 @@ def test_replay_report_is_repeatable_and_matches_the_alert_topic(data_dir: Path,
     client.close()
     settings = unique_settings(kafka_bootstrap, url, tmp_path / "models", tag=uuid.uuid4().hex[:8],
                                topic_partitions=PARTITIONS)
-    prepare_topics(kafka_bootstrap, settings)
-    env = worker_env(settings, app_id=f"replay-cli-{uuid.uuid4().hex[:6]}")
-    worker = WorkerProcess(env, tmp_path / "worker.log", tmp_path / "worker")
-    alerts = TopicReader(kafka_bootstrap, settings.topic_alerts, PARTITIONS)
     tail: subprocess.Popen | None = None
-    try:
-        wait_for(worker.ready, 60, "the worker to join its group", worker=worker)
-        # An alert consumer follows the live replay: `txmon alerts tail --json`, started before it.
-        tail = subprocess.Popen([sys.executable, "-m", "txmon", "alerts", "tail", "--json", "--replay", "rep-a"],
-                                env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        tailed: list[str] = []
-        notes: list[str] = []
-        readers = [threading.Thread(target=lambda: tailed.extend(tail.stdout), daemon=True),
-                   threading.Thread(target=lambda: notes.extend(tail.stderr), daemon=True)]
-        for t in readers:
-            t.start()
-        wait_for(lambda: any("partitions 0,1,2,3" in n for n in notes), 60, "alerts tail to join its group")
-        reports = {}
-        for rid in ("rep-a", "rep-b"):
-            r = _txmon("replay", "--data", str(data_dir), "--from-step", str(FIRST), "--to-step", str(LAST),
-                       "--report", str(tmp_path / rid), "--replay-id", rid, env=env, cwd=tmp_path)
-            assert r.returncode == 0, r.stdout + r.stderr + worker.tail()
-            assert f"replay {rid}" in r.stdout and "txm:{" + rid + "}" in r.stdout
-            reports[rid] = json.loads((tmp_path / rid / "report.json").read_text())
-            html = (tmp_path / rid / "report.html").read_text()
-            assert all((tmp_path / rid / png).is_file() and png in html for png in reports[rid]["plots"].values())
+    # The running stack: the session's services and one worker, stopped at the end.
+    with Pipeline(settings, app_id=f"replay-cli-{uuid.uuid4().hex[:6]}", run_dir=tmp_path / "worker") as stack:
+        (worker,) = stack.start_workers(1, 60)
+        alerts = TopicReader(kafka_bootstrap, settings.topic_alerts, PARTITIONS)
+        env = worker.env  # the commands below see the stack the worker serves
+        try:
+            # An alert consumer follows the live replay: `txmon alerts tail --json`, started before it.
+            tail = subprocess.Popen([sys.executable, "-m", "txmon", "alerts", "tail", "--json", "--replay", "rep-a"],
+                                    env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            tailed: list[str] = []
+            notes: list[str] = []
+            readers = [threading.Thread(target=lambda: tailed.extend(tail.stdout), daemon=True),
+                       threading.Thread(target=lambda: notes.extend(tail.stderr), daemon=True)]
+            for t in readers:
+                t.start()
+            wait_for(lambda: any("partitions 0,1,2,3" in n for n in notes), 60, "alerts tail to join its group")
+            reports = {}
+            for rid in ("rep-a", "rep-b"):
+                r = _txmon("replay", "--data", str(data_dir), "--from-step", str(FIRST), "--to-step", str(LAST),
+                           "--report", str(tmp_path / rid), "--replay-id", rid, env=env, cwd=tmp_path)
+                assert r.returncode == 0, r.stdout + r.stderr + worker.log_tail()
+                assert f"replay {rid}" in r.stdout and "txm:{" + rid + "}" in r.stdout
+                reports[rid] = json.loads((tmp_path / rid / "report.json").read_text())
+                html = (tmp_path / rid / "report.html").read_text()
+                assert all((tmp_path / rid / png).is_file() and png in html for png in reports[rid]["plots"].values())
 
-        # The same replay id again is refused: replays never share a namespace.
-        again = _txmon("replay", "--data", str(data_dir), "--report", str(tmp_path / "x"), "--replay-id", "rep-a",
-                       env=env, cwd=tmp_path)
-        assert again.returncode != 0 and "already in Redis" in again.stderr
-        worker.check_alive()
-        wait_for(lambda: len(tailed) >= reports["rep-a"]["alerts"]["distinct"], 30,
-                 "alerts tail to print rep-a's alerts")
-        tail.send_signal(signal.SIGINT)
-        assert tail.wait(10) == 130  # Ctrl-C: a clean stop
-        for t in readers:
-            t.join(5)
-    finally:
-        worker.kill()
-        if tail is not None and tail.poll() is None:
-            tail.kill()
+            # The same replay id again is refused: replays never share a namespace.
+            again = _txmon("replay", "--data", str(data_dir), "--report", str(tmp_path / "x"), "--replay-id",
+                           "rep-a", env=env, cwd=tmp_path)
+            assert again.returncode != 0 and "already in Redis" in again.stderr
+            worker.check_alive()
+            wait_for(lambda: len(tailed) >= reports["rep-a"]["alerts"]["distinct"], 30,
+                     "alerts tail to print rep-a's alerts")
+            tail.send_signal(signal.SIGINT)
+            assert tail.wait(10) == 130  # Ctrl-C: a clean stop
+            for t in readers:
+                t.join(5)
+        finally:
+            if tail is not None and tail.poll() is None:
+                tail.kill()
 
     a, b = reports["rep-a"], reports["rep-b"]
     assert _comparable(a) == _comparable(b)

@@ -17,21 +17,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from producer.send import prepare_topics, run_replay
+from producer.plan import plan_replay
 from replay.data.dataset import EllipticDataset
 from replay.synth import generate
 from txmon.core.contracts import Alert, StepStats
-from txmon.pipeline.completion import published_alerts
-from txmon.testing.e2e import (
-    TopicReader,
-    WorkerProcess,
-    isolated_redis,
-    replay_done,
-    train_small_gcn,
-    unique_settings,
-    wait_for,
-    worker_env,
-)
+from txmon.pipeline.runner import Pipeline
+from txmon.testing.e2e import TopicReader, isolated_redis, train_small_gcn, unique_settings, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.filterwarnings("ignore:Sparse:UserWarning")]
 
@@ -57,60 +48,48 @@ def test_two_workers_share_the_partitions_and_finalise_every_step_once(
     n_steps = len(np.unique(ds.steps))
 
     url, client = isolated_redis(redis_url, REDIS_DB)
+    client.close()
     tag = uuid.uuid4().hex[:8]
     settings = unique_settings(kafka_bootstrap, url, tmp_path / "models", tag=tag, topic_partitions=PARTITIONS)
-    assert prepare_topics(kafka_bootstrap, settings).partitions == PARTITIONS
-    alerts = TopicReader(kafka_bootstrap, settings.topic_alerts, PARTITIONS)
-    stats = TopicReader(kafka_bootstrap, settings.topic_stats, PARTITIONS)
-    workers: list[WorkerProcess] = []
+    with Pipeline(settings, run_dir=tmp_path) as p:  # the session's services; stops the workers at the end
+        assert p.partitions == PARTITIONS
+        alerts = TopicReader(kafka_bootstrap, settings.topic_alerts, PARTITIONS)
+        stats = TopicReader(kafka_bootstrap, settings.topic_stats, PARTITIONS)
 
-    def start(group: str, n: int) -> WorkerProcess:
-        w = WorkerProcess(worker_env(settings, app_id=group), tmp_path / f"{group}-{n}.log", tmp_path / f"{group}-{n}")
-        workers.append(w)
-        wait_for(w.ready, TIMEOUT, f"worker {group}-{n} to join its group", worker=w)
-        return w
+        def replay(replay_id: str) -> None:
+            expected = sum(p.run(plan_replay(ds, replay_id=replay_id), timeout=TIMEOUT).published.values())
+            wait_for(lambda: sum(a.json()["replay_id"] == replay_id for a in alerts.records) >= expected
+                     and len({r.json()["step"] for r in stats.records if r.json()["replay_id"] == replay_id})
+                     >= n_steps, TIMEOUT, f"the alerts and statistics of {replay_id}", [alerts, stats], p)
 
-    def replay(replay_id: str, busy: list[WorkerProcess]) -> None:
-        run_replay(ds, kafka_bootstrap, settings, replay_id=replay_id)
-        for w in busy:
-            wait_for(lambda: replay_done(client, replay_id, PARTITIONS), TIMEOUT, f"{replay_id} to end", worker=w)
-        expected = sum(published_alerts(client, replay_id).values())
-        wait_for(lambda: sum(a.json()["replay_id"] == replay_id for a in alerts.records) >= expected
-                 and len({r.json()["step"] for r in stats.records if r.json()["replay_id"] == replay_id}) >= n_steps,
-                 TIMEOUT, f"the alerts and statistics of {replay_id}", [alerts, stats], busy[0])
+        try:
+            (single,) = p.start_workers(1, TIMEOUT, app_id=f"so-{tag}-one")
+            replay("so-single")
+            assert single.stop() == 0
 
-    try:
-        single = start(f"so-{tag}-one", 1)
-        replay("so-single", [single])
-        assert single.stop() == 0
+            # The second worker's first assignment comes with the rebalance that splits the partitions 2 + 2.
+            pair = p.start_workers(2, TIMEOUT, app_id=f"so-{tag}-two")
+            replay("so-pair")
 
-        # The second worker's first assignment comes with the rebalance that splits the partitions 2 + 2.
-        pair = [start(f"so-{tag}-two", 1)]
-        pair.append(start(f"so-{tag}-two", 2))
-        replay("so-pair", pair)
+            events = [w.metrics().total("txmon_events_processed_total") for w in pair]
+            finalised = [w.metrics().total("txmon_steps_finalised_total") for w in pair]
+            assert all(e > 0 for e in events), f"a worker processed nothing: {events}"
+            assert sum(events) >= ds.n_nodes  # at-least-once: a rebalance may redeliver, never lose
+            assert sum(finalised) == n_steps, f"finalisations per worker: {finalised}"
+            per_step = Counter(StepStats.model_validate_json(r.value).step for r in stats.records
+                               if r.json()["replay_id"] == "so-pair")
+            assert set(per_step) == set(np.unique(ds.steps).tolist()) and set(per_step.values()) == {1}
 
-        events = [w.metrics().total("txmon_events_processed_total") for w in pair]
-        finalised = [w.metrics().total("txmon_steps_finalised_total") for w in pair]
-        assert all(e > 0 for e in events), f"a worker processed nothing: {events}"
-        assert sum(events) >= ds.n_nodes  # at-least-once: a rebalance may redeliver, never lose
-        assert sum(finalised) == n_steps, f"finalisations per worker: {finalised}"
-        per_step = Counter(StepStats.model_validate_json(r.value).step for r in stats.records
-                           if r.json()["replay_id"] == "so-pair")
-        assert set(per_step) == set(np.unique(ds.steps).tolist()) and set(per_step.values()) == {1}
-
-        got = [Alert.model_validate_json(r.value) for r in alerts.records]
-        ids = Counter(a.alert_id for a in got)
-        assert not [i for i, n in ids.items() if n > 1]
-        assert _verdicts(got, "so-pair") == _verdicts(got, "so-single") == flagged_offline
-        # Arrival scores do not depend on who processed what (arrival windows): every alert is the same.
-        kinds = {rid: {(a.tx_id, a.kind, round(a.arrival_score, 6)) for a in got if a.replay_id == rid}
-                 for rid in ("so-single", "so-pair")}
-        assert kinds["so-pair"] == kinds["so-single"]
-        for w in pair:
-            assert w.stop() == 0, w.tail()
-    finally:
-        for w in workers:
-            w.kill()
-        alerts.close()
-        stats.close()
-        client.close()
+            got = [Alert.model_validate_json(r.value) for r in alerts.records]
+            ids = Counter(a.alert_id for a in got)
+            assert not [i for i, n in ids.items() if n > 1]
+            assert _verdicts(got, "so-pair") == _verdicts(got, "so-single") == flagged_offline
+            # Arrival scores do not depend on who processed what (arrival windows): every alert is the same.
+            kinds = {rid: {(a.tx_id, a.kind, round(a.arrival_score, 6)) for a in got if a.replay_id == rid}
+                     for rid in ("so-single", "so-pair")}
+            assert kinds["so-pair"] == kinds["so-single"]
+            for w in pair:
+                assert w.stop() == 0, w.log_tail()
+        finally:
+            alerts.close()
+            stats.close()

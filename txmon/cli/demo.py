@@ -9,8 +9,8 @@ stopped here, also on Ctrl-C (exit code 130).
 
 from __future__ import annotations
 
+import json
 import signal
-import tempfile
 import time
 from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
@@ -106,47 +106,14 @@ def _one_line(ds) -> str:  # noqa: ANN001
             f"unknown")
 
 
-def served_model(ds, epochs: int):  # noqa: ANN001, ANN202
-    """The GCN to serve for this data set: the latest one if it was trained on it, else the newest that was,
-    else a new one (trained on the temporal split, stored, promoted only if the store has no latest GCN)."""
-    from model_store.manifest import ModelManifest
-    from model_store.registry import ModelStore, ModelStoreError
-
-    st = ModelStore(Settings().model_dir)
-    try:
-        latest = st.latest("gcn")
-        if latest is not None:
-            m = st.manifest(latest, "gcn")
-            if m.dataset_fingerprint == ds.fingerprint:
-                return m, "the latest gcn, trained on this data set"
-        matching = [m for m in st.scan("gcn") if isinstance(m, ModelManifest)
-                    and m.dataset_fingerprint == ds.fingerprint]
-    except ModelStoreError as e:
-        fail(str(e))
-    if matching:
-        return matching[-1], f"trained on this data set (the latest gcn, {latest}, was not)"
-
-    from model_store.splits import make_split
-    from model_store.train import TrainConfig
-    from txmon.cli.train import train_and_store
-
-    reason = "the store has no gcn" if latest is None else f"the latest gcn ({latest}) was trained on other data"
-    console.print(f"training a GCN ({epochs} epochs, temporal split): {reason}", highlight=False)
-    cfg = TrainConfig("gcn", split="temporal", epochs=epochs)
-    m, _ = train_and_store(ds, make_split(ds, "temporal"), cfg, st, promote=latest is None)
-    promoted = " and promoted to latest" if latest is None else f" (not promoted: the latest gcn stays {latest})"
-    return m, f"just trained, stored in {st.root}{promoted}"
-
-
-def _services_line(settings: Settings, bootstrap: str, redis_url: str, started: dict[int, str]) -> str:
-    def pid_of(prefix: str) -> str:
-        pids = [p for p, comm in started.items() if comm.startswith(prefix)]
-        return f" (pid {pids[0]})" if pids else ""
+def _services_line(settings: Settings, bootstrap: str, redis_url: str, started: dict[str, int]) -> str:
+    def pid_of(name: str) -> str:
+        return f" (pid {started[name]})" if name in started else ""
 
     kafka = (f"Kafka {bootstrap} (configured)" if settings.kafka_bootstrap
-             else f"embedded Tansu broker {bootstrap}{pid_of('tansu')}")
+             else f"embedded Tansu broker {bootstrap}{pid_of('kafka')}")
     redis = (f"Redis {redis_url} (configured)" if settings.redis_url
-             else f"embedded redis-server {redis_url}{pid_of('redis-server')}")
+             else f"embedded redis-server {redis_url}{pid_of('redis')}")
     return f"services: {kafka}, {redis}"
 
 
@@ -154,20 +121,13 @@ def _run(data: Path | None, scale: float, seed: int, epochs: int, rate: float | 
     from rich.live import Live
 
     from model_store.splits import make_split
-    from producer.kafka_io import ProducerError
-    from producer.send import new_replay_id, prepare_topics, send_replay
-    from txmon.cli.live import (
-        DemoState,
-        Follower,
-        FollowerError,
-        WorkerDied,
-        WorkerProcess,
-        child_processes,
-        render,
-        worker_env,
-    )
+    from producer.send import new_replay_id
+    from txmon.cli.live import render
     from txmon.cli.produce import plan_or_fail
-    from txmon.embedded import ServiceError, embedded_stack
+    from txmon.cli.train import served_model_or_fail
+    from txmon.core.errors import TxmonError
+    from txmon.pipeline.follow import DemoState
+    from txmon.pipeline.runner import Pipeline
 
     settings = Settings()
     timings: dict[str, float] = {}
@@ -177,7 +137,7 @@ def _run(data: Path | None, scale: float, seed: int, epochs: int, rate: float | 
     console.print(f"data set {data}: {_one_line(ds)}", highlight=False)
 
     with _timed(timings, "model"):
-        manifest, how = served_model(ds, epochs)
+        manifest, how = served_model_or_fail(ds, epochs)
     test_f1 = (manifest.metrics.get("test") or {}).get("f1")
     console.print(f"serving [bold]{manifest.version}[/] ({how}; threshold {manifest.threshold:.3f}"
                   + (f", offline test F1 {test_f1:.3f}" if isinstance(test_f1, float) else "") + ")",
@@ -187,44 +147,36 @@ def _run(data: Path | None, scale: float, seed: int, epochs: int, rate: float | 
     plan = plan_or_fail(ds, None, None, replay_id)
     quiet_kafka_logs()
 
-    run_dir = Path(tempfile.mkdtemp(prefix=f"txmon-demo-{replay_id}-"))
     state = DemoState(replay_id, plan.count, plan.first_step, plan.last_step)
-    worker_code: int | None = None
+    pipeline = Pipeline(settings.model_copy(update={"model_version": manifest.version}),
+                        app_id=f"txmon-demo-{replay_id}")
+    try:
+        pipeline.start()
+    except TxmonError as e:
+        fail(str(e), code=1)
+    # Unwinds in reverse: live view, follower, worker (SIGTERM, wait, SIGKILL), then the embedded services.
     with ExitStack() as stack:
-        # Unwinds in reverse: live view, follower, worker (SIGTERM, wait, SIGKILL), then the embedded services.
-        before = set(child_processes())
-        t0 = time.perf_counter()
-        try:
-            bootstrap, redis_url = stack.enter_context(embedded_stack(settings))
-        except ServiceError as e:
-            fail(str(e), code=1)
-        timings["services"] = time.perf_counter() - t0
-        started = {p: c for p, c in child_processes().items() if p not in before}
-        console.print(_services_line(settings, bootstrap, redis_url, started), highlight=False)
-        try:
-            setup = prepare_topics(bootstrap, settings)
-        except ProducerError as e:
-            fail(str(e), code=1)
-        for note in setup.notes:
+        stack.enter_context(pipeline)
+        timings["services"] = pipeline.timings["services"]
+        console.print(_services_line(settings, pipeline.bootstrap, pipeline.redis_url, pipeline.services),
+                      highlight=False)
+        for note in pipeline.topics.notes:
             err_console.print(f"[yellow]warning:[/] {note}", highlight=False)
 
-        env = worker_env(settings, bootstrap, redis_url, settings.model_dir, manifest.version,
-                         app_id=f"txmon-demo-{replay_id}")
-        worker = stack.enter_context(WorkerProcess(env, run_dir))
-        console.print(f"worker pid {worker.pid} (consumer group txmon-demo-{replay_id}); its log: {worker.log_path}",
+        worker = pipeline.start_worker(web_port=0)
+        console.print(f"worker pid {worker.pid} (consumer group {pipeline.app_id}); its log: {worker.log_path}",
                       highlight=False)
-        follower = stack.enter_context(Follower(bootstrap, settings, state))
+        follower = pipeline.follow(state)
 
-        def check() -> None:
-            worker.check_alive()
+        def check() -> None:  # a dead worker or a failed follower stops every wait at once
+            pipeline.check()
             follower.check()
 
         live = None
         try:
             follower.wait_assigned()
             with err_console.status("waiting for the worker to join its consumer group ..."):
-                ready = worker.wait_ready(60, check)
-            check()
+                ready = pipeline.wait_ready(60, check=check)
             ready_after = time.monotonic() - worker.started_at
             if ready:
                 state.worker_ready_after = ready_after
@@ -237,39 +189,28 @@ def _run(data: Path | None, scale: float, seed: int, epochs: int, rate: float | 
             max_rows = max(5, console.size.height - 22) if console.is_terminal else 10**6
             live = stack.enter_context(Live(get_renderable=lambda: render(state, worker, max_rows), console=console,
                                             refresh_per_second=4, transient=False))
-            next_check = 0.0
 
             def progress(sent: int, total: int) -> None:
-                nonlocal next_check
                 with state.lock:
                     state.sent = sent
-                if (now := time.monotonic()) >= next_check:
-                    check()  # a dead worker stops the replay at once
-                    next_check = now + 0.5
 
             state.replay_started = time.monotonic()
-            summary = send_replay(plan, bootstrap, settings, rate=rate, progress=progress, setup=setup)
+            result = pipeline.run(plan, rate=rate, timeout=timeout, progress=progress, check=follower.check)
+            summary = result.summary
             with state.lock:
                 state.sent = summary.events
-            deadline = time.monotonic() + timeout
-            while not state.done.wait(0.1):
-                check()
-                if time.monotonic() > deadline:
-                    raise TimeoutError(
-                        f"the statistics of step {plan.last_step} did not arrive within {timeout:g} s after the "
-                        f"replay was sent ({len(state.stats)} of {plan.last_step - plan.first_step + 1} steps "
-                        f"closed); the worker's log: {worker.log_path}\n{worker.log_tail()}")
-            follower.drain()
+            # Everything the worker published for the replay is on the topics: wait until the view has it all.
+            follower.wait_caught_up(sum(result.published.values()), 60, check=pipeline.check)
             live.stop()
             console.line()
-        except (WorkerDied, FollowerError, TimeoutError, ProducerError) as e:
+        except TxmonError as e:  # a dead worker, the follower, the producer, no replay_end in time
             if live is not None:
                 live.stop()
             fail(str(e), code=1)  # the stack unwinds: follower, worker, services
         timings["pipeline"] = (state.done_at or time.monotonic()) - state.replay_started
         follower.stop()
         t0 = time.perf_counter()
-        worker_code = worker.stop()
+        worker_code = pipeline.stop_workers()[0]
         timings["worker stop"] = time.perf_counter() - t0
         stack.close()
         timings["shutdown"] = time.perf_counter() - t0
@@ -277,14 +218,14 @@ def _run(data: Path | None, scale: float, seed: int, epochs: int, rate: float | 
     test_mask = None
     if manifest.training.get("split") in ("temporal", "random"):
         test_mask = make_split(ds, manifest.training["split"], seed=manifest.training.get("seed", 0)).test
-    _print_summary(state, summary, timings, manifest, ds, test_mask, worker_code, worker.log_path, run_dir)
+    _print_summary(state, summary, timings, manifest, ds, test_mask, worker_code, worker.log_path,
+                   pipeline.run_dir)
 
 
 def _print_summary(state, summary, timings, manifest, ds, test_mask, worker_code, log_path, run_dir):  # noqa: ANN001, ANN202
     from rich.table import Table
 
     from replay.report.evaluate import alerted_sets, evaluate_alerts, latency_percentiles
-    from txmon.cli.live import dump_json
     from txmon.core.contracts import ALERT_KINDS
 
     alerts = list(state.alerts.values())
@@ -351,10 +292,14 @@ def _print_summary(state, summary, timings, manifest, ds, test_mask, worker_code
                       "its test set include its training data, so read the test columns as the honest ones",
                       highlight=False)
 
-    dump_json(run_dir / "summary.json", {
+    _dump_json(run_dir / "summary.json", {
         "replay_id": state.replay_id, "events": summary.events, "elapsed_s": elapsed, "throughput_tx_s": throughput,
         "send_s": summary.seconds, "alerts": {k: kinds[k] for k in ALERT_KINDS}, "alerted": n_flagged,
         "model": manifest.version, "timings": timings, "worker_exit_code": worker_code,
         "metrics": {name: {k: v.model_dump() for k, v in row.items()} for name, row in scores.items()},
     })
     console.print(f"summary.json and the worker log are in {run_dir}", highlight=False)
+
+
+def _dump_json(path: Path, payload: dict) -> None:
+    path.write_text(json.dumps(payload, indent=2, default=str))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -35,36 +35,54 @@ def check_replay_options(from_step: int | None, to_step: int | None, rate: float
             fail(f"--replay-id: {e}")
 
 
-def send_with_progress(plan, bootstrap: str, settings: Settings, rate: float | None, setup, check=None):  # noqa: ANN001, ANN201
-    """``send_replay`` behind a progress bar; a clear error (with how much was sent) on failure or Ctrl-C.
-    ``check``: called about twice a second while sending; raises to abort (e.g. a dead worker)."""
-    import time
+class SendBar:
+    """The sending progress bar on stderr (count, rate, elapsed, remaining); ``update`` is ``send_replay``'s
+    progress callback and remembers how much was sent, for the error message."""
 
+    def __init__(self, total: int) -> None:
+        self.bar = Progress(TextColumn("sending"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                            console=err_console)
+        self.task = self.bar.add_task("send", total=total, rate="")
+        self.sent = 0
+
+    def update(self, sent: int, total: int) -> None:
+        self.sent = sent
+        speed = self.bar.tasks[self.task].speed
+        self.bar.update(self.task, completed=sent, total=total, rate=f"{speed:,.0f} tx/s" if speed else "")
+
+    def start(self) -> None:
+        self.bar.start()
+
+    def stop(self) -> None:
+        self.bar.stop()
+
+    def __enter__(self) -> SendBar:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def fail_sending(error: BaseException, sent: int, plan) -> NoReturn:  # noqa: ANN001
+    """Exit with a clear line on a failed (ProducerError) or interrupted (Ctrl-C: code 130) send."""
+    if isinstance(error, KeyboardInterrupt):
+        fail(f"interrupted after {sent:,} of {plan.count:,} transactions (replay {plan.replay_id})", code=130)
+    fail(str(error) if not sent else f"{error} ({sent:,} of {plan.count:,} transactions were sent)")
+
+
+def send_with_progress(plan, bootstrap: str, settings: Settings, rate: float | None, setup):  # noqa: ANN001, ANN201
+    """``send_replay`` behind a progress bar; a clear error (with how much was sent) on failure or Ctrl-C."""
     from producer.kafka_io import ProducerError
     from producer.send import send_replay
 
-    done, next_check = 0, 0.0
-    with Progress(TextColumn("sending"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
-                  TimeElapsedColumn(), TimeRemainingColumn(), console=err_console) as bar:
-        task = bar.add_task("send", total=plan.count, rate="")
-
-        def progress(sent: int, total: int) -> None:
-            nonlocal done, next_check
-            done = sent
-            speed = bar.tasks[task].speed
-            bar.update(task, completed=sent, total=total, rate=f"{speed:,.0f} tx/s" if speed else "")
-            if check is not None and (now := time.monotonic()) >= next_check:
-                check()
-                next_check = now + 0.5
-
+    with SendBar(plan.count) as bar:
         try:
-            return send_replay(plan, bootstrap, settings, rate=rate, progress=progress, setup=setup)
-        except ProducerError as e:
+            return send_replay(plan, bootstrap, settings, rate=rate, progress=bar.update, setup=setup)
+        except (ProducerError, KeyboardInterrupt) as e:
             bar.stop()
-            fail(str(e) if not done else f"{e} ({done:,} of {plan.count:,} transactions were sent)")
-        except KeyboardInterrupt:
-            bar.stop()
-            fail(f"interrupted after {done:,} of {plan.count:,} transactions (replay {plan.replay_id})", code=130)
+            fail_sending(e, bar.sent, plan)
 
 
 def plan_or_fail(ds, from_step: int | None, to_step: int | None, replay_id: str):  # noqa: ANN001, ANN201

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
-import time
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Annotated
 
@@ -12,7 +9,7 @@ import typer
 from rich.table import Table
 
 from txmon.cli.common import console, err_console, fail, load_dataset, quiet_kafka_logs
-from txmon.cli.produce import check_replay_options, plan_or_fail, send_with_progress
+from txmon.cli.produce import check_replay_options, plan_or_fail
 from txmon.core.settings import Settings
 
 
@@ -57,98 +54,118 @@ def replay(
         raise typer.Exit(130) from None
 
 
+class _RunView:
+    """The replay on the terminal: a progress bar while sending, then a status line while the worker finishes."""
+
+    def __init__(self, plan, partitions: int) -> None:  # noqa: ANN001
+        from txmon.cli.produce import SendBar
+
+        self.steps = plan.last_step - plan.first_step + 1
+        self.partitions = partitions
+        self.bar = SendBar(plan.count)
+        self.status = None
+
+    @property
+    def sending(self) -> bool:
+        return self.status is None
+
+    def sent(self, sent: int, total: int) -> None:
+        self.bar.update(sent, total)
+
+    def waiting(self, ended: int, steps: int) -> None:
+        if self.status is None:
+            self.bar.stop()
+            self.status = err_console.status("waiting for the worker to pass replay_end ...")
+            self.status.start()
+        self.status.update(f"waiting for the worker: {steps} of {self.steps} steps finalised, {ended} of "
+                           f"{self.partitions} partitions past replay_end")
+
+    def __enter__(self) -> _RunView:
+        self.bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.stop()
+        if self.status is not None:
+            self.status.stop()
+
+
 def _run(settings: Settings, data: Path, out: Path, from_step: int | None, to_step: int | None, rate: float | None,
          replay_id: str | None, epochs: int, timeout: float) -> None:
     import redis
 
     from producer.kafka_io import ProducerError
-    from producer.send import new_replay_id, prepare_topics
+    from producer.send import new_replay_id
     from replay.report import build_report, write_report
-    from txmon.cli.demo import served_model
-    from txmon.cli.live import WorkerDied, WorkerProcess, worker_env
-    from txmon.embedded import ServiceError, embedded_stack, free_port
-    from txmon.pipeline.completion import AlertCollector, ReplayRunError, published_alerts, replay_exists, stored_stats
-    from txmon.pipeline.completion import wait_for_replay_end as wait_end
+    from txmon.cli.produce import fail_sending
+    from txmon.cli.train import served_model_or_fail
+    from txmon.core.errors import TxmonError
+    from txmon.pipeline.runner import Pipeline
 
     embedded = not settings.kafka_bootstrap
     ds = load_dataset(data)
     rid = replay_id or new_replay_id()
     plan = plan_or_fail(ds, from_step, to_step, rid)
-    manifest = served_model(ds, epochs)[0] if embedded else _configured_model(settings)
+    manifest = served_model_or_fail(ds, epochs)[0] if embedded else _configured_model(settings)
     quiet_kafka_logs()
+    if embedded:
+        settings = settings.model_copy(update={"model_version": manifest.version})
 
-    with ExitStack() as stack:
+    pipeline = Pipeline(settings, app_id=f"txmon-replay-{rid}")
+    try:
+        pipeline.start()
+    except TxmonError as e:
+        fail(str(e), code=1)
+    with pipeline:
         try:
-            bootstrap, redis_url = stack.enter_context(embedded_stack(settings))
-        except ServiceError as e:
-            fail(str(e), code=1)
-        client = redis.Redis.from_url(redis_url)
-        stack.callback(client.close)
-        try:
-            if replay_exists(client, rid):
-                fail(f"replay id {rid!r} is already in Redis at {redis_url} (keys txm:{{{rid}}}:*): replays never "
-                     "share a namespace; choose another --replay-id")
+            if pipeline.replay_exists(rid):
+                fail(f"replay id {rid!r} is already in Redis at {pipeline.redis_url} (keys txm:{{{rid}}}:*): "
+                     "replays never share a namespace; choose another --replay-id")
         except redis.RedisError as e:
-            fail(f"cannot reach Redis at {redis_url}: {e}", code=1)
-        try:
-            setup = prepare_topics(bootstrap, settings)
-        except ProducerError as e:
-            fail(str(e), code=1)
-        where = "embedded Tansu + redis-server" if embedded else f"Kafka {bootstrap}, Redis {redis_url}"
+            fail(f"cannot reach Redis at {pipeline.redis_url}: {e}", code=1)
+        for note in pipeline.topics.notes:
+            err_console.print(f"[yellow]warning:[/] {note}", highlight=False)
+        where = ("embedded Tansu + redis-server" if embedded
+                 else f"Kafka {pipeline.bootstrap}, Redis {pipeline.redis_url}")
         console.print(f"replay [bold]{rid}[/]: steps {plan.first_step}..{plan.last_step}, {plan.count:,} "
                       f"transactions on {where}; its Redis namespace is txm:{{{rid}}}:*, its report goes to {out}",
                       highlight=False)
 
-        worker = None
         if embedded:
-            run_dir = Path(tempfile.mkdtemp(prefix=f"txmon-replay-{rid}-"))
-            env = worker_env(settings, bootstrap, redis_url, settings.model_dir, manifest.version,
-                             app_id=f"txmon-replay-{rid}", web_port=free_port())
-            worker = stack.enter_context(WorkerProcess(env, run_dir))
+            worker = pipeline.start_worker()
             with err_console.status("waiting for the embedded worker to join its consumer group ..."):
                 try:
-                    ready = worker.wait_ready(90)
-                except WorkerDied as e:
+                    ready = pipeline.wait_ready(90)
+                except TxmonError as e:
                     fail(str(e), code=1)
             if not ready:
                 fail(f"the embedded worker was not ready after 90 s; its log: {worker.log_path}", code=1)
 
-        check = worker.check_alive if worker is not None else lambda: None  # a dead worker stops the wait
+        view = _RunView(plan, pipeline.partitions)
         try:
-            collector = AlertCollector(bootstrap, settings.topic_alerts, rid)
-        except ReplayRunError as e:
+            with view:
+                result = pipeline.run(plan, rate=rate, timeout=timeout, progress=view.sent, waiting=view.waiting,
+                                      alerts=True)
+        except (ProducerError, KeyboardInterrupt) as e:
+            if isinstance(e, KeyboardInterrupt) and not view.sending:
+                raise
+            fail_sending(e, view.bar.sent, plan)
+        except TxmonError as e:  # a dead worker, no replay_end in time, the alert topic unreadable
             fail(str(e), code=1)
-        stack.callback(collector.stop)
-        collector.start()
-        t0 = time.monotonic()
-        try:
-            summary = send_with_progress(plan, bootstrap, settings, rate, setup, check=check)
-            with err_console.status("waiting for the worker to pass replay_end ...") as status:
-                def progress(ended: int, steps: int) -> None:
-                    status.update(f"waiting for the worker: {steps} of {plan.last_step - plan.first_step + 1} steps "
-                                  f"finalised, {ended} of {setup.partitions} partitions past replay_end")
 
-                wait_end(client, rid, setup.partitions, timeout, check=check, progress=progress)
-            pipeline_s = time.monotonic() - t0
-            expected = sum(published_alerts(client, rid).values())
-            alerts = collector.wait_for(expected, timeout=60)
-        except (ReplayRunError, WorkerDied) as e:
-            fail(str(e), code=1)
-        stats = stored_stats(client, rid)
-        collector.stop()
-
+    alerts, summary = result.alerts or [], result.summary
     version = manifest.version if manifest else (alerts[0].model_version if alerts else "unknown")
     threshold = manifest.threshold if manifest else (alerts[0].threshold if alerts else float("nan"))
     meta = {
         "services": "embedded" if embedded else "configured",
         "transactions sent": summary.events,
         "send seconds": round(summary.seconds, 2),
-        "seconds to replay_end": round(pipeline_s, 2),
-        "throughput tx/s": round(summary.events / pipeline_s, 1) if pipeline_s else None,
-        "malformed alert records skipped": collector.malformed,
+        "seconds to replay_end": round(result.seconds, 2),
+        "throughput tx/s": round(summary.events / result.seconds, 1) if result.seconds else None,
+        "malformed alert records skipped": result.malformed_alerts,
     }
-    rep = build_report(ds, alerts, stats, replay_id=rid, first_step=plan.first_step, last_step=plan.last_step,
-                       model_version=version, threshold=threshold, meta=meta)
+    rep = build_report(ds, alerts, result.stats, replay_id=rid, first_step=plan.first_step,
+                       last_step=plan.last_step, model_version=version, threshold=threshold, meta=meta)
     paths = write_report(rep, out)
     _print_summary(rid, rep, paths, meta)
 

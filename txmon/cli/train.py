@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -19,25 +21,46 @@ SplitOpt = Annotated[str, typer.Option(help="temporal (train 1-34, test 35-49) o
 StoreOpt = Annotated[Path | None, typer.Option("--store", help="model store directory [default: TXMON_MODEL_DIR]")]
 
 
-def train_and_store(ds, sp, cfg, st, promote: bool | None):  # noqa: ANN001, ANN201
-    """Train ``cfg`` on split ``sp`` behind a progress bar and save it in store ``st`` as a new version:
-    (manifest, TrainResult); exit with the store's message if it refuses."""
-    from model_store.registry import ModelStoreError
-    from model_store.train import train_model
+@contextmanager
+def training_bar(model_type: str, eager: bool = True) -> Iterator[Callable[[int, int, str], None]]:
+    """A progress bar on stderr fed by ``train_model``'s ``(done, total, message)`` callbacks; shown at once, or
+    with ``eager=False`` from the first callback on (when training may not happen at all)."""
+    bar = Progress(TextColumn(f"training {model_type}"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("{task.description}"), TimeElapsedColumn(), console=err_console)
+    task = bar.add_task("", total=None)
+    started = False
 
-    with Progress(TextColumn(f"training {cfg.model_type}"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("{task.description}"), TimeElapsedColumn(), console=err_console) as bar:
-        task = bar.add_task("", total=None)
-        result = train_model(ds, sp, cfg, lambda done, total, msg: bar.update(task, completed=done, total=total,
-                                                                              description=msg))
+    def update(done: int, total: int, message: str) -> None:
+        nonlocal started
+        if not started:
+            bar.start()
+            started = True
+        bar.update(task, completed=done, total=total, description=message)
+
+    if eager:
+        bar.start()
+        started = True
     try:
-        manifest = st.save(cfg.model_type, result.state_dict, architecture=result.architecture,
-                           threshold=result.threshold, metrics=result.metrics, training=result.training,
-                           dataset_fingerprint=ds.fingerprint, feature_mean=result.feature_mean,
-                           feature_std=result.feature_std, promote=promote)
+        yield update
+    finally:
+        if started:
+            bar.stop()
+
+
+def served_model_or_fail(ds, epochs: int):  # noqa: ANN001, ANN201
+    """The GCN ``txmon demo`` and the embedded ``txmon replay`` serve (``model_store.serving.served_model`` on
+    TXMON_MODEL_DIR): (manifest, why). Says when it trains one, with a progress bar; exits with the store's
+    message if it refuses."""
+    from model_store.registry import ModelStore, ModelStoreError
+    from model_store.serving import served_model
+    from txmon.core.settings import Settings
+
+    try:
+        with training_bar("gcn", eager=False) as progress:
+            return served_model(ds, epochs, ModelStore(Settings().model_dir),
+                                lambda message: console.print(message, highlight=False), progress)
     except ModelStoreError as e:
         fail(str(e))
-    return manifest, result
 
 
 def _check_split(split: str) -> None:
@@ -59,6 +82,8 @@ def train(
 ) -> None:
     """Train a model on a split, store it as a new version, and print its validation and test metrics."""
     from model_store.plots import confusion, training_curves
+    from model_store.registry import ModelStoreError
+    from model_store.serving import train_and_store
     from model_store.splits import make_split
     from model_store.train import TrainConfig
 
@@ -69,7 +94,11 @@ def train(
     sp = make_split(ds, split, seed=seed)
     cfg = TrainConfig(model, split=split, seed=seed, epochs=epochs)
     st = open_store(store)
-    manifest, result = train_and_store(ds, sp, cfg, st, promote)
+    try:
+        with training_bar(model) as progress:
+            manifest, result = train_and_store(ds, sp, cfg, st, promote, progress)
+    except ModelStoreError as e:
+        fail(str(e))
     vdir = st.root / manifest.version
     if result.curves:  # a forest has no epochs
         training_curves(result.curves, f"{model} on the {split} split", vdir / "training_curves.png")

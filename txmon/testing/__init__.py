@@ -1,1 +1,2 @@
-"""Helpers for the tests and the benchmarks: real worker processes, topic readers, waits, records."""
+"""Helpers for the tests and the benchmarks: stored test models, topic readers, waits, records (the pipeline
+itself runs through ``txmon.pipeline``)."""

@@ -1,22 +1,17 @@
-"""Plumbing for the end-to-end tests and the pipeline benchmark: a real worker subprocess, topic readers, waits.
+"""What the end-to-end tests and the pipeline benchmark need besides the runner (``txmon.pipeline``): settings
+with topics of their own, small stored models, topic readers, waits, and Redis state read back.
 
-Nothing here fakes a part of the pipeline: the worker is ``python -m txmon worker`` in its own process
-(session), the topics are read back with a plain kafka-python consumer (``assign`` + ``seek_to_beginning``,
-no group), and every wait is on an explicit completion signal with a deadline — never on consumer lag or
-end offsets, which Tansu reports wrongly (docs/tansu.md).
+Nothing here fakes a part of the pipeline: workers are started by ``txmon.pipeline.Pipeline``, the topics are
+read back with a plain kafka-python consumer (``assign`` + ``seek_to_beginning``, no group), and every wait
+is on an explicit completion signal with a deadline — never on consumer lag or end offsets, which Tansu
+reports wrongly (docs/tansu.md).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -33,12 +28,10 @@ from model_store.splits import temporal_split
 from model_store.train import TrainConfig, fit_gcn
 from replay.data.dataset import EllipticDataset
 from stream_app.keys import ReplayKeys, StepKeys
-from stream_app.metrics_read import Scrape, scrape
 from stream_app.scorer import LoadedModel
 from txmon.core.settings import Settings
-from txmon.embedded import free_port
-
-REPO = Path(__file__).resolve().parents[2]
+from txmon.pipeline.runner import Pipeline
+from txmon.pipeline.worker import PROJECT_ROOT as REPO
 
 
 class WaitTimeout(AssertionError):
@@ -61,29 +54,6 @@ def clean_env(**extra: str) -> dict[str, str]:
     """This process's environment without any TXMON_* setting, importing this checkout, plus ``extra``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TXMON_")}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
-    env.update(extra)
-    return env
-
-
-def worker_env(settings: Settings, app_id: str, **extra: str) -> dict[str, str]:
-    """The environment of a worker serving ``settings`` in consumer group ``app_id``."""
-    env = clean_env()
-    env.update(
-        TXMON_KAFKA_BOOTSTRAP=str(settings.kafka_bootstrap),
-        TXMON_REDIS_URL=str(settings.redis_url),
-        TXMON_MODEL_DIR=str(settings.model_dir),
-        TXMON_MODEL_VERSION=settings.model_version,
-        TXMON_TOPIC_TRANSACTIONS=settings.topic_transactions,
-        TXMON_TOPIC_ALERTS=settings.topic_alerts,
-        TXMON_TOPIC_STATS=settings.topic_stats,
-        TXMON_TOPIC_DEAD_LETTER=settings.topic_dead_letter,
-        TXMON_TOPIC_PARTITIONS=str(settings.topic_partitions),
-        TXMON_WORKER_APP_ID=app_id,
-        TXMON_BATCH_MAX=str(settings.batch_max),
-        TXMON_BATCH_WAIT_S=str(settings.batch_wait_s),
-        TXMON_MAX_RECORD_BYTES=str(settings.max_record_bytes),
-        TXMON_WEB_PORT=str(free_port()),  # several workers on one machine: never Faust's fixed 6066
-    )
     env.update(extra)
     return env
 
@@ -134,94 +104,6 @@ def isolated_redis(redis_url: str, db: int) -> tuple[str, redis.Redis]:
     return url, client
 
 
-# -- the worker process ----------------------------------------------------------------------------------------------
-
-
-def session_pids(sid: int) -> set[int]:
-    """Live processes (zombies excluded) in session ``sid``: the worker runs in a session of its own."""
-    pids = set()
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[3]) == sid and fields[0] != "Z":  # fields: state ppid pgrp session ...
-            pids.add(int(stat.parent.name))
-    return pids
-
-
-class WorkerProcess:
-    """``python -m txmon worker`` in a session of its own, logging to a file."""
-
-    def __init__(self, env: dict[str, str], log_path: Path, cwd: Path, args: Iterable[str] = (),
-                 command: list[str] | None = None) -> None:
-        """``command``: run this instead of ``python -m txmon worker`` (e.g. a wrapper that patches a setting)."""
-        self.log_path = log_path
-        self.started = time.time()
-        port = env.get("TXMON_WEB_PORT", "0")
-        self.web_url = f"http://127.0.0.1:{port}" if port != "0" else None  # /health, /tx/{id}, /metrics ...
-        cwd.mkdir(parents=True, exist_ok=True)  # Faust writes <app id>-data here
-        cmd = command or [sys.executable, "-m", "txmon", "worker"]
-        with open(log_path, "wb") as log:
-            self.proc = subprocess.Popen([*cmd, *args], env=env, cwd=cwd,
-                                         stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def tail(self, lines: int = 40) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace").splitlines()
-        except OSError:
-            return "(no log)"
-        return f"--- worker log {self.log_path} (last {lines} lines) ---\n" + "\n".join(text[-lines:])
-
-    def check_alive(self) -> None:
-        if self.proc.poll() is not None:
-            raise WaitTimeout(f"the worker exited with code {self.proc.returncode}\n{self.tail()}")
-
-    def ready(self) -> bool:
-        """Faust logged that it joined its group and has its partitions."""
-        try:
-            return b"[^Worker]: Ready" in self.log_path.read_bytes()
-        except OSError:
-            return False
-
-    def metrics(self) -> Scrape:
-        """A scrape of the worker's /metrics."""
-        assert self.web_url, "the worker runs without its web server"
-        return scrape(f"{self.web_url}/metrics", time.monotonic(), timeout=10.0)
-
-    def get(self, path: str, timeout: float = 10.0) -> tuple[int, bytes]:
-        """(status, body) of a GET on the worker's web server; errors are answers too, not exceptions."""
-        assert self.web_url, "the worker runs without its web server"
-        try:
-            with urllib.request.urlopen(self.web_url + path, timeout=timeout) as r:
-                return r.status, r.read()
-        except urllib.error.HTTPError as e:
-            return e.code, e.read()
-
-    def stop(self, timeout: float = 30.0) -> int:
-        """SIGTERM and wait: the exit code (SIGKILL and WaitTimeout if it does not stop in time)."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            raise WaitTimeout(f"the worker did not stop within {timeout:g} s of SIGTERM\n{self.tail()}") from None
-
-    def kill(self) -> None:
-        """SIGKILL the worker's whole session (a clean-up path: never leave a process behind)."""
-        for pid in session_pids(self.proc.pid) | ({self.proc.pid} if self.proc.poll() is None else set()):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        if self.proc.poll() is None:
-            self.proc.wait(10)
-
-
 # -- reading topics -------------------------------------------------------------------------------------------------
 
 
@@ -264,10 +146,10 @@ class TopicReader:
 
 
 def wait_for(condition: Callable[[], bool], timeout: float, what: str, readers: Iterable[TopicReader] = (),
-             worker: WorkerProcess | None = None, interval: float = 0.05) -> float:
-    """Poll ``readers`` until ``condition()`` holds; WaitTimeout (with the worker's log) after ``timeout`` s.
+             pipeline: Pipeline | None = None, interval: float = 0.05) -> float:
+    """Poll ``readers`` until ``condition()`` holds; WaitTimeout (with the workers' logs) after ``timeout`` s.
 
-    Returns the seconds waited. Raises at once if the worker has died.
+    Returns the seconds waited. Raises at once if a worker of ``pipeline`` has died (WorkerDied).
     """
     readers = list(readers)
     t0 = time.monotonic()
@@ -276,21 +158,16 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str, readers: 
             r.poll(50)
         if condition():
             return time.monotonic() - t0
-        if worker is not None:
-            worker.check_alive()
+        if pipeline is not None:
+            pipeline.check()
         if time.monotonic() - t0 > timeout:
-            raise WaitTimeout(f"timed out after {timeout:g} s waiting for {what}"
-                              + (f"\n{worker.tail()}" if worker else ""))
+            logs = "".join(f"\n{w.log_tail()}" for w in pipeline.running) if pipeline is not None else ""
+            raise WaitTimeout(f"timed out after {timeout:g} s waiting for {what}{logs}")
         if not readers:
             time.sleep(interval)
 
 
 # -- Redis state -----------------------------------------------------------------------------------------------------
-
-
-def replay_done(client: redis.Redis, replay_id: str, partitions: int) -> bool:
-    """Every partition has passed the replay's replay_end: all its events and step closes are processed."""
-    return client.scard(ReplayKeys(replay_id).replay_end) >= partitions
 
 
 def claimed_alert_ids(client: redis.Redis, replay_id: str) -> set[str]:

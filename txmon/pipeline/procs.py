@@ -1,0 +1,39 @@
+"""Who is running, read from /proc: the children of a process, the members of a session. Empty off Linux."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def _stat(pid: str) -> tuple[str, list[str]] | None:
+    """(command name, the fields after it: state ppid pgrp session ...) of a process, None if it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # "pid (comm) state ppid ...": comm may hold spaces and parentheses, so split at the last ')'
+    return stat[stat.index("(") + 1:stat.rindex(")")], stat[stat.rindex(")") + 2:].split()
+
+
+def _live() -> list[tuple[int, str, list[str]]]:
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return []
+    out = []
+    for entry in entries:
+        if entry.isdigit() and (got := _stat(entry)) is not None and got[1] and got[1][0] != "Z":
+            out.append((int(entry), got[0], got[1]))
+    return out
+
+
+def child_processes(pid: int | None = None) -> dict[int, str]:
+    """Live child processes of ``pid`` (default: this one): pid → command name."""
+    pid = os.getpid() if pid is None else pid
+    return {p: comm for p, comm, fields in _live() if int(fields[1]) == pid}
+
+
+def session_pids(sid: int) -> set[int]:
+    """Live processes (zombies excluded) in session ``sid``: a worker runs in a session of its own."""
+    return {p for p, _, fields in _live() if int(fields[3]) == sid}
