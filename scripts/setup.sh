@@ -34,10 +34,22 @@ PY="$VENV/bin/python"
 
 stamp="$VENV/.txmon-installed"
 want="$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)"
-if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
-  exit 0
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  echo "setup: installing $TORCH_SPEC, then txmon[dev]"
+  "$PY" -m pip install -q "$TORCH_SPEC"
+  "$PY" -m pip install -q -e ".[dev]"
+  echo "$want" > "$stamp"
 fi
-echo "setup: installing $TORCH_SPEC, then txmon[dev]"
-"$PY" -m pip install -q "$TORCH_SPEC"
-"$PY" -m pip install -q -e ".[dev]"
-echo "$want" > "$stamp"
+
+# The embedded broker: Apache Kafka's jars from Maven Central into a versioned folder, ~/.cache/txmon/kafka/<version>
+# (TXMON_KAFKA_HOME), skipped when there. Without Java 17+ or Maven, txmon falls back
+# to the Tansu broker (TXMON_EMBEDDED_BROKER=auto) and says so here.
+if ! "$PY" -m txmon.embedded check-kafka >/dev/null 2>&1; then
+  if command -v java >/dev/null 2>&1 && command -v mvn >/dev/null 2>&1; then
+    "$PY" -m txmon.embedded install-kafka
+  else
+    echo "setup: $("$PY" -m txmon.embedded check-kafka 2>&1)" >&2
+    echo "setup: no Java 17+ and Maven (apt-get install openjdk-17-jre-headless maven), so the embedded broker" \
+         "is Tansu, the fallback (docs/tansu.md)" >&2
+  fi
+fi

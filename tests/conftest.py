@@ -5,8 +5,8 @@ real broker on loopback), ``e2e/`` (worker processes as well); each mirrors the 
 ``integration/`` and ``e2e/`` are marked ``integration`` (and ``e2e``) by their folder; a unit test that asks
 for a service fixture is a collection error.
 
-The redis-server and the broker are started once per test session, lazily (only when a test asks for them),
-and stopped at its end.
+The redis-server and the broker (Apache Kafka; Tansu for the fallback's smoke tests) are started once per
+test session, lazily (only when a test asks for them), and stopped at its end.
 """
 
 from __future__ import annotations
@@ -17,10 +17,12 @@ from pathlib import Path
 import pytest
 import redis
 
-from txmon.embedded import RedisServer, TansuBroker
+from txmon.core.settings import Settings
+from txmon.embedded import KafkaBroker, RedisServer, TansuBroker, embedded_broker
 
 HERE = Path(__file__).parent
-SERVICE_FIXTURES = {"redis_server", "tansu", "redis_url", "kafka_bootstrap", "redis_client", "proc"}
+SERVICE_FIXTURES = {"redis_server", "broker", "tansu", "redis_url", "kafka_bootstrap", "tansu_bootstrap",
+                    "redis_client", "proc"}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -47,9 +49,17 @@ def redis_server() -> Iterator[RedisServer]:
 
 
 @pytest.fixture(scope="session")
+def broker() -> Iterator[KafkaBroker | TansuBroker]:
+    """The suite's broker: Apache Kafka wherever it can run (TXMON_EMBEDDED_BROKER=tansu for the fallback)."""
+    with embedded_broker(Settings()) as b:
+        yield b
+
+
+@pytest.fixture(scope="session")
 def tansu() -> Iterator[TansuBroker]:
-    with TansuBroker() as broker:
-        yield broker
+    """Tansu, for the smoke tests that keep the no-Java fallback working."""
+    with TansuBroker() as b:
+        yield b
 
 
 @pytest.fixture(scope="session")
@@ -58,7 +68,12 @@ def redis_url(redis_server: RedisServer) -> str:
 
 
 @pytest.fixture(scope="session")
-def kafka_bootstrap(tansu: TansuBroker) -> str:
+def kafka_bootstrap(broker: KafkaBroker | TansuBroker) -> str:
+    return broker.bootstrap
+
+
+@pytest.fixture(scope="session")
+def tansu_bootstrap(tansu: TansuBroker) -> str:
     return tansu.bootstrap
 
 

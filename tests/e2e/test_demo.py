@@ -1,6 +1,6 @@
 """`txmon demo` end to end, as real processes: a tiny synthetic data set, a quickly trained GCN, an
-embedded Tansu broker and redis-server, the worker subprocess, the replay and the summary — and
-nothing left running afterwards, also after Ctrl-C.
+embedded broker (Apache Kafka, and Tansu, the no-Java fallback) and redis-server, the worker subprocess, the
+replay and the summary — and nothing left running afterwards, also after Ctrl-C.
 """
 
 from __future__ import annotations
@@ -31,10 +31,12 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("demo")
 
 
-def _env(workdir: Path) -> dict[str, str]:
+def _env(workdir: Path, broker: str = "kafka") -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("TXMON_KAFKA_BOOTSTRAP", "TXMON_REDIS_URL")}
+    tmp = workdir / f"tmp-{broker}"  # run dirs and service dirs land here, one folder per broker
+    tmp.mkdir(exist_ok=True)
     env.update(TXMON_DATA_DIR=str(workdir / "data"), TXMON_MODEL_DIR=str(workdir / "models"),
-               TXMON_CACHE_DIR=str(workdir / "cache"), TMPDIR=str(workdir),  # run dirs and service dirs land here
+               TXMON_CACHE_DIR=str(workdir / "cache"), TXMON_EMBEDDED_BROKER=broker, TMPDIR=str(tmp),
                PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p),
                COLUMNS="200")
     return env
@@ -50,7 +52,7 @@ def _alive(pid: int) -> bool:
 
 def _printed_pids(out: str) -> dict[str, int]:
     found = {name: re.search(pattern, out) for name, pattern in (
-        ("tansu", r"embedded Tansu broker \S+ \(pid (\d+)\)"),
+        ("broker", r"embedded (?:Apache Kafka [\d.]+|Tansu) broker \S+ \(pid (\d+)\)"),
         ("redis", r"embedded redis-server \S+ \(pid (\d+)\)"),
         ("worker", r"worker pid (\d+)"),
     )}
@@ -59,10 +61,13 @@ def _printed_pids(out: str) -> dict[str, int]:
     return {name: int(m.group(1)) for name, m in found.items()}
 
 
-def test_demo_runs_end_to_end_and_leaves_nothing_running(workdir: Path) -> None:
-    proc = subprocess.run(DEMO, cwd=workdir, env=_env(workdir), capture_output=True, text=True, timeout=170)
+@pytest.mark.parametrize("broker", ["kafka", "tansu"])
+def test_demo_runs_end_to_end_and_leaves_nothing_running(workdir: Path, broker: str) -> None:
+    proc = subprocess.run(DEMO, cwd=workdir, env=_env(workdir, broker), capture_output=True, text=True, timeout=170)
     out = proc.stdout
     assert proc.returncode == 0, f"exit {proc.returncode}\n--- stdout\n{out}\n--- stderr\n{proc.stderr[-3000:]}"
+    name = {"kafka": "Apache Kafka 4.", "tansu": "Tansu"}[broker]
+    assert f"embedded {name}" in out and re.search(rf"broker\s+│ {name}", out), out  # also in the summary
 
     pids = _printed_pids(out)
     assert not [name for name, pid in pids.items() if _alive(pid)], "a child process outlived the demo"
@@ -80,7 +85,7 @@ def test_demo_runs_end_to_end_and_leaves_nothing_running(workdir: Path) -> None:
     for row in ("alerts (arrival + final − retracted)", "arrival alerts as raised", "final-score alerts only"):
         assert row in out
 
-    runs = list(workdir.glob("txmon-demo-*/summary.json"))
+    runs = list((workdir / f"tmp-{broker}").glob("txmon-demo-*/summary.json"))
     assert len(runs) == 1
     summary = json.loads(runs[0].read_text())
     assert summary["alerts"] == {"arrival": arrival, "final": final, "retracted": retracted}
@@ -92,6 +97,7 @@ def test_demo_runs_end_to_end_and_leaves_nothing_running(workdir: Path) -> None:
         manifest["metrics"]["test"]["f1"], abs=0.02)
     # The worker ran in the run directory: no Faust data directory in the caller's.
     assert not list(workdir.glob("*-data"))
+    assert summary["broker"].startswith(name)
 
 
 def test_ctrl_c_stops_everything(workdir: Path) -> None:

@@ -1,6 +1,5 @@
-"""The embedded services, and the Kafka clients and Faust against the real Tansu broker.
-
-What these tests pin down is written up in docs/tansu.md.
+"""The embedded services (Apache Kafka, Tansu, redis-server), and the Kafka clients and Faust against the suite's
+broker (Apache Kafka where it can run). What they pin down about Tansu is written up in docs/tansu.md.
 """
 
 from __future__ import annotations
@@ -26,7 +25,17 @@ from kafka.admin import NewTopic
 from kafka.errors import KafkaTimeoutError
 
 from txmon.core.settings import Settings
-from txmon.embedded import RedisServer, ServiceError, TansuBroker, embedded_stack, free_port
+from txmon.embedded import (
+    KafkaBroker,
+    RedisServer,
+    ServiceError,
+    TansuBroker,
+    broker_name,
+    embedded_broker,
+    embedded_stack,
+    free_port,
+)
+from txmon.embedded.kafka_broker import java_version, kafka_home, unavailable_reason
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -52,12 +61,19 @@ def _listening(port: int) -> bool:
         return False
 
 
-def _gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
+def _gone(pid: int, timeout: float = 0.0) -> bool:
+    """Whether ``pid`` has exited (a zombie counts as exited), waiting up to ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return True
+        if state == "Z":
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
 
 
 def _new_topic(bootstrap: str, partitions: int = 4) -> str:
@@ -84,8 +100,8 @@ def _produce(bootstrap: str, topic: str, n: int, start: int = 0, size: int = 100
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("cls", [RedisServer, TansuBroker])
-def test_start_stop_leaves_no_process_and_frees_the_port(cls: type[RedisServer | TansuBroker]) -> None:
+@pytest.mark.parametrize("cls", [RedisServer, TansuBroker, KafkaBroker])
+def test_start_stop_leaves_no_process_and_frees_the_port(cls: type[RedisServer | TansuBroker | KafkaBroker]) -> None:
     service = cls().start()
     pid, port = service.pid, service.port
     assert pid is not None and service.log_path is not None
@@ -107,17 +123,59 @@ def test_start_stop_leaves_no_process_and_frees_the_port(cls: type[RedisServer |
 def test_atexit_stops_services_left_running_by_a_crash() -> None:
     script = textwrap.dedent(
         """
-        from txmon.embedded import RedisServer, TansuBroker
-        r, k = RedisServer().start(), TansuBroker().start()
+        from txmon.core.settings import Settings
+        from txmon.embedded import RedisServer, embedded_broker
+        r, k = RedisServer().start(), embedded_broker(Settings()).start()
         print(r.pid, k.pid, flush=True)
         raise RuntimeError("crash with both services running")
         """
     )
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1 and "crash with both services running" in proc.stderr
     pids = [int(p) for p in proc.stdout.split()]
     assert len(pids) == 2 and all(_gone(p) for p in pids)
+
+
+@pytest.mark.integration
+def test_services_die_with_a_parent_killed_by_sigkill() -> None:
+    script = textwrap.dedent(
+        """
+        import time
+        from txmon.core.settings import Settings
+        from txmon.embedded import RedisServer, embedded_broker
+        r, k = RedisServer().start(), embedded_broker(Settings()).start()
+        print(r.pid, k.pid, flush=True)
+        time.sleep(600)
+        """
+    )
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    parent = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout is not None
+        pids = [int(p) for p in parent.stdout.readline().split()]
+        assert len(pids) == 2 and not any(_gone(p, timeout=0.1) for p in pids)
+    finally:
+        parent.kill()  # no atexit, no finally: only the parent-death signal can stop the services
+        parent.wait(10)
+    assert all(_gone(p, timeout=30) for p in pids)
+
+
+def test_the_embedded_broker_is_apache_kafka_where_java_17_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """setup.sh installs Kafka wherever Java 17+ and Maven are, so the suite runs on it there; Tansu only
+    where Java is missing or when asked for."""
+    monkeypatch.delenv("TXMON_EMBEDDED_BROKER", raising=False)
+    version = java_version()
+    if version is not None and version >= 17:
+        assert unavailable_reason(kafka_home()) is None, "Java 17+ is here but the Kafka jars are not installed"
+        assert isinstance(embedded_broker(Settings()), KafkaBroker)
+        assert broker_name(embedded_broker(Settings())).startswith("Apache Kafka 4.")
+    assert isinstance(embedded_broker(Settings(embedded_broker="tansu")), TansuBroker)
+
+
+def test_kafka_asked_for_but_missing_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ServiceError, match=r"not installed in .*setup\.sh.*TXMON_EMBEDDED_BROKER=tansu"):
+        KafkaBroker(home=tmp_path / "no-kafka").start()
 
 
 def test_missing_redis_server_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -127,22 +185,26 @@ def test_missing_redis_server_says_how_to_install_it(monkeypatch: pytest.MonkeyP
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("cls", [RedisServer, TansuBroker])
-def test_a_taken_port_is_a_clear_error_with_the_log_tail(cls: type[RedisServer | TansuBroker]) -> None:
+@pytest.mark.parametrize("cls", [RedisServer, TansuBroker, KafkaBroker])
+def test_a_taken_port_is_a_clear_error_with_the_log_tail(cls: type[RedisServer | TansuBroker | KafkaBroker]) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
         before = _children()
-        with pytest.raises(ServiceError, match=r"(?s)exited with code.*log tail.*in use"):
+        with pytest.raises(ServiceError, match=r"(?s)exited with code.*log tail") as e:
             cls(port=port).start()
+        assert "in use" in str(e.value)  # the cause, not only the broker's shutdown noise
         assert _children() <= before
 
 
 @pytest.mark.integration
 def test_embedded_stack_starts_only_what_is_not_configured(kafka_bootstrap: str, redis_url: str) -> None:
-    with embedded_stack(Settings(kafka_bootstrap=None, redis_url=None)) as (bootstrap, url):
+    with embedded_stack(Settings(kafka_bootstrap=None, redis_url=None)) as st:
+        bootstrap, url = st.bootstrap, st.redis_url
         assert bootstrap != kafka_bootstrap and url != redis_url
+        assert st.broker is not None and st.redis is not None
+        assert f"(pid {st.broker.pid})" in st.describe() and st.broker_name in st.describe()
         assert redis.Redis.from_url(url).ping()
         admin = KafkaAdminClient(bootstrap_servers=bootstrap)
         assert admin.list_topics() is not None
@@ -151,8 +213,9 @@ def test_embedded_stack_starts_only_what_is_not_configured(kafka_bootstrap: str,
     assert not any(_listening(p) for p in started)
 
     before = _children()
-    with embedded_stack(Settings(kafka_bootstrap=kafka_bootstrap, redis_url=redis_url)) as (bootstrap, url):
-        assert (bootstrap, url) == (kafka_bootstrap, redis_url)
+    with embedded_stack(Settings(kafka_bootstrap=kafka_bootstrap, redis_url=redis_url)) as st:
+        assert (st.bootstrap, st.redis_url) == (kafka_bootstrap, redis_url)
+        assert st.broker is None and st.redis is None and "(configured)" in st.describe()
         assert _children() == before
     assert redis.Redis.from_url(redis_url).ping()  # external services are left running
 

@@ -192,6 +192,7 @@ class Tail:
 
     def poll(self, timeout_ms: int = 500) -> list[ConsumerRecord]:
         """The next records, oldest first per partition, after announcing any new assignment."""
+        assert self.consumer is not None, "poll() before open()"
         batches = self.consumer.poll(timeout_ms=timeout_ms)
         assigned = set(self.consumer.assignment())
         if assigned != self.known:
@@ -204,6 +205,7 @@ class Tail:
     def _assigned(self, new: set[TopicPartition]) -> None:
         if not new:
             return
+        assert self.consumer is not None, "_assigned() before open()"
         start = "from the beginning" if self.from_beginning else "from the latest offsets"
         for tp in new:
             committed = self.consumer.committed(tp) if self.commit_offsets else None

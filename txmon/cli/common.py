@@ -6,15 +6,19 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import typer
 from pydantic import ValidationError
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from txmon.core.progress import PhaseProgress
 from txmon.core.settings import Settings
+
+if TYPE_CHECKING:  # imported where used: `txmon --help` stays fast
+    from model_store.registry import ModelStore
+    from replay.data.dataset import EllipticDataset
 
 # Piped output (CI logs, files) gets a wide console instead of rich's 80 columns, so tables
 # are not truncated.
@@ -39,7 +43,7 @@ def phase_progress() -> Iterator[PhaseProgress]:
     """A progress bar fed by ``(phase, done, total)`` callbacks."""
     with Progress(TextColumn("{task.description:<10}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TimeElapsedColumn(), console=err_console, transient=False) as bar:
-        tasks: dict[str, int] = {}
+        tasks: dict[str, TaskID] = {}
 
         def update(phase: str, done: int, total: int) -> None:
             if phase not in tasks:
@@ -53,21 +57,21 @@ def read_settings(**overrides: object) -> Settings:
     """The command's settings: TXMON_* variables with ``overrides`` (its options) over them, read once where the
     command starts and passed down. A malformed variable is a clean error naming it."""
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        return Settings.model_validate(overrides)  # runs Settings' __init__: TXMON_* variables are read
     except ValidationError as e:
         problems = "; ".join(f"TXMON_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
                              for err in e.errors())
         fail(f"invalid setting: {problems}")
 
 
-def open_store(store: Path | None):  # noqa: ANN201
+def open_store(store: Path | None) -> ModelStore:
     """The model store at ``store``, default TXMON_MODEL_DIR."""
     from model_store.registry import ModelStore
 
     return ModelStore(store if store is not None else read_settings().model_dir)
 
 
-def load_dataset(data_dir: Path):
+def load_dataset(data_dir: Path) -> EllipticDataset:
     """Load a data set or exit with the loader's message (file:line and what is wrong)."""
     from replay.data.elliptic import DatasetError, load_elliptic
 

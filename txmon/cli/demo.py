@@ -1,8 +1,8 @@
 """``txmon demo``: the main job on the embedded default.
 
 Data set (synthetic unless --data) → a GCN for it (trained once, then reused from the store) →
-Kafka and Redis (an embedded Tansu broker and redis-server unless TXMON_KAFKA_BOOTSTRAP /
-TXMON_REDIS_URL are set) → a worker subprocess → the replay, with alerts and per-step statistics
+Kafka and Redis (an embedded Apache Kafka broker — Tansu where Java is missing — and redis-server unless
+TXMON_KAFKA_BOOTSTRAP / TXMON_REDIS_URL are set) → a worker subprocess → the replay, with alerts and per-step statistics
 shown live → a summary that joins the held-back labels to the alerts. Everything started here is
 stopped here, also on Ctrl-C (exit code 130).
 """
@@ -12,15 +12,25 @@ from __future__ import annotations
 import json
 import signal
 import time
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from txmon.cli.common import console, err_console, fail, load_dataset, phase_progress, quiet_kafka_logs
 from txmon.core.elliptic_format import FILES
 from txmon.core.settings import Settings
+
+if TYPE_CHECKING:  # imported where used: `txmon --help` stays fast
+    import numpy as np
+    from numpy.typing import NDArray
+
+    from model_store.manifest import ModelManifest
+    from producer.send import ReplaySummary
+    from replay.data.dataset import EllipticDataset
+    from txmon.pipeline.follow import DemoState
 
 
 class _Terminated(BaseException):
@@ -43,7 +53,8 @@ def demo(
 
     Uses a synthetic data set unless --data, and a GCN trained on it (trained and stored if the store has none).
 
-    Starts an embedded Tansu broker and redis-server unless TXMON_KAFKA_BOOTSTRAP / TXMON_REDIS_URL are set.
+    Starts an embedded Apache Kafka broker (Tansu where Java is missing, or with TXMON_EMBEDDED_BROKER=tansu)
+    and redis-server unless TXMON_KAFKA_BOOTSTRAP / TXMON_REDIS_URL are set.
 
     Ends with throughput and the alerts' precision/recall against the labels, which never travel on Kafka.
     """
@@ -73,7 +84,7 @@ def _on_sigterm(signum: int, frame: object) -> None:
 
 
 @contextmanager
-def _timed(timings: dict[str, float], name: str):
+def _timed(timings: dict[str, float], name: str) -> Iterator[None]:
     t0 = time.perf_counter()
     try:
         yield
@@ -96,7 +107,7 @@ def _prepare_data(data: Path | None, scale: float, seed: int) -> Path:
     return data
 
 
-def _one_line(ds) -> str:  # noqa: ANN001
+def _one_line(ds: EllipticDataset) -> str:
     counts = ds.label_counts()
     n = max(ds.n_nodes, 1)
     steps = sorted({int(s) for s in ds.steps})
@@ -104,17 +115,6 @@ def _one_line(ds) -> str:  # noqa: ANN001
     return (f"{ds.n_nodes:,} transactions, {ds.n_edges:,} edges ({ds.n_edges / n:.3f} per node), {span}; labels "
             f"{counts['illicit'] / n:.1%} illicit / {counts['licit'] / n:.1%} licit / {counts['unknown'] / n:.1%} "
             f"unknown")
-
-
-def _services_line(settings: Settings, bootstrap: str, redis_url: str, started: dict[str, int]) -> str:
-    def pid_of(name: str) -> str:
-        return f" (pid {started[name]})" if name in started else ""
-
-    kafka = (f"Kafka {bootstrap} (configured)" if settings.kafka_bootstrap
-             else f"embedded Tansu broker {bootstrap}{pid_of('kafka')}")
-    redis = (f"Redis {redis_url} (configured)" if settings.redis_url
-             else f"embedded redis-server {redis_url}{pid_of('redis')}")
-    return f"services: {kafka}, {redis}"
 
 
 def _run(data: Path | None, scale: float, seed: int, epochs: int, rate: float | None, timeout: float) -> None:
@@ -158,7 +158,7 @@ def _run(data: Path | None, scale: float, seed: int, epochs: int, rate: float | 
     with ExitStack() as stack:
         stack.enter_context(pipeline)
         timings["services"] = pipeline.timings["services"]
-        console.print(_services_line(settings, pipeline.bootstrap, pipeline.redis_url, pipeline.services),
+        console.print(f"services: {pipeline.stack.describe() if pipeline.stack else ''}",
                       highlight=False)
         for note in pipeline.topics.notes:
             err_console.print(f"[yellow]warning:[/] {note}", highlight=False)
@@ -218,11 +218,14 @@ def _run(data: Path | None, scale: float, seed: int, epochs: int, rate: float | 
     test_mask = None
     if manifest.training.get("split") in ("temporal", "random"):
         test_mask = make_split(ds, manifest.training["split"], seed=manifest.training.get("seed", 0)).test
+    broker = pipeline.stack.broker_name if pipeline.stack else "Kafka"
     _print_summary(state, summary, timings, manifest, ds, test_mask, worker_code, worker.log_path,
-                   pipeline.run_dir)
+                   pipeline.run_dir, broker)
 
 
-def _print_summary(state, summary, timings, manifest, ds, test_mask, worker_code, log_path, run_dir):  # noqa: ANN001, ANN202
+def _print_summary(state: DemoState, summary: ReplaySummary, timings: dict[str, float], manifest: ModelManifest,
+                   ds: EllipticDataset, test_mask: NDArray[np.bool_] | None, worker_code: int | None, log_path: Path,
+                   run_dir: Path, broker: str) -> None:
     from rich.table import Table
 
     from replay.report.evaluate import alerted_sets, evaluate_alerts, latency_percentiles
@@ -252,6 +255,7 @@ def _print_summary(state, summary, timings, manifest, ds, test_mask, worker_code
     if lat:
         rows.append(("latency", f"arrival alerts {lat[0]:.2f} s (p50) / {lat[1]:.2f} s (p95) after the transaction "
                                 "was sent"))
+    rows.append(("broker", broker))
     rows.append(("model", f"{manifest.version}, threshold {manifest.threshold:.3f}"))
     rows.append(("timings", " · ".join(f"{k} {v:,.1f} s" for k, v in timings.items())))
     if state.bad_records or state.other_replays:
@@ -295,7 +299,7 @@ def _print_summary(state, summary, timings, manifest, ds, test_mask, worker_code
     _dump_json(run_dir / "summary.json", {
         "replay_id": state.replay_id, "events": summary.events, "elapsed_s": elapsed, "throughput_tx_s": throughput,
         "send_s": summary.seconds, "alerts": {k: kinds[k] for k in ALERT_KINDS}, "alerted": n_flagged,
-        "model": manifest.version, "timings": timings, "worker_exit_code": worker_code,
+        "model": manifest.version, "broker": broker, "timings": timings, "worker_exit_code": worker_code,
         "metrics": {name: {k: v.model_dump() for k, v in row.items()} for name, row in scores.items()},
     })
     console.print(f"summary.json and the worker log are in {run_dir}", highlight=False)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 
-from rich.console import Group
+from rich.console import Group, JustifyMethod
 from rich.table import Table
 from rich.text import Text
 
@@ -50,7 +50,7 @@ def render(state: DemoState, worker: WorkerProcess, max_rows: int) -> Group:
     steps = Table(title="per step (alerts counted cumulatively)", header_style="bold", title_justify="left")
     for col in ("step", "nodes", "edges", "avg degree", "clustering", "α cum.", *ALERT_KINDS):
         steps.add_column(col, justify="right")
-    running = Counter()
+    running: Counter[str] = Counter()
     rows = []
     for s in range(state.first_step, state.last_step + 1):
         running += by_step.get(s, Counter())
@@ -66,8 +66,10 @@ def render(state: DemoState, worker: WorkerProcess, max_rows: int) -> Group:
         steps.add_row(*row)
 
     latest = Table(title="latest alerts", header_style="bold", title_justify="left")
-    for col, justify in (("tx", "right"), ("step", "right"), ("kind", "left"), ("score", "right"),
-                         ("threshold", "right"), ("top neighbours (tx: weight)", "left")):
+    columns: tuple[tuple[str, JustifyMethod], ...] = (
+        ("tx", "right"), ("step", "right"), ("kind", "left"), ("score", "right"), ("threshold", "right"),
+        ("top neighbours (tx: weight)", "left"))
+    for col, justify in columns:
         latest.add_column(col, justify=justify)
     for a in reversed(recent):
         nbs = ", ".join(f"{n.tx_id}: {n.weight:+.2f}" for n in a.neighbours[:3]) or "–"

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.console import JustifyMethod
 from rich.markup import escape
 from rich.table import Table
 
@@ -39,16 +40,17 @@ def list_models(type_: TypeOption = None, store: StoreOption = None) -> None:
     try:
         entries = s.scan(type_)
         latest = {t: s.latest(t) for t in {e.model_type for e in entries}}
-    except ModelStoreError as e:
-        fail(escape(str(e)))
+    except ModelStoreError as err:
+        fail(escape(str(err)))
     if not entries:
         console.print(f"no {type_ + ' ' if type_ else ''}models in {s.root}")
         return
     table = Table(title=f"models in {s.root}", header_style="bold")
     # On a narrow terminal only created/dataset wrap: the marker, ids and numbers stay whole.
-    for col, justify in (("", "left"), ("version", "left"), ("type", "left"), ("created (UTC)", "left"),
-                         ("thresh", "right"), ("f1", "right"), ("prec", "right"), ("recall", "right"),
-                         ("dataset", "left")):
+    columns: tuple[tuple[str, JustifyMethod], ...] = (
+        ("", "left"), ("version", "left"), ("type", "left"), ("created (UTC)", "left"), ("thresh", "right"),
+        ("f1", "right"), ("prec", "right"), ("recall", "right"), ("dataset", "left"))
+    for col, justify in columns:
         table.add_column(col, justify=justify, no_wrap=col not in ("created (UTC)", "dataset"))
     broken = []
     for e in entries:

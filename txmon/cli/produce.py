@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -12,6 +12,11 @@ from rich.table import Table
 from txmon.cli.common import console, err_console, fail, load_dataset, quiet_kafka_logs
 from txmon.core.contracts import step_range_error
 from txmon.core.settings import Settings
+
+if TYPE_CHECKING:  # imported where used: `txmon --help` stays fast
+    from producer.plan import ReplayPlan
+    from producer.send import ReplaySummary, TopicSetup
+    from replay.data.dataset import EllipticDataset
 
 
 def check_replay_options(from_step: int | None, to_step: int | None, rate: float | None, max_speed: bool,
@@ -65,14 +70,15 @@ class SendBar:
         self.stop()
 
 
-def fail_sending(error: BaseException, sent: int, plan) -> NoReturn:  # noqa: ANN001
+def fail_sending(error: BaseException, sent: int, plan: ReplayPlan) -> NoReturn:
     """Exit with a clear line on a failed (ProducerError) or interrupted (Ctrl-C: code 130) send."""
     if isinstance(error, KeyboardInterrupt):
         fail(f"interrupted after {sent:,} of {plan.count:,} transactions (replay {plan.replay_id})", code=130)
     fail(str(error) if not sent else f"{error} ({sent:,} of {plan.count:,} transactions were sent)")
 
 
-def send_with_progress(plan, bootstrap: str, settings: Settings, rate: float | None, setup):  # noqa: ANN001, ANN201
+def send_with_progress(plan: ReplayPlan, bootstrap: str, settings: Settings, rate: float | None,
+                       setup: TopicSetup) -> ReplaySummary:
     """``send_replay`` behind a progress bar; a clear error (with how much was sent) on failure or Ctrl-C."""
     from producer.kafka_io import ProducerError
     from producer.send import send_replay
@@ -85,7 +91,7 @@ def send_with_progress(plan, bootstrap: str, settings: Settings, rate: float | N
             fail_sending(e, bar.sent, plan)
 
 
-def plan_or_fail(ds, from_step: int | None, to_step: int | None, replay_id: str):  # noqa: ANN001, ANN201
+def plan_or_fail(ds: EllipticDataset, from_step: int | None, to_step: int | None, replay_id: str) -> ReplayPlan:
     """The replay plan of steps from..to (exit with the planner's message if it cannot be made), its warnings
     printed."""
     from producer.plan import PlanError, plan_replay

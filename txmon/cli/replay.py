@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -11,6 +12,13 @@ from rich.table import Table
 from txmon.cli.common import console, err_console, fail, load_dataset, quiet_kafka_logs
 from txmon.cli.produce import check_replay_options, plan_or_fail
 from txmon.core.settings import Settings
+
+if TYPE_CHECKING:  # imported where used: `txmon --help` stays fast
+    from rich.status import Status
+
+    from model_store.manifest import ModelManifest
+    from producer.plan import ReplayPlan
+    from replay.report import Report
 
 
 def replay(
@@ -34,7 +42,8 @@ def replay(
     """Replay a period through the stream and write a report with the labels joined back.
 
     With TXMON_KAFKA_BOOTSTRAP and TXMON_REDIS_URL set, uses the running stack (its workers must be up);
-    with neither, starts an embedded Tansu broker, redis-server and one worker for this replay.
+    with neither, starts an embedded Apache Kafka broker (Tansu where Java is missing), redis-server and one
+    worker for this replay.
 
     Waits until the worker has processed the replay_end marker on every partition (never by consumer
     lag), then reads the replay's alerts and statistics and writes report.html + report.json.
@@ -57,13 +66,13 @@ def replay(
 class _RunView:
     """The replay on the terminal: a progress bar while sending, then a status line while the worker finishes."""
 
-    def __init__(self, plan, partitions: int) -> None:  # noqa: ANN001
+    def __init__(self, plan: ReplayPlan, partitions: int) -> None:
         from txmon.cli.produce import SendBar
 
         self.steps = plan.last_step - plan.first_step + 1
         self.partitions = partitions
         self.bar = SendBar(plan.count)
-        self.status = None
+        self.status: Status | None = None
 
     @property
     def sending(self) -> bool:
@@ -109,6 +118,7 @@ def _run(settings: Settings, data: Path, out: Path, from_step: int | None, to_st
     manifest = served_model_or_fail(ds, epochs)[0] if embedded else _configured_model(settings)
     quiet_kafka_logs()
     if embedded:
+        assert manifest is not None  # served_model_or_fail's
         settings = settings.model_copy(update={"model_version": manifest.version})
 
     pipeline = Pipeline(settings, app_id=f"txmon-replay-{rid}")
@@ -125,8 +135,7 @@ def _run(settings: Settings, data: Path, out: Path, from_step: int | None, to_st
             fail(f"cannot reach Redis at {pipeline.redis_url}: {e}", code=1)
         for note in pipeline.topics.notes:
             err_console.print(f"[yellow]warning:[/] {note}", highlight=False)
-        where = ("embedded Tansu + redis-server" if embedded
-                 else f"Kafka {pipeline.bootstrap}, Redis {pipeline.redis_url}")
+        where = pipeline.stack.describe() if pipeline.stack else ""
         console.print(f"replay [bold]{rid}[/]: steps {plan.first_step}..{plan.last_step}, {plan.count:,} "
                       f"transactions on {where}; its Redis namespace is txm:{{{rid}}}:*, its report goes to {out}",
                       highlight=False)
@@ -170,7 +179,7 @@ def _run(settings: Settings, data: Path, out: Path, from_step: int | None, to_st
     _print_summary(rid, rep, paths, meta)
 
 
-def _configured_model(settings: Settings):  # noqa: ANN202
+def _configured_model(settings: Settings) -> ModelManifest | None:
     """The manifest of the model the running workers serve, if this machine can see their store (else None:
     version and threshold are then read off the alerts)."""
     from model_store.registry import ModelStore, ModelStoreError
@@ -181,10 +190,7 @@ def _configured_model(settings: Settings):  # noqa: ANN202
         return None
 
 
-def _print_summary(rid: str, rep, paths: dict[str, Path], meta: dict) -> None:  # noqa: ANN001
-    from replay.report import Report
-
-    assert isinstance(rep, Report)
+def _print_summary(rid: str, rep: Report, paths: dict[str, Path], meta: Mapping[str, object]) -> None:
     table = Table(title=f"replay {rid}: steps {rep.header.first_step}..{rep.header.last_step}, model "
                         f"{rep.header.model_version} (threshold {rep.header.threshold:.3f})",
                   show_header=False, title_justify="left")

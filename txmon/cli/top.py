@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import asdict
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from txmon.cli.common import console, err_console, fail, read_settings
+
+if TYPE_CHECKING:  # imported where used: `txmon --help` stays fast
+    from stream_app.metrics_read import Figures, Scrape
 
 
 def _ms(x: float | None) -> str:
@@ -22,7 +25,8 @@ def _name(url: str) -> str:
     return url.split("://", 1)[-1].split("/", 1)[0]
 
 
-def _table(urls: list[str], per_worker: list, total, errors: dict[str, str], interval: float) -> Table:  # noqa: ANN001
+def _table(urls: list[str], per_worker: list[tuple[str, Figures]], total: Figures | None, errors: dict[str, str],
+           interval: float) -> Table:
     caption = "\n".join(f"{_name(u)}: {reason}" for u, reason in errors.items()) or None
     t = Table(title=f"txmon top — {len(urls)} worker(s), figures over the last {interval:g} s (Ctrl-C to stop)",
               title_justify="left", header_style="bold", caption=caption, caption_justify="left",
@@ -31,7 +35,7 @@ def _table(urls: list[str], per_worker: list, total, errors: dict[str, str], int
                 "step close p99", "alerts arr/fin/retr", "alerts/s", "dead letters", "model"):
         t.add_column(col, justify="left" if col in ("worker", "model") else "right", no_wrap=col == "worker")
 
-    def row(name: str, f) -> list[str]:  # noqa: ANN001
+    def row(name: str, f: Figures) -> list[str]:
         a = f.alerts
         return [name, f"{f.events_per_s:,.0f}", f"{f.events_total:,.0f}",
                 "–" if f.current_step is None else f"{f.current_step:.0f}",
@@ -44,7 +48,7 @@ def _table(urls: list[str], per_worker: list, total, errors: dict[str, str], int
         t.add_row(*row(_name(url), f))
     for url in errors:
         t.add_row(_name(url), "[red]down[/]", *[""] * 10)
-    if len(per_worker) > 1:
+    if len(per_worker) > 1 and total is not None:  # total is None only without workers
         t.add_row(*row("[bold]all[/]", total), style="bold")
     return t
 
@@ -64,8 +68,8 @@ def top(
     urls = url or [f"http://127.0.0.1:{read_settings().web_port}/metrics"]
     errors: dict[str, str] = {}
 
-    def scrape_all() -> dict[str, object]:
-        out = {}
+    def scrape_all() -> dict[str, Scrape]:
+        out: dict[str, Scrape] = {}
         for u in urls:
             try:
                 out[u] = scrape(u, time.monotonic())
@@ -93,7 +97,7 @@ def top(
                 per_worker = [(u, figures(prev[u], cur[u])) for u in both]
                 total = figures([prev[u] for u in both], [cur[u] for u in both]) if both else None
                 done += 1
-                if as_json:
+                if live is None:  # --json
                     print(json.dumps({"workers": {u: asdict(f) for u, f in per_worker},
                                       "all": asdict(total) if total else None, "errors": errors}), flush=True)
                 else:

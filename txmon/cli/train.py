@@ -7,7 +7,7 @@ import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -15,6 +15,10 @@ from rich.table import Table
 
 from model_store import MODEL_TYPES
 from txmon.cli.common import console, err_console, fail, load_dataset, open_store
+
+if TYPE_CHECKING:  # imported where used: `txmon --help` stays fast
+    from model_store.manifest import ModelManifest
+    from replay.data.dataset import EllipticDataset
 
 DataOpt = Annotated[Path, typer.Option("--data", "-d", help="Elliptic-format data directory")]
 SplitOpt = Annotated[str, typer.Option(help="temporal (train 1-34, test 35-49) or random (stratified 0.7/0.15/0.15)")]
@@ -47,7 +51,7 @@ def training_bar(model_type: str, eager: bool = True) -> Iterator[Callable[[int,
             bar.stop()
 
 
-def served_model_or_fail(ds, epochs: int):  # noqa: ANN001, ANN201
+def served_model_or_fail(ds: EllipticDataset, epochs: int) -> tuple[ModelManifest, str]:
     """The GCN ``txmon demo`` and the embedded ``txmon replay`` serve (``model_store.serving.served_model`` on
     TXMON_MODEL_DIR): (manifest, why). Says when it trains one, with a progress bar; exits with the store's
     message if it refuses."""
@@ -157,7 +161,7 @@ def evaluate(
                       and m.training.get("split") == split and m.training.get("seed", 0) == seed]
     except ModelStoreError as e:
         fail(str(e))
-    newest: dict[str, object] = {}
+    newest: dict[str, ModelManifest] = {}
     for m in candidates:  # list() is sorted by version number: the newest of each type wins
         newest[m.model_type] = m
     if not newest:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -15,8 +16,11 @@ def _default_cache_dir() -> Path:
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TXMON_", extra="ignore")
 
-    # None means "embedded": txmon starts a local Tansu broker / redis-server itself.
+    # None means "embedded": txmon starts a local broker / redis-server itself.
     kafka_bootstrap: str | None = Field(None, description="Kafka bootstrap servers, host:port[,host:port]")
+    embedded_broker: Literal["auto", "kafka", "tansu"] = Field(
+        "auto", description="the broker txmon starts when kafka_bootstrap is unset: Apache Kafka (needs Java 17+ "
+                            "and the jars scripts/setup.sh installs), Tansu, or auto (Kafka when it can run here)")
     redis_url: str | None = Field(None, description="Redis URL, e.g. redis://127.0.0.1:6379/0")
 
     topic_transactions: str = "txmon.transactions"
@@ -39,6 +43,8 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path("data"), description="where data sets live (synthetic ones are written here)")
     model_dir: Path = Field(Path("models"), description="the versioned model store")
     cache_dir: Path = Field(default_factory=_default_cache_dir, description="binary copies of loaded data sets")
+    kafka_home: Path | None = Field(None, description="where the embedded Apache Kafka's jars are installed; default "
+                                                      "~/.cache/txmon/kafka/<version>")
 
 
     def to_env(self) -> dict[str, str]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from typing import cast
 
 import redis
 from pydantic import ValidationError
@@ -40,7 +41,8 @@ def steps_finalised(client: redis.Redis, replay_id: str) -> int:
 
 def published_alerts(client: redis.Redis, replay_id: str) -> dict[str, int]:
     """Alerts of the replay the workers published, by kind."""
-    return {k.decode(): int(v) for k, v in client.hgetall(ReplayKeys(replay_id).published).items()}
+    published = client.hgetall(ReplayKeys(replay_id).published)
+    return {cast(bytes, k).decode(): int(v) for k, v in published.items()}  # a binary client: fields are bytes
 
 
 def stored_stats(client: redis.Redis, replay_id: str) -> list[StepStats]:

@@ -29,7 +29,7 @@ from producer.send import Progress, ReplaySummary, TopicSetup, prepare_topics, s
 from txmon.core.contracts import Alert, StepStats
 from txmon.core.errors import TxmonError
 from txmon.core.settings import Settings
-from txmon.embedded import embedded_stack
+from txmon.embedded import Stack, embedded_stack
 from txmon.pipeline.completion import (
     AlertCollector,
     published_alerts,
@@ -38,7 +38,6 @@ from txmon.pipeline.completion import (
     wait_for_replay_end,
 )
 from txmon.pipeline.follow import DemoState, Follower
-from txmon.pipeline.procs import child_processes
 from txmon.pipeline.worker import WorkerProcess, worker_env
 
 Check = Callable[[], None]  # raises to abort a wait (a worker died, a reader failed)
@@ -81,6 +80,7 @@ class Pipeline:
         self.bootstrap = ""
         self.redis_url = ""
         self.redis: redis.Redis | None = None
+        self.stack: Stack | None = None  # what embedded_stack started (or found configured)
         self.topics = TopicSetup(0)
         self.services: dict[str, int] = {}  # "kafka" / "redis" → pid, of the services started here
         self.timings: dict[str, float] = {}  # seconds: "services", "topics"
@@ -95,13 +95,12 @@ class Pipeline:
         if self.redis is not None:
             return self
         try:
-            before = set(child_processes())
             t0 = time.perf_counter()
-            self.bootstrap, self.redis_url = self._stack.enter_context(embedded_stack(self.requested))
+            self.stack = self._stack.enter_context(embedded_stack(self.requested))
+            self.bootstrap, self.redis_url = self.stack.bootstrap, self.stack.redis_url
             self.timings["services"] = time.perf_counter() - t0
-            started = {comm: pid for pid, comm in child_processes().items() if pid not in before}
-            self.services = {name: pid for name, prefix in (("kafka", "tansu"), ("redis", "redis"))
-                             for comm, pid in started.items() if comm.startswith(prefix)}
+            self.services = {name: svc.pid for name, svc in (("kafka", self.stack.broker), ("redis", self.stack.redis))
+                             if svc is not None and svc.pid is not None}
             self.settings = self.requested.model_copy(update={"kafka_bootstrap": self.bootstrap,
                                                               "redis_url": self.redis_url})
             self.redis = redis.Redis.from_url(self.redis_url)

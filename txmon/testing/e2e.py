@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import redis
@@ -45,9 +46,12 @@ def unique_settings(bootstrap: str, redis_url: str, model_dir: Path, tag: str | 
                     **extra: object) -> Settings:
     """Settings with topic names of their own (the broker is shared) — what the worker will read from env."""
     tag = tag or uuid.uuid4().hex[:8]
-    return Settings(kafka_bootstrap=bootstrap, redis_url=redis_url, model_dir=model_dir,
-                    topic_transactions=f"e2e-{tag}.transactions", topic_alerts=f"e2e-{tag}.alerts",
-                    topic_stats=f"e2e-{tag}.stats", topic_dead_letter=f"e2e-{tag}.dead-letter", **extra)
+    # model_validate runs Settings' __init__ (so TXMON_* variables are read, as with Settings(...)) on ``extra``,
+    # which are other fields of Settings
+    return Settings.model_validate({
+        "kafka_bootstrap": bootstrap, "redis_url": redis_url, "model_dir": model_dir,
+        "topic_transactions": f"e2e-{tag}.transactions", "topic_alerts": f"e2e-{tag}.alerts",
+        "topic_stats": f"e2e-{tag}.stats", "topic_dead_letter": f"e2e-{tag}.dead-letter", **extra})
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -192,7 +196,8 @@ class StepScores:
 def read_step_scores(client: redis.Redis, replay_id: str, step: int, n: int) -> StepScores:
     """Bitmaps and arrival/final scores of seqs 0..n-1 of a step, straight from the keys the worker writes."""
     k = StepKeys(replay_id, step)
-    seen, scored, arr, fin = client.mget([k.seen, k.scored, k.arr, k.fin])
+    # a binary client: values are bytes
+    seen, scored, arr, fin = cast(list[bytes | None], client.mget([k.seen, k.scored, k.arr, k.fin]))
 
     def bools(raw: bytes | None) -> np.ndarray:
         b = np.unpackbits(np.frombuffer(raw or b"", dtype=np.uint8)).astype(bool)

@@ -208,3 +208,12 @@ def test_dockerfile_installs_cpu_torch_before_the_project() -> None:
 def test_dockerignore_keeps_local_state_out_of_the_build() -> None:
     ignored = {line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()}
     assert {".venv", "data", "models", ".git", "**/__pycache__"} <= ignored
+
+
+def test_the_compose_broker_is_the_embedded_brokers_version() -> None:
+    from txmon.embedded import KAFKA_VERSION
+
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    assert services["kafka"]["image"] == f"apache/kafka:{KAFKA_VERSION}"
+    env = services["kafka"]["environment"]
+    assert env["KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR"] == 1  # transactions work on one node

