@@ -1,6 +1,6 @@
-"""Benchmark: the whole pipeline on the embedded stack — replay producer → Tansu → worker subprocess(es) → Redis.
+"""Benchmark: the whole pipeline on the embedded stack — producer → embedded broker → worker subprocess(es) → Redis.
 
-Phases, each on the same embedded stack (Tansu, redis-server) and ``--workers`` ``python -m txmon worker``
+Phases, each on the same embedded stack (broker, redis-server) and ``--workers`` ``python -m txmon worker``
 processes, run by ``txmon.pipeline.Pipeline``:
 
 1. warm-up: a one-step replay, waited for, so the worker has joined its group and loaded its model;
@@ -227,7 +227,9 @@ def main() -> None:
     ap.add_argument("--alert-share", type=float, default=0.02, help="threshold = this upper quantile of scores")
     ap.add_argument("--batch-max", type=int, default=None, help="TXMON_BATCH_MAX for the worker")
     ap.add_argument("--fetch-wait-ms", type=int, default=None,
-                    help="TXMON_FETCH_WAIT_MS for the worker (default: the setting's, 100)")
+                    help="TXMON_FETCH_WAIT_MS for the worker (default: Faust's 1500 on Kafka, 100 on Tansu)")
+    ap.add_argument("--broker", choices=["kafka", "tansu"], default=None,
+                    help="the embedded broker (default: TXMON_EMBEDDED_BROKER, i.e. Apache Kafka where it runs)")
     ap.add_argument("--workers", type=int, default=1, help="workers in the consumer group (4 partitions)")
     ap.add_argument("--plain-worker", action="store_true",
                     help="run `python -m txmon worker` itself (no batch log, no --fetch-wait-ms)")
@@ -257,6 +259,7 @@ def main() -> None:
     results: dict[str, float] = {}
     # Always the embedded stack, whatever TXMON_* say; the topics are the settings' (a fresh broker).
     settings = Settings(kafka_bootstrap=None, redis_url=None, model_dir=tmp / "models", topic_partitions=PARTITIONS,
+                        **({"embedded_broker": args.broker} if args.broker else {}),
                         **({"batch_max": args.batch_max} if args.batch_max else {}),
                         **({"fetch_wait_ms": args.fetch_wait_ms} if args.fetch_wait_ms else {}))
     with Pipeline(settings, app_id="bench-worker", run_dir=tmp) as pipeline:
@@ -268,7 +271,8 @@ def main() -> None:
                                              BENCH_BATCH_LOG=str(tmp / "batches.log"))
             worker = workers[0]
             collector = Collector(pipeline.bootstrap, settings.topic_stats, settings.topic_alerts)
-            services = {"tansu": pipeline.services["kafka"], "redis": pipeline.services["redis"]}
+            broker = pipeline.stack.broker_name if pipeline.stack else "Kafka"
+            services = {"broker": pipeline.services["kafka"], "redis": pipeline.services["redis"]}
 
             def run(replay_id: str, what: str, first: int | None = None, last: int | None = None,
                     rate: float | None = None, progress=None):  # noqa: ANN001, ANN202
@@ -427,7 +431,7 @@ def main() -> None:
     for name, got, want, ok in rows:
         print(f"| {name} | {got} | {want} | {'met' if ok else 'NOT met'} |")
     print(f"(scale {args.scale}, {PARTITIONS} partitions, {args.workers} worker(s), batch max {settings.batch_max}, "
-          f"fetch wait {args.fetch_wait_ms or Settings().fetch_wait_ms} ms)")
+          f"fetch wait {pipeline.settings.fetch_wait_ms or 1500} ms, {broker})")
     shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -88,7 +88,8 @@ def observe(out: Outputs, n_records: int, seconds: float, version: str) -> None:
 
 def create_app(settings: Settings) -> faust.App:
     """The worker's Faust app for these settings: its agent over the transactions topic and its web views."""
-    _patch_fetch_wait(settings.fetch_wait_ms)
+    if settings.fetch_wait_ms is not None:
+        _patch_fetch_wait(settings.fetch_wait_ms)
     app = faust.App(
         settings.worker_app_id,
         broker=f"kafka://{settings.kafka_bootstrap or '127.0.0.1:9092'}",
@@ -97,8 +98,8 @@ def create_app(settings: Settings) -> faust.App:
         web_port=settings.web_port or 6066,
         web_bind=settings.web_bind,
         topic_partitions=settings.topic_partitions,
-        # Tansu (the embedded broker) has no use for Faust's leader topic and restores tables wrongly;
-        # a short session makes group joins take seconds instead of half a minute (docs/tansu.md).
+        # No leader-only features (timers, tables) are used: no leader topic to create and assign.
+        # A short session: a killed worker's partitions move within seconds (and Tansu joins take session / 2).
         topic_disable_leader=True,
         consumer_auto_offset_reset="earliest",
         broker_session_timeout=6.0,

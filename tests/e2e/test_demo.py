@@ -33,7 +33,7 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _env(workdir: Path, broker: str = "kafka") -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("TXMON_KAFKA_BOOTSTRAP", "TXMON_REDIS_URL")}
-    tmp = workdir / f"tmp-{broker}"  # run dirs and service dirs land here, one folder per broker
+    tmp = workdir / f"tmp-{broker_kind}"  # run dirs and service dirs land here, one folder per broker
     tmp.mkdir(exist_ok=True)
     env.update(TXMON_DATA_DIR=str(workdir / "data"), TXMON_MODEL_DIR=str(workdir / "models"),
                TXMON_CACHE_DIR=str(workdir / "cache"), TXMON_EMBEDDED_BROKER=broker, TMPDIR=str(tmp),
@@ -61,12 +61,13 @@ def _printed_pids(out: str) -> dict[str, int]:
     return {name: int(m.group(1)) for name, m in found.items()}
 
 
-@pytest.mark.parametrize("broker", ["kafka", "tansu"])
-def test_demo_runs_end_to_end_and_leaves_nothing_running(workdir: Path, broker: str) -> None:
-    proc = subprocess.run(DEMO, cwd=workdir, env=_env(workdir, broker), capture_output=True, text=True, timeout=170)
+@pytest.mark.parametrize("broker_kind", ["kafka", "tansu"])
+def test_demo_runs_end_to_end_and_leaves_nothing_running(workdir: Path, broker_kind: str) -> None:
+    proc = subprocess.run(DEMO, cwd=workdir, env=_env(workdir, broker_kind), capture_output=True, text=True,
+                          timeout=170)
     out = proc.stdout
     assert proc.returncode == 0, f"exit {proc.returncode}\n--- stdout\n{out}\n--- stderr\n{proc.stderr[-3000:]}"
-    name = {"kafka": "Apache Kafka 4.", "tansu": "Tansu"}[broker]
+    name = {"kafka": "Apache Kafka 4.", "tansu": "Tansu"}[broker_kind]
     assert f"embedded {name}" in out and re.search(rf"broker\s+│ {name}", out), out  # also in the summary
 
     pids = _printed_pids(out)
@@ -85,7 +86,7 @@ def test_demo_runs_end_to_end_and_leaves_nothing_running(workdir: Path, broker: 
     for row in ("alerts (arrival + final − retracted)", "arrival alerts as raised", "final-score alerts only"):
         assert row in out
 
-    runs = list((workdir / f"tmp-{broker}").glob("txmon-demo-*/summary.json"))
+    runs = list((workdir / f"tmp-{broker_kind}").glob("txmon-demo-*/summary.json"))
     assert len(runs) == 1
     summary = json.loads(runs[0].read_text())
     assert summary["alerts"] == {"arrival": arrival, "final": final, "retracted": retracted}

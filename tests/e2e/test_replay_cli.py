@@ -138,19 +138,19 @@ def test_replay_report_is_repeatable_and_matches_the_alert_topic(data_dir: Path,
     assert Counter(s["step"] for s in a["steps"]) == Counter(range(FIRST, LAST + 1))
 
 
-@pytest.mark.parametrize("broker", ["kafka", "tansu"])
-def test_replay_on_the_embedded_stack(data_dir: Path, tmp_path: Path, broker: str) -> None:
+@pytest.mark.parametrize("broker_kind", ["kafka", "tansu"])
+def test_replay_on_the_embedded_stack(data_dir: Path, tmp_path: Path, broker_kind: str) -> None:
     """No Kafka or Redis configured: the command starts a broker (Apache Kafka, or the Tansu fallback),
     redis-server and a worker, trains a model for the data set (the store is empty), replays, reports, and stops
     everything it started."""
     # TMPDIR: the services' and the worker's directories land under tmp_path, which tells their processes apart
     # from any other suite's on the machine.
     env = clean_env(TXMON_MODEL_DIR=str(tmp_path / "models"), TXMON_CACHE_DIR=str(tmp_path / "cache"),
-                    TMPDIR=str(tmp_path), TXMON_EMBEDDED_BROKER=broker)
+                    TMPDIR=str(tmp_path), TXMON_EMBEDDED_BROKER=broker_kind)
     r = _txmon("replay", "--data", str(data_dir), "--from-step", "40", "--to-step", "45", "--report",
                str(tmp_path / "report"), "--epochs", "5", env=env, cwd=tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
-    name = {"kafka": "Apache Kafka 4.", "tansu": "Tansu"}[broker]
+    name = {"kafka": "Apache Kafka 4.", "tansu": "Tansu"}[broker_kind]
     assert f"embedded {name}" in " ".join(r.stdout.split())
     report = json.loads((tmp_path / "report" / "report.json").read_text())
     assert (report["header"]["first_step"], report["header"]["last_step"]) == (40, 45)

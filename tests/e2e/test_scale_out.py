@@ -39,10 +39,10 @@ def _verdicts(alerts: list[Alert], replay_id: str) -> set[int]:
     return (kinds["arrival"] | kinds["final"]) - kinds["retracted"]
 
 
-@pytest.mark.parametrize("broker", ["kafka_bootstrap", "tansu_bootstrap"], ids=["kafka", "tansu"])
+@pytest.mark.parametrize("broker_kind", ["kafka_bootstrap", "tansu_bootstrap"], ids=["kafka", "tansu"])
 def test_two_workers_share_the_partitions_and_finalise_every_step_once(
-        broker: str, redis_url: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
-    kafka_bootstrap: str = request.getfixturevalue(broker)  # the suite's broker, and the Tansu fallback
+        broker_kind: str, redis_url: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    kafka_bootstrap: str = request.getfixturevalue(broker_kind)  # the suite's broker, and the Tansu fallback
     d = generate(0.02, seed=5)
     ds = EllipticDataset(d.tx_ids, d.steps, d.features.astype(np.float32), d.labels, d.edges, fingerprint="scale")
     model, offline = train_small_gcn(ds, tmp_path / "models")

@@ -8,12 +8,13 @@ can be piped into ``jq`` or a script.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated
 
@@ -118,6 +119,27 @@ def make_writer(json_lines: bool) -> Callable[[Alert], None]:
     return write_text
 
 
+_AGO = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|h|d)$")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_since(text: str, now: float | None = None) -> int:
+    """``--since``: an ISO 8601 time (UTC unless it names a zone) or a span before now ("90s", "15m", "2h", "1d"),
+    as Unix milliseconds. ValueError says what is accepted."""
+    now = time.time() if now is None else now
+    value = text.strip()
+    if m := _AGO.match(value):
+        return int((now - float(m.group(1)) * _UNIT_S[m.group(2)]) * 1000)
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{text!r} is neither an ISO 8601 time (2026-11-30T08:00:00Z) nor a span before now "
+                         "(90s, 15m, 2h, 1d)") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return int(when.timestamp() * 1000)
+
+
 def _note(message: str) -> None:
     err_console.print(message, highlight=False, markup=False, soft_wrap=True)
 
@@ -138,9 +160,11 @@ class Tail:
     the tail started, until the first one that is not; on real Kafka this skips nothing.
     """
 
-    def __init__(self, bootstrap: str, topic: str, group: str, from_beginning: bool, commit: bool) -> None:
+    def __init__(self, bootstrap: str, topic: str, group: str, from_beginning: bool, commit: bool,
+                 since_ms: int | None = None) -> None:
         self.bootstrap, self.topic, self.group = bootstrap, topic, group
         self.from_beginning, self.commit_offsets = from_beginning, commit
+        self.since_ms = since_ms  # start each partition at its first record stamped at or after this
         self.started_ms = int(time.time() * 1000)
         self.consumer: KafkaConsumer | None = None
         self.known: set[TopicPartition] = set()  # assigned partitions already announced
@@ -186,7 +210,8 @@ class Tail:
                     tail.stale_until_new.discard(tp)
 
             def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
-                pass
+                if tail.since_ms is not None:
+                    tail.seek_to_time(set(assigned))
 
         self.consumer.subscribe([self.topic], listener=Listener())
 
@@ -202,12 +227,27 @@ class Tail:
             self.commit()
         return [r for records in batches.values() for r in records]
 
+    def seek_to_time(self, partitions: set[TopicPartition]) -> None:
+        """Place ``partitions`` at their first record stamped at or after ``since_ms`` (the end where none is):
+        ``offsets_for_times``, which Apache Kafka answers from its time index."""
+        assert self.consumer is not None and self.since_ms is not None
+        found = self.consumer.offsets_for_times({tp: self.since_ms for tp in partitions})
+        for tp in partitions:
+            hit = found.get(tp)
+            if hit is None:
+                self.consumer.seek_to_end(tp)
+            else:
+                self.consumer.seek(tp, hit.offset)
+            self.done.pop(tp, None)
+
     def _assigned(self, new: set[TopicPartition]) -> None:
         if not new:
             return
         assert self.consumer is not None, "_assigned() before open()"
         start = "from the beginning" if self.from_beginning else "from the latest offsets"
-        for tp in new:
+        if self.since_ms is not None:  # placed by seek_to_time
+            start = f"from records stamped {datetime.fromtimestamp(self.since_ms / 1000, UTC):%Y-%m-%dT%H:%M:%SZ} on"
+        for tp in new if self.since_ms is None else ():
             committed = self.consumer.committed(tp) if self.commit_offsets else None
             if committed is None and not self.from_beginning:
                 self.stale_until_new.add(tp)
@@ -307,6 +347,10 @@ def tail_command(
                                               "committed so a restart resumes (default: a new "
                                               "txmon-tail-<random> group each time, committing nothing)")]
     = None,
+    since: Annotated[str | None, typer.Option("--since", help="start at the alerts published at or after this "
+                                              "time: ISO 8601 (UTC unless zoned, e.g. 2026-11-30T08:00:00Z) or a "
+                                              "span before now (90s, 15m, 2h, 1d); overrides --group's offsets")]
+    = None,
 ) -> None:
     """Follow the alert topic and print each alert as it arrives.
 
@@ -319,10 +363,18 @@ def tail_command(
         fail(NO_BROKER)
     if group is not None and not group.strip():
         fail("--group must not be empty")
+    since_ms = None
+    if since is not None:
+        if from_beginning:
+            fail("--since and --from-beginning are mutually exclusive")
+        try:
+            since_ms = parse_since(since)
+        except ValueError as e:
+            fail(f"--since: {e}")
     quiet_kafka_logs()
     keep = AlertFilter(frozenset(k.value for k in kind or ()), min_score, replay)
     tail = Tail(settings.kafka_bootstrap, settings.topic_alerts, group or f"txmon-tail-{secrets.token_hex(4)}",
-                from_beginning, commit=group is not None)
+                from_beginning, commit=group is not None, since_ms=since_ms)
     from kafka.errors import KafkaError
 
     code = 0

@@ -71,12 +71,14 @@ def open_store(store: Path | None) -> ModelStore:
     return ModelStore(store if store is not None else read_settings().model_dir)
 
 
-def load_dataset(data_dir: Path) -> EllipticDataset:
-    """Load a data set or exit with the loader's message (file:line and what is wrong)."""
+def load_dataset(data_dir: Path, settings: Settings | None = None) -> EllipticDataset:
+    """Load a data set or exit with the loader's message (file:line and what is wrong); its binary copy is kept
+    under the command's TXMON_CACHE_DIR."""
     from replay.data.elliptic import DatasetError, load_elliptic
 
+    cache_dir = (settings or read_settings()).cache_dir / "datasets"
     try:
         with err_console.status(f"loading {data_dir} ..."):
-            return load_elliptic(data_dir)  # cached under TXMON_CACHE_DIR
+            return load_elliptic(data_dir, cache_dir=cache_dir)
     except DatasetError as e:
         fail(str(e))

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from txmon.cli.common import console, err_console, fail, load_dataset, phase_progress, quiet_kafka_logs
+from txmon.cli.common import console, err_console, fail, load_dataset, phase_progress, quiet_kafka_logs, read_settings
 from txmon.core.elliptic_format import FILES
 from txmon.core.settings import Settings
 
@@ -67,7 +67,7 @@ def demo(
     with suppress(ValueError):  # not the main thread (e.g. a test harness's): leave SIGTERM alone
         previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        _run(data, 1.0 if full else scale, seed, epochs, rate, timeout)
+        _run(read_settings(), data, 1.0 if full else scale, seed, epochs, rate, timeout)
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/]: everything the demo started has been stopped", highlight=False)
         raise typer.Exit(130) from None
@@ -92,10 +92,10 @@ def _timed(timings: dict[str, float], name: str) -> Iterator[None]:
         timings[name] = time.perf_counter() - t0
 
 
-def _prepare_data(data: Path | None, scale: float, seed: int) -> Path:
+def _prepare_data(data_dir: Path, data: Path | None, scale: float, seed: int) -> Path:
     if data is not None:
         return data
-    data = Settings().data_dir / f"synthetic-scale{scale:g}-seed{seed}"
+    data = data_dir / f"synthetic-scale{scale:g}-seed{seed}"
     if all((data / f).exists() for f in FILES):
         console.print(f"using the synthetic data set in {data}", highlight=False)
     else:
@@ -117,7 +117,8 @@ def _one_line(ds: EllipticDataset) -> str:
             f"unknown")
 
 
-def _run(data: Path | None, scale: float, seed: int, epochs: int, rate: float | None, timeout: float) -> None:
+def _run(settings: Settings, data: Path | None, scale: float, seed: int, epochs: int, rate: float | None,
+         timeout: float) -> None:
     from rich.live import Live
 
     from model_store.splits import make_split
@@ -129,15 +130,14 @@ def _run(data: Path | None, scale: float, seed: int, epochs: int, rate: float | 
     from txmon.pipeline.follow import DemoState
     from txmon.pipeline.runner import Pipeline
 
-    settings = Settings()
     timings: dict[str, float] = {}
     with _timed(timings, "data"):
-        data = _prepare_data(data, scale, seed)
-        ds = load_dataset(data)
+        data = _prepare_data(settings.data_dir, data, scale, seed)
+        ds = load_dataset(data, settings)
     console.print(f"data set {data}: {_one_line(ds)}", highlight=False)
 
     with _timed(timings, "model"):
-        manifest, how = served_model_or_fail(ds, epochs)
+        manifest, how = served_model_or_fail(ds, epochs, settings.model_dir)
     test_f1 = (manifest.metrics.get("test") or {}).get("f1")
     console.print(f"serving [bold]{manifest.version}[/] ({how}; threshold {manifest.threshold:.3f}"
                   + (f", offline test F1 {test_f1:.3f}" if isinstance(test_f1, float) else "") + ")",

@@ -9,7 +9,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from txmon.cli.common import console, err_console, fail, load_dataset, quiet_kafka_logs
+from txmon.cli.common import console, err_console, fail, load_dataset, quiet_kafka_logs, read_settings
 from txmon.core.contracts import step_range_error
 from txmon.core.settings import Settings
 
@@ -135,12 +135,12 @@ def produce(
     from producer.send import new_replay_id, prepare_topics
 
     check_replay_options(from_step, to_step, rate, max_speed, replay_id)
-    settings = Settings()
+    settings = read_settings()
     bootstrap = settings.kafka_bootstrap
     if not bootstrap:
         fail(NO_BROKER)
 
-    plan = plan_or_fail(load_dataset(data), from_step, to_step, replay_id or new_replay_id())
+    plan = plan_or_fail(load_dataset(data, settings), from_step, to_step, replay_id or new_replay_id())
 
     try:
         setup = prepare_topics(bootstrap, settings, partitions)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from txmon.cli.common import console, err_console, fail, load_dataset, quiet_kafka_logs
+from txmon.cli.common import console, err_console, fail, load_dataset, quiet_kafka_logs, read_settings
 from txmon.cli.produce import check_replay_options, plan_or_fail
 from txmon.core.settings import Settings
 
@@ -49,7 +49,7 @@ def replay(
     lag), then reads the replay's alerts and statistics and writes report.html + report.json.
     """
     check_replay_options(from_step, to_step, rate, max_speed, replay_id)
-    settings = Settings()
+    settings = read_settings()
     if bool(settings.kafka_bootstrap) != bool(settings.redis_url):
         fail("set both TXMON_KAFKA_BOOTSTRAP and TXMON_REDIS_URL (a running stack) or neither (an embedded one): "
              "the report reads what the workers of that Kafka wrote to that Redis")
@@ -112,10 +112,10 @@ def _run(settings: Settings, data: Path, out: Path, from_step: int | None, to_st
     from txmon.pipeline.runner import Pipeline
 
     embedded = not settings.kafka_bootstrap
-    ds = load_dataset(data)
+    ds = load_dataset(data, settings)
     rid = replay_id or new_replay_id()
     plan = plan_or_fail(ds, from_step, to_step, rid)
-    manifest = served_model_or_fail(ds, epochs)[0] if embedded else _configured_model(settings)
+    manifest = served_model_or_fail(ds, epochs, settings.model_dir)[0] if embedded else _configured_model(settings)
     quiet_kafka_logs()
     if embedded:
         assert manifest is not None  # served_model_or_fail's

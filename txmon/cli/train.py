@@ -51,17 +51,16 @@ def training_bar(model_type: str, eager: bool = True) -> Iterator[Callable[[int,
             bar.stop()
 
 
-def served_model_or_fail(ds: EllipticDataset, epochs: int) -> tuple[ModelManifest, str]:
+def served_model_or_fail(ds: EllipticDataset, epochs: int, model_dir: Path) -> tuple[ModelManifest, str]:
     """The GCN ``txmon demo`` and the embedded ``txmon replay`` serve (``model_store.serving.served_model`` on
-    TXMON_MODEL_DIR): (manifest, why). Says when it trains one, with a progress bar; exits with the store's
+    ``model_dir``): (manifest, why). Says when it trains one, with a progress bar; exits with the store's
     message if it refuses."""
     from model_store.registry import ModelStore, ModelStoreError
     from model_store.serving import served_model
-    from txmon.core.settings import Settings
 
     try:
         with training_bar("gcn", eager=False) as progress:
-            return served_model(ds, epochs, ModelStore(Settings().model_dir),
+            return served_model(ds, epochs, ModelStore(model_dir),
                                 lambda message: console.print(message, highlight=False), progress)
     except ModelStoreError as e:
         fail(str(e))

@@ -35,8 +35,10 @@ class Settings(BaseSettings):
     batch_max: int = Field(1000, ge=1, description="events per micro-batch at most")
     batch_wait_s: float = Field(0.05, gt=0, description="how long a micro-batch waits to fill")
     max_record_bytes: int = Field(64 * 1024, ge=1024, description="larger records are dead-lettered")
-    fetch_wait_ms: int = Field(100, ge=1, le=1500, description="longest a consumer fetch waits for data; Faust's "
-                                                                "fixed 1500 ms makes alerts late on Tansu")
+    fetch_wait_ms: int | None = Field(None, ge=1, le=1500, description="longest a consumer fetch waits for data; "
+                                      "unset: Faust's fixed 1500 ms, right on Apache Kafka, which answers a fetch as "
+                                      "soon as data arrives; txmon sets 100 for workers on the embedded Tansu, which "
+                                      "holds fetches although data waits")
     web_port: int = Field(6066, ge=0, le=65535, description="the worker's web views and /metrics; 0 turns them off")
     web_bind: str = Field("127.0.0.1", description="address the web server binds (0.0.0.0 in containers)")
 

@@ -29,7 +29,7 @@ from producer.send import Progress, ReplaySummary, TopicSetup, prepare_topics, s
 from txmon.core.contracts import Alert, StepStats
 from txmon.core.errors import TxmonError
 from txmon.core.settings import Settings
-from txmon.embedded import Stack, embedded_stack
+from txmon.embedded import Stack, TansuBroker, embedded_stack
 from txmon.pipeline.completion import (
     AlertCollector,
     published_alerts,
@@ -42,6 +42,8 @@ from txmon.pipeline.worker import WorkerProcess, worker_env
 
 Check = Callable[[], None]  # raises to abort a wait (a worker died, a reader failed)
 CHECK_EVERY_S = 0.5  # while sending
+# Tansu holds a fetch for its whole wait although data waits (docs/tansu.md): workers on it wait 100 ms, not 1.5 s.
+TANSU_FETCH_WAIT_MS = 100
 
 
 class WorkerNotReady(TxmonError, RuntimeError):
@@ -101,8 +103,10 @@ class Pipeline:
             self.timings["services"] = time.perf_counter() - t0
             self.services = {name: svc.pid for name, svc in (("kafka", self.stack.broker), ("redis", self.stack.redis))
                              if svc is not None and svc.pid is not None}
-            self.settings = self.requested.model_copy(update={"kafka_bootstrap": self.bootstrap,
-                                                              "redis_url": self.redis_url})
+            update: dict[str, object] = {"kafka_bootstrap": self.bootstrap, "redis_url": self.redis_url}
+            if isinstance(self.stack.broker, TansuBroker) and self.requested.fetch_wait_ms is None:
+                update["fetch_wait_ms"] = TANSU_FETCH_WAIT_MS
+            self.settings = self.requested.model_copy(update=update)
             self.redis = redis.Redis.from_url(self.redis_url)
             self._stack.callback(self.redis.close)
             t0 = time.perf_counter()

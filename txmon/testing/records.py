@@ -1,14 +1,16 @@
-"""Transactions-topic records as the producer sends them, and bad variants, for the routing and view tests."""
+"""Records as they travel, for tests: transactions-topic records as the producer sends them (and bad variants),
+and alerts as the worker publishes them."""
 
 from __future__ import annotations
 
 import base64
 import json
+import time
 
 import numpy as np
 
 from stream_app.routing import Consumed
-from txmon.core.contracts import ReplayEnd, StepEnd, TxEvent
+from txmon.core.contracts import Alert, AlertKind, Influence, ReplayEnd, StepEnd, TxEvent
 from txmon.core.elliptic_format import N_FEATURES
 
 TOPIC = "txmon.transactions"
@@ -44,3 +46,12 @@ def msg(value: dict | bytes | None, partition: int = 0, offset: int = 0, key: by
 
 def b64(values: np.ndarray) -> str:
     return base64.b64encode(np.asarray(values, "<f4").tobytes()).decode()
+
+
+def alert(tx_id: int, kind: AlertKind = "arrival", arrival: float = 0.9, final: float | None = None,
+          replay_id: str = "r1", neighbours: list[Influence] | None = None) -> Alert:
+    """An alert of step 35, threshold 0.7, sent 0.2 s after its transaction."""
+    now = time.time()
+    return Alert(alert_id=f"{replay_id}:{tx_id}:{kind}", kind=kind, replay_id=replay_id, tx_id=tx_id, step=35,
+                 arrival_score=arrival, final_score=final, threshold=0.7, model_version="gcn-v1",
+                 neighbours=neighbours or [], event_time=now - 0.2, processing_time=now)

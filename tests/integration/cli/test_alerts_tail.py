@@ -24,17 +24,10 @@ from kafka.admin import NewTopic
 
 from txmon.core.contracts import Alert, Influence
 from txmon.embedded import free_port
+from txmon.testing.records import alert as _alert
 
 REPO = Path(__file__).resolve().parents[3]
 RUN_TIMEOUT = 60  # seconds: a group join takes ~3 s on Tansu, a process start ~1 s
-
-
-def _alert(tx_id: int, kind: str = "arrival", arrival: float = 0.9, final: float | None = None,
-           replay_id: str = "r1", neighbours: list[Influence] | None = None) -> Alert:
-    now = time.time()
-    return Alert(alert_id=f"{replay_id}:{tx_id}:{kind}", kind=kind, replay_id=replay_id, tx_id=tx_id, step=35,
-                 arrival_score=arrival, final_score=final, threshold=0.7, model_version="gcn-v1",
-                 neighbours=neighbours or [], event_time=now - 0.2, processing_time=now)
 
 
 # -- against the broker ----------------------------------------------------------------------------------------------
@@ -205,6 +198,38 @@ def test_without_from_beginning_only_alerts_sent_after_the_start_are_shown(kafka
     code, out = run.finish()
     assert code == 0, run.stderr
     assert sorted(a.alert_id for a in _lines(out)) == sorted(a.alert_id for a in new)
+
+
+def test_since_starts_at_the_first_alert_stamped_then(kafka_bootstrap: str) -> None:
+    """--since finds each partition's first record at or after the time with offsets_for_times (Apache Kafka's
+    time index; Tansu answers 0, docs/tansu.md)."""
+    topic = _new_topic(kafka_bootstrap)
+    now_ms = int(time.time() * 1000)
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, linger_ms=5)
+    try:
+        for i, age_s in enumerate((7200, 5400, 3600, 600, 300, 0)):  # two hours ago .. now, over the partitions
+            a = _alert(200 + i)
+            producer.send(topic, key=str(a.tx_id).encode(), value=a.model_dump_json().encode(), partition=i % 4,
+                          timestamp_ms=now_ms - age_s * 1000)
+        producer.flush()
+    finally:
+        producer.close()
+    for since, expected in (("45m", {203, 204, 205}),
+                            (time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now_ms / 1000 - 6000)),
+                             {201, 202, 203, 204, 205})):
+        run = Running(_env(kafka_bootstrap, topic), "--json", "--since", since, "--limit", str(len(expected)))
+        code, out = run.finish()
+        assert code == 0, run.stderr
+        assert "from records stamped" in run.stderr
+        assert {a.tx_id for a in _lines(out)} == expected, since
+
+
+def test_since_is_checked_before_anything_starts() -> None:
+    for args, message in ((["--since", "yesterday"], "neither an ISO 8601 time"),
+                          (["--since", "5m", "--from-beginning"], "mutually exclusive")):
+        result = subprocess.run(_tail_cmd(*args), env=_env("127.0.0.1:1", "alerts"), capture_output=True, text=True,
+                                timeout=RUN_TIMEOUT)
+        assert result.returncode == 2 and message in result.stderr, result.stderr
 
 
 @pytest.mark.integration

@@ -10,16 +10,9 @@ import pytest
 from typer.testing import CliRunner
 
 from txmon.cli import app
-from txmon.cli.alerts import AlertFilter, AlertKind, alert_score, format_alert, parse_alert
+from txmon.cli.alerts import AlertFilter, AlertKind, alert_score, format_alert, parse_alert, parse_since
 from txmon.core.contracts import Alert, Influence
-
-
-def _alert(tx_id: int, kind: str = "arrival", arrival: float = 0.9, final: float | None = None,
-           replay_id: str = "r1", neighbours: list[Influence] | None = None) -> Alert:
-    now = time.time()
-    return Alert(alert_id=f"{replay_id}:{tx_id}:{kind}", kind=kind, replay_id=replay_id, tx_id=tx_id, step=35,
-                 arrival_score=arrival, final_score=final, threshold=0.7, model_version="gcn-v1",
-                 neighbours=neighbours or [], event_time=now - 0.2, processing_time=now)
+from txmon.testing.records import alert as _alert
 
 
 def test_the_kind_option_offers_exactly_the_alert_kinds() -> None:
@@ -73,3 +66,15 @@ def test_tail_without_a_broker_names_the_variable(monkeypatch: pytest.MonkeyPatc
     monkeypatch.delenv("TXMON_KAFKA_BOOTSTRAP", raising=False)
     result = CliRunner().invoke(app, ["alerts", "tail"])
     assert result.exit_code == 2 and "TXMON_KAFKA_BOOTSTRAP" in result.output
+
+
+def test_since_reads_iso_times_and_spans_before_now() -> None:
+    now = 1_800_000_000.0
+    assert parse_since("15m", now) == (now - 900) * 1000
+    assert parse_since("1.5h", now) == (now - 5400) * 1000
+    assert parse_since("2d", now) == (now - 172_800) * 1000
+    assert parse_since("2027-01-15T08:00:00Z") == parse_since("2027-01-15T08:00:00") == 1_800_000_000_000
+    assert parse_since("2027-01-15T09:00:00+01:00") == 1_800_000_000_000
+    for bad in ("yesterday", "15 minutes", "-5m", ""):
+        with pytest.raises(ValueError, match="ISO 8601"):
+            parse_since(bad, now)
