@@ -33,7 +33,7 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _env(workdir: Path, broker: str = "kafka") -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("TXMON_KAFKA_BOOTSTRAP", "TXMON_REDIS_URL")}
-    tmp = workdir / f"tmp-{broker_kind}"  # run dirs and service dirs land here, one folder per broker
+    tmp = workdir / f"tmp-{broker}"  # run dirs and service dirs land here, one folder per broker
     tmp.mkdir(exist_ok=True)
     env.update(TXMON_DATA_DIR=str(workdir / "data"), TXMON_MODEL_DIR=str(workdir / "models"),
                TXMON_CACHE_DIR=str(workdir / "cache"), TXMON_EMBEDDED_BROKER=broker, TMPDIR=str(tmp),
