@@ -1,0 +1,1 @@
+"""The stream worker: a Faust app (``create_app``) kept thin around plain functions over Redis."""

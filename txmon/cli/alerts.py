@@ -210,8 +210,7 @@ class Tail:
                     tail.stale_until_new.discard(tp)
 
             def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
-                if tail.since_ms is not None:
-                    tail.seek_to_time(set(assigned))
+                pass  # --since seeks in poll(): kafka-python refuses network calls from inside this callback
 
         self.consumer.subscribe([self.topic], listener=Listener())
 
@@ -221,7 +220,11 @@ class Tail:
         batches = self.consumer.poll(timeout_ms=timeout_ms)
         assigned = set(self.consumer.assignment())
         if assigned != self.known:
-            self._assigned(assigned - self.known)
+            new = assigned - self.known
+            if self.since_ms is not None and new:
+                self.seek_to_time(new)  # what came from the default position is fetched again from there
+                batches = {tp: records for tp, records in batches.items() if tp not in new}
+            self._assigned(new)
             self.known = assigned
         if self.commit_offsets and time.monotonic() - self.last_commit > COMMIT_EVERY_S:
             self.commit()

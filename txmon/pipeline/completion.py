@@ -1,4 +1,4 @@
-"""Running an analyst's replay against a stack: knowing when the worker is done, and collecting what it published.
+"""Knowing when the workers are done with a replay, and collecting what they published (used by the runner).
 
 "Done" is never read from consumer lag (Tansu's end offsets are wrong, docs/tansu.md): the worker
 records in Redis each partition whose ``replay_end`` marker it has processed, after the replay's
