@@ -14,7 +14,9 @@ from txmon.core.graph import local_clustering, undirected_adjacency
 
 
 @dataclass(frozen=True)
-class StepStats:
+class StepSummary:
+    """One step of a data set as loaded (its labels included); not the worker's StepStats record."""
+
     step: int
     nodes: int
     edges: int
@@ -61,7 +63,7 @@ class DatasetStats:
     # Homophily: how often a labelled neighbour of an illicit node is illicit, vs the base rate.
     illicit_neighbour_share: float
     illicit_base_share: float
-    per_step: list[StepStats]
+    per_step: list[StepSummary]
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -88,13 +90,13 @@ def describe(ds: EllipticDataset) -> DatasetStats:
     pairs = np.unique(er, axis=0) if len(er) else er
     same_step = steps[src] == steps[dst]
     step_values = np.unique(steps)
-    per_step: list[StepStats] = []
+    per_step: list[StepSummary] = []
     for t in step_values:
         rows = steps == t
         k = int(rows.sum())
         e = int(np.sum(same_step & (steps[src] == t)))
         labels = ds.labels[rows]
-        per_step.append(StepStats(
+        per_step.append(StepSummary(
             step=int(t), nodes=k, edges=e, edges_per_node=e / k if k else 0.0,
             density=e / (k * (k - 1)) if k > 1 else 0.0,
             components=int(np.unique(comp[rows]).size),
