@@ -50,8 +50,9 @@ class _Served:
     """The Processor (Redis client + model), built on first use, so making the app (e.g. for ``--help``)
     needs no Redis or model. The agent and the web views all run on the one event loop: no race."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, model: LoadedModel | None = None) -> None:
         self.settings = settings
+        self.model = model  # verified before the worker joins its group (txmon worker), else loaded on first use
         self._processor: Processor | None = None
 
     def __call__(self) -> Processor:
@@ -63,7 +64,7 @@ class _Served:
         s = self.settings
         if not s.redis_url:
             raise RuntimeError("TXMON_REDIS_URL is not set: the worker keeps its graph in Redis")
-        model = LoadedModel.from_store(s.model_dir, s.model_version)
+        model = self.model or LoadedModel.from_store(s.model_dir, s.model_version)
         log.info("serving %s (threshold %.3f) from %s", model.version, model.threshold, s.model_dir)
         metrics.MODEL_INFO.labels(model.version).set(1)
         return Processor(connect(s.redis_url), model)
@@ -86,8 +87,9 @@ def observe(out: Outputs, n_records: int, seconds: float, version: str) -> None:
         metrics.CURRENT_STEP.set(out.last_step)
 
 
-def create_app(settings: Settings) -> faust.App:
-    """The worker's Faust app for these settings: its agent over the transactions topic and its web views."""
+def create_app(settings: Settings, model: LoadedModel | None = None) -> faust.App:
+    """The worker's Faust app for these settings: its agent over the transactions topic and its web views.
+    ``model``: the GCN to serve, already loaded and verified (default: loaded from the store on first use)."""
     if settings.fetch_wait_ms is not None:
         _patch_fetch_wait(settings.fetch_wait_ms)
     app = faust.App(
@@ -111,7 +113,7 @@ def create_app(settings: Settings) -> faust.App:
     alerts_topic = app.topic(settings.topic_alerts, key_type=bytes, value_type=bytes)
     stats_topic = app.topic(settings.topic_stats, key_type=bytes, value_type=bytes)
     dead_letter_topic = app.topic(settings.topic_dead_letter, key_type=bytes, value_type=bytes)
-    processor = _Served(settings)
+    processor = _Served(settings, model)
     # route() runs on the event loop, not on a thread of its own: measured on the full replay, a route thread
     # fighting Faust's loop for the GIL made batches 40% slower and p99 event→alert 5x worse (docs/tansu.md).
 

@@ -54,7 +54,13 @@ class LoadedModel:
         if manifest.feature_mean is None or manifest.feature_std is None:
             raise ModelStoreError(f"model {manifest.version} has no feature normalisation")
         scaler = Scaler(manifest.feature_mean, manifest.feature_std)
-        return cls(build_gcn(manifest, state), scaler, manifest.threshold, manifest.version)
+        try:
+            gcn = build_gcn(manifest, state)
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:  # an architecture the weights do not fit
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ModelStoreError(f"model {manifest.version}: its GCN cannot be built from the manifest's "
+                                  f"architecture and its weights: {first}") from None
+        return cls(gcn, scaler, manifest.threshold, manifest.version)
 
 
 @dataclass(frozen=True)

@@ -24,17 +24,18 @@ def worker(
 
     Web views on --web-port: /health, /alerts, /tx/{tx_id}, /stats, /metrics (Prometheus).
     """
-    from model_store.registry import ModelStore, ModelStoreError
+    from model_store.registry import ModelStoreError
+    from stream_app.scorer import LoadedModel
 
     overrides = {k: v for k, v in (("web_port", web_port), ("web_bind", web_bind)) if v is not None}
     s = read_settings(**overrides)  # the environment's TXMON_* settings, with these options over them
     if not s.kafka_bootstrap or not s.redis_url:
         fail("the worker needs TXMON_KAFKA_BOOTSTRAP (host:port) and TXMON_REDIS_URL (redis://host:port/0); "
              "`txmon demo` starts embedded ones")
-    try:
-        ModelStore(s.model_dir).manifest(s.model_version, model_type="gcn")
+    try:  # weights verified and the GCN built before the worker joins its group: a broken model takes no partition
+        model = LoadedModel.from_store(s.model_dir, s.model_version)
     except ModelStoreError as e:
         fail(f"{e} (train one with `txmon train gcn --data DIR`)")
     from stream_app.app import create_app, run_worker
 
-    run_worker(create_app(s), s, loglevel)
+    run_worker(create_app(s, model), s, loglevel)
