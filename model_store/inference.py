@@ -10,6 +10,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from model_store.manifest import ModelManifest
 from model_store.models.gcn import GCN
+from model_store.registry import ModelStore, ModelStoreError
 
 
 class Scaler:
@@ -33,6 +34,22 @@ def build_gcn(manifest: ModelManifest, state: dict[str, torch.Tensor]) -> GCN:
     model = GCN(a["n_features"], hidden=a["hidden"], layers=a["layers"], dropout=a["dropout"])
     model.load_state_dict(state)
     return model.eval()
+
+
+def load_servable_gcn(store: ModelStore, ref: str = "latest") -> tuple[ModelManifest, GCN, Scaler]:
+    """What a worker checks before it serves a GCN, and ``txmon models show`` with it: the weights' sha256 and
+    tensors only (``ModelStore.load``), a feature normalisation, and the GCN built from the manifest's
+    architecture with those weights. ModelStoreError says which failed."""
+    manifest, state = store.load(ref, model_type="gcn")
+    if manifest.feature_mean is None or manifest.feature_std is None:
+        raise ModelStoreError(f"model {manifest.version} has no feature normalisation")
+    try:
+        gcn = build_gcn(manifest, state)
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:  # an architecture the weights do not fit
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelStoreError(f"model {manifest.version}: its GCN cannot be built from the manifest's "
+                              f"architecture and its weights: {first}") from None
+    return manifest, gcn, Scaler(manifest.feature_mean, manifest.feature_std)
 
 
 def gcn_scores(model: GCN, x: NDArray[np.float32], edge_index: torch.Tensor) -> NDArray[np.float64]:

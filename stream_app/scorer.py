@@ -15,9 +15,9 @@ import torch
 from numpy.typing import NDArray
 from scipy import sparse
 
-from model_store.inference import Scaler, build_gcn, gcn_scores
+from model_store.inference import Scaler, gcn_scores, load_servable_gcn
 from model_store.models.gcn import GCN
-from model_store.registry import ModelStore, ModelStoreError
+from model_store.registry import ModelStore
 
 
 @dataclass(frozen=True)
@@ -50,16 +50,8 @@ class LoadedModel:
 
     @classmethod
     def from_store(cls, store_dir: Path | str, ref: str = "latest") -> LoadedModel:
-        manifest, state = ModelStore(Path(store_dir)).load(ref, model_type="gcn")
-        if manifest.feature_mean is None or manifest.feature_std is None:
-            raise ModelStoreError(f"model {manifest.version} has no feature normalisation")
-        scaler = Scaler(manifest.feature_mean, manifest.feature_std)
-        try:
-            gcn = build_gcn(manifest, state)
-        except (KeyError, TypeError, ValueError, RuntimeError) as e:  # an architecture the weights do not fit
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise ModelStoreError(f"model {manifest.version}: its GCN cannot be built from the manifest's "
-                                  f"architecture and its weights: {first}") from None
+        """The GCN ``ref`` of the store, checked as ``load_servable_gcn`` checks it (ModelStoreError)."""
+        manifest, gcn, scaler = load_servable_gcn(ModelStore(Path(store_dir)), ref)
         return cls(gcn, scaler, manifest.threshold, manifest.version)
 
 

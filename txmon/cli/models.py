@@ -87,7 +87,12 @@ def show(
     except ModelStoreError as e:
         fail(escape(str(e)))
     try:
-        s.load(m.version)
+        if m.model_type == "gcn":  # what a worker checks before it serves one
+            from model_store.inference import load_servable_gcn
+
+            load_servable_gcn(s, m.version)
+        else:
+            s.load(m.version)
         error = None
     except ModelStoreError as e:
         error = str(e)
@@ -105,7 +110,8 @@ def show(
             elif isinstance(value, dict):
                 value = json.dumps(value, indent=2)
             table.add_row(key, escape(str(value)))
-        table.add_row("weights", "[green]verified[/] (sha256 matches, tensors only)" if error is None
+        checked = "sha256 matches, tensors only" + (", the GCN builds" if m.model_type == "gcn" else "")
+        table.add_row("weights", f"[green]verified[/] ({checked})" if error is None
                       else f"[red]REFUSED[/]: {escape(error)}")
         console.print(table)
     if error is not None:

@@ -226,9 +226,17 @@ def _wide_console(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(err_console, "width", 300)
 
 
+def _real_gcn() -> dict[str, Any]:
+    """What `models show` needs for a gcn: weights its architecture builds (it checks what a worker checks)."""
+    from model_store.models.gcn import GCN
+
+    gcn = GCN(N, hidden=8)
+    return {"state_dict": gcn.state_dict(), "architecture": {**gcn.architecture(), "feature_set": "all"}}
+
+
 def test_cli_list_show_promote(store: ModelStore) -> None:
-    _save(store)
-    _save(store, metrics={"f1": 0.612})
+    _save(store, **_real_gcn())
+    _save(store, metrics={"f1": 0.612}, **_real_gcn())
     _save(store, "rf", metrics={})
     (store.root / "rf-v2").mkdir()
     (store.root / "rf-v2" / "manifest.json").write_text("[]")
@@ -265,3 +273,10 @@ def test_cli_errors_are_clean(store: ModelStore, monkeypatch: pytest.MonkeyPatch
     assert result.exit_code == 1 and "REFUSED" in result.output and "sha256 mismatch" in result.output
     result = runner.invoke(cli, ["models", "promote", m.version])
     assert result.exit_code == 2 and "sha256 mismatch" in result.output and "Traceback" not in result.output
+
+
+def test_cli_show_refuses_a_gcn_that_a_worker_could_not_build(store: ModelStore) -> None:
+    m = _save(store)  # weights that verify, but no GCN has them
+    result = runner.invoke(cli, ["models", "show", m.version, "--store", str(store.root)])
+    assert result.exit_code == 1 and "REFUSED" in result.output
+    assert "cannot be built from the manifest's architecture" in " ".join(result.output.split())
