@@ -272,7 +272,8 @@ def main() -> None:
             worker = workers[0]
             collector = Collector(pipeline.bootstrap, settings.topic_stats, settings.topic_alerts)
             broker = pipeline.stack.broker_name if pipeline.stack else "Kafka"
-            services = {"broker": pipeline.services["kafka"], "redis": pipeline.services["redis"]}
+            assert pipeline.stack and pipeline.stack.broker and pipeline.stack.redis  # the embedded stack, above
+            services = {"broker": pipeline.stack.broker.pid, "redis": pipeline.stack.redis.pid}
 
             def run(replay_id: str, what: str, first: int | None = None, last: int | None = None,
                     rate: float | None = None, progress=None):  # noqa: ANN001, ANN202

@@ -133,8 +133,7 @@ def main() -> None:
         settings = Settings(kafka_bootstrap=None, redis_url=None, model_dir=tmp / "models", embedded_broker=broker,
                             topic_partitions=PARTITIONS)
         with Pipeline(settings, app_id="bench-rebalance") as stack:  # one broker and redis-server for the lot
-            attached = settings.model_copy(update={"kafka_bootstrap": stack.bootstrap, "redis_url": stack.redis_url,
-                                                   "fetch_wait_ms": stack.settings.fetch_wait_ms})
+            attached = stack.settings  # its Kafka, Redis and the fetch wait workers need on this broker
             name = stack.stack.broker_name if stack.stack else broker
             for n in (int(x) for x in args.workers.split(",") if x):
                 runs = [formation(attached, n, f"{broker}-{i}", args.timeout) for i in range(args.repeat)]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from txmon.pipeline.procs import child_processes
+from txmon.testing.procs import child_processes
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = [sys.executable, "-m", "txmon", "demo", "--scale", "0.02", "--epochs", "5"]

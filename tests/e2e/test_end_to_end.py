@@ -33,7 +33,6 @@ from stream_app.scorer import LoadedModel
 from txmon.core.contracts import Alert, DeadLetter, StepStats, TxEvent, encode_features
 from txmon.core.elliptic_format import N_FEATURES
 from txmon.core.settings import Settings
-from txmon.pipeline.procs import session_pids
 from txmon.pipeline.runner import Pipeline
 from txmon.pipeline.worker import WorkerProcess
 from txmon.testing.e2e import (
@@ -46,6 +45,7 @@ from txmon.testing.e2e import (
     unique_settings,
     wait_for,
 )
+from txmon.testing.procs import session_pids
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.filterwarnings("ignore:Sparse:UserWarning")]
 

@@ -30,7 +30,6 @@ from txmon.embedded import (
     RedisServer,
     ServiceError,
     TansuBroker,
-    broker_name,
     embedded_broker,
     embedded_stack,
     free_port,
@@ -169,7 +168,7 @@ def test_the_embedded_broker_is_apache_kafka_where_java_17_runs(monkeypatch: pyt
     if version is not None and version >= 17:
         assert unavailable_reason(kafka_home()) is None, "Java 17+ is here but the Kafka jars are not installed"
         assert isinstance(embedded_broker(Settings()), KafkaBroker)
-        assert broker_name(embedded_broker(Settings())).startswith("Apache Kafka 4.")
+        assert embedded_broker(Settings()).label.startswith("Apache Kafka 4.")
     assert isinstance(embedded_broker(Settings(embedded_broker="tansu")), TansuBroker)
 
 
@@ -475,3 +474,4 @@ def test_faust_worker_on_tansu_processes_stops_cleanly_and_resumes(
     finally:
         for w in workers:
             w.kill()
+

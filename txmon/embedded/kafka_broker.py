@@ -11,6 +11,7 @@ The docker-compose file's ``apache/kafka`` image is the same version (a test kee
 from __future__ import annotations
 
 import base64
+import functools
 import re
 import shutil
 import subprocess
@@ -19,7 +20,7 @@ import uuid
 from pathlib import Path
 
 from txmon.core.settings import Settings
-from txmon.embedded.service import HOST, Service, ServiceError, free_port, log_tail
+from txmon.embedded.service import HOST, Service, ServiceError, answers_metadata, free_port, log_tail
 
 KAFKA_VERSION = "4.1.1"
 SCALA_VERSION = "2.13"
@@ -93,8 +94,11 @@ def installed(home: Path) -> bool:
 def java_version(java: str | None = None) -> int | None:
     """The major version of ``java`` (default: the one on PATH), None if there is none."""
     java = java or shutil.which("java")
-    if java is None:
-        return None
+    return None if java is None else _java_major(java)
+
+
+@functools.cache  # `java -version` takes a JVM start; the answer does not change while txmon runs
+def _java_major(java: str) -> int | None:
     try:
         out = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=30).stderr
     except (OSError, subprocess.SubprocessError):
@@ -153,6 +157,8 @@ class KafkaBroker(Service):
     """A single-node KRaft Apache Kafka broker on 127.0.0.1, its data and log in a temp dir."""
 
     name = "kafka"
+    label = f"Apache Kafka {KAFKA_VERSION}"
+    worker_fetch_wait_ms: int | None = None  # Faust's own: Kafka answers a fetch as soon as data arrives
     start_timeout = 90.0  # the JVM and the first metadata commit take 3-10 s on a quiet machine
 
     def __init__(self, port: int | None = None, home: Path | None = None) -> None:
@@ -211,6 +217,4 @@ class KafkaBroker(Service):
         return ("--- first errors ---\n" + "\n".join(errors) + "\n" if errors else "") + log_tail(self.log_path, lines)
 
     def _answers(self) -> bool:
-        from txmon.embedded.tansu_broker import answers_metadata
-
         return answers_metadata(self.bootstrap)

@@ -222,3 +222,21 @@ class Service:
     def __repr__(self) -> str:
         state = f"pid {self.pid}" if self.running else "stopped"
         return f"<{type(self).__name__} {HOST}:{self.port} {state}>"
+
+
+def answers_metadata(bootstrap: str) -> bool:
+    """Whether a metadata request is answered: the Kafka protocol is served, not just the port bound."""
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=2000, bootstrap_timeout_ms=2000)
+    except KafkaError:
+        return False
+    try:
+        admin.list_topics()
+        return True
+    except KafkaError:
+        return False
+    finally:
+        admin.close()

@@ -7,7 +7,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 
 from txmon.core.settings import Settings
-from txmon.embedded.kafka_broker import KAFKA_VERSION, KafkaBroker, kafka_home, unavailable_reason
+from txmon.embedded.kafka_broker import KafkaBroker, kafka_home, unavailable_reason
 from txmon.embedded.redis_server import RedisServer
 from txmon.embedded.tansu_broker import TansuBroker
 
@@ -19,10 +19,6 @@ def embedded_broker(settings: Settings) -> KafkaBroker | TansuBroker:
     if choice == "auto":
         choice = "kafka" if unavailable_reason(kafka_home(settings)) is None else "tansu"
     return KafkaBroker(home=kafka_home(settings)) if choice == "kafka" else TansuBroker()
-
-
-def broker_name(broker: KafkaBroker | TansuBroker) -> str:
-    return f"Apache Kafka {KAFKA_VERSION}" if isinstance(broker, KafkaBroker) else "Tansu"
 
 
 @dataclass(frozen=True)
@@ -37,7 +33,12 @@ class Stack:
     @property
     def broker_name(self) -> str:
         """'Apache Kafka 4.x.y' or 'Tansu' for an embedded broker, 'Kafka' for a configured one."""
-        return broker_name(self.broker) if self.broker is not None else "Kafka"
+        return self.broker.label if self.broker is not None else "Kafka"
+
+    @property
+    def worker_fetch_wait_ms(self) -> int | None:
+        """The consumer fetch wait workers on this broker need, None for Faust's own (and on a configured Kafka)."""
+        return self.broker.worker_fetch_wait_ms if self.broker is not None else None
 
     def describe(self) -> str:
         """One line: each service, embedded (with its pid) or configured."""

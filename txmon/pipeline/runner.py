@@ -29,7 +29,7 @@ from producer.send import Progress, ReplaySummary, TopicSetup, prepare_topics, s
 from txmon.core.contracts import Alert, StepStats
 from txmon.core.errors import TxmonError
 from txmon.core.settings import Settings
-from txmon.embedded import Stack, TansuBroker, embedded_stack
+from txmon.embedded import Stack, embedded_stack
 from txmon.pipeline.completion import (
     AlertCollector,
     published_alerts,
@@ -42,8 +42,6 @@ from txmon.pipeline.worker import WorkerProcess, worker_env
 
 Check = Callable[[], None]  # raises to abort a wait (a worker died, a reader failed)
 CHECK_EVERY_S = 0.5  # while sending
-# Tansu holds a fetch for its whole wait although data waits (docs/tansu.md): workers on it wait 100 ms, not 1.5 s.
-TANSU_FETCH_WAIT_MS = 100
 
 
 class WorkerNotReady(TxmonError, RuntimeError):
@@ -79,12 +77,9 @@ class Pipeline:
         self._run_dir = run_dir
         self._partitions = partitions
         self.settings = settings
-        self.bootstrap = ""
-        self.redis_url = ""
         self.redis: redis.Redis | None = None
         self.stack: Stack | None = None  # what embedded_stack started (or found configured)
         self.topics = TopicSetup(0)
-        self.services: dict[str, int] = {}  # "kafka" / "redis" → pid, of the services started here
         self.timings: dict[str, float] = {}  # seconds: "services", "topics"
         self.workers: list[WorkerProcess] = []
         self._stack = ExitStack()
@@ -99,13 +94,10 @@ class Pipeline:
         try:
             t0 = time.perf_counter()
             self.stack = self._stack.enter_context(embedded_stack(self.requested))
-            self.bootstrap, self.redis_url = self.stack.bootstrap, self.stack.redis_url
             self.timings["services"] = time.perf_counter() - t0
-            self.services = {name: svc.pid for name, svc in (("kafka", self.stack.broker), ("redis", self.stack.redis))
-                             if svc is not None and svc.pid is not None}
-            update: dict[str, object] = {"kafka_bootstrap": self.bootstrap, "redis_url": self.redis_url}
-            if isinstance(self.stack.broker, TansuBroker) and self.requested.fetch_wait_ms is None:
-                update["fetch_wait_ms"] = TANSU_FETCH_WAIT_MS
+            update: dict[str, object] = {"kafka_bootstrap": self.stack.bootstrap, "redis_url": self.stack.redis_url}
+            if self.requested.fetch_wait_ms is None and self.stack.worker_fetch_wait_ms is not None:
+                update["fetch_wait_ms"] = self.stack.worker_fetch_wait_ms
             self.settings = self.requested.model_copy(update=update)
             self.redis = redis.Redis.from_url(self.redis_url)
             self._stack.callback(self.redis.close)
@@ -117,6 +109,16 @@ class Pipeline:
             self.redis = None
             raise
         return self
+
+    @property
+    def bootstrap(self) -> str:
+        """The Kafka the pipeline uses (before ``start``: the configured one, or "")."""
+        return self.settings.kafka_bootstrap or ""
+
+    @property
+    def redis_url(self) -> str:
+        """The Redis the pipeline uses (before ``start``: the configured one, or "")."""
+        return self.settings.redis_url or ""
 
     @property
     def partitions(self) -> int:

@@ -8,7 +8,6 @@ session, then SIGKILL. Ctrl-C in a terminal reaches only the parent, which stops
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import signal
@@ -23,8 +22,7 @@ from pathlib import Path
 from stream_app.metrics_read import Scrape, scrape
 from txmon.core.errors import TxmonError
 from txmon.core.settings import Settings
-from txmon.embedded import free_port, log_tail, stop_session
-from txmon.pipeline.procs import session_pids
+from txmon.embedded import free_port, log_tail, signal_session, stop_session
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 READY = b"[^Worker]: Ready"  # Faust's log line once the group is joined and the partitions assigned
@@ -157,9 +155,7 @@ class WorkerProcess:
         if proc is None:
             return
         self.stopped = True
-        for pid in session_pids(proc.pid) | ({proc.pid} if proc.poll() is None else set()):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
+        signal_session(proc, signal.SIGKILL)  # it leads its own session and process group
         if proc.poll() is None:
             proc.wait(10)
 

@@ -1,2 +1,2 @@
-"""Helpers for the tests and the benchmarks: stored test models, topic readers, waits, records (the pipeline
-itself runs through ``txmon.pipeline``)."""
+"""Helpers for the tests and the benchmarks: stored test models, topic readers, waits, records, processes left
+running (the pipeline itself runs through ``txmon.pipeline``)."""

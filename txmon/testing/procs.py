@@ -1,4 +1,5 @@
-"""Who is running, read from /proc: the children of a process, the members of a session. Empty off Linux."""
+"""Who is running, read from /proc (for tests that check nothing is left behind): the children of a process, the
+members of a session. Empty off Linux."""
 
 from __future__ import annotations
 
