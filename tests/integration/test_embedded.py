@@ -475,3 +475,12 @@ def test_faust_worker_on_tansu_processes_stops_cleanly_and_resumes(
         for w in workers:
             w.kill()
 
+
+def test_kafka_starts_with_a_cluster_id_that_begins_with_a_dash(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One in 64 random ids base64-encodes to a leading '-', which StorageTool read as an option."""
+    import txmon.embedded.kafka_broker as kb
+
+    monkeypatch.setattr(kb.uuid, "uuid4", lambda: uuid.UUID(bytes=b"\xf8" + bytes(15)))
+    assert kb.base64.urlsafe_b64encode(kb.uuid.uuid4().bytes).decode().startswith("-")
+    with KafkaBroker() as broker:
+        assert broker.running

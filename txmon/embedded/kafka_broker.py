@@ -191,8 +191,9 @@ class KafkaBroker(Service):
                                                   data=self._tmp / "data"))
         (self._tmp / "log4j2.properties").write_text(LOG4J2_PROPERTIES)
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        # "--cluster-id=ID" in one argument: a base64url id may start with "-", which "-t ID" reads as an option
         cmd = [self._java(), *self._jvm_options(), "-cp", self._classpath(), "kafka.tools.StorageTool", "format",
-               "-t", cluster_id, "-c", str(props)]
+               f"--cluster-id={cluster_id}", "-c", str(props)]
         result = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
         if result.returncode != 0:
             raise ServiceError(f"formatting the Kafka data dir failed (exit {result.returncode}):\n"
