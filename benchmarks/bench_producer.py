@@ -1,4 +1,4 @@
-"""Benchmark: the replay producer on a full-size synthetic data set into an embedded Tansu broker.
+"""Benchmark: the replay producer on a full-size synthetic data set into the embedded broker.
 
 Measures, in one run, against one broker started here (memory storage, 127.0.0.1):
 - planning: ``plan_replay`` over all steps (numpy; the events themselves are built while sending);
@@ -32,7 +32,7 @@ from producer.send import send_replay
 from replay.data.dataset import EllipticDataset
 from replay.synth import generate
 from txmon.core.settings import Settings
-from txmon.embedded import TansuBroker
+from txmon.embedded import embedded_broker
 
 PARTITIONS = 4
 
@@ -143,9 +143,9 @@ def main() -> None:
     print(f"planning: median {med(plan_s):.3f} s over 5 runs (all {len(plan)} steps, {plan.n_edges:,} edges); "
           f"building all {plan.count:,} events: {build_s:.2f} s ({build_s / plan.count * 1e6:.1f} µs each)")
 
-    with TansuBroker() as broker:
+    with embedded_broker(Settings()) as broker:  # Apache Kafka where it runs (TXMON_EMBEDDED_BROKER=tansu: Tansu)
         bs = broker.bootstrap
-        print(f"Tansu at {bs}, {PARTITIONS} partitions per topic\n")
+        print(f"{broker.label} at {bs}, {PARTITIONS} partitions per topic\n")
         runs = [bench_send(plan, bs, f"bench.send.{i}") for i in range(args.repeat)]
         rate, mbs = med(r[0] for r in runs), med(r[1] for r in runs)
         b_rate, b_mbs = bench_baseline(plan, bs, "bench.baseline", args.baseline_events)

@@ -1,8 +1,8 @@
 """Thin kafka-python plumbing for the producer: reachability, topics, the producer itself.
 
-Tested against the embedded Tansu broker and meant for real Kafka too. Tansu cannot do
-idempotent producers or transactions, so ``enable_idempotence`` stays off (kafka-python 3
-turns it on by default). Ordering that matters (a step's markers after its transactions) is
+Tested against the embedded Apache Kafka and the Tansu fallback. Tansu cannot do idempotent
+producers or transactions, so ``enable_idempotence`` stays off (kafka-python 3 turns it on by
+default). Ordering that matters (a step's markers after its transactions) is
 enforced by flushing, not by producer settings.
 """
 

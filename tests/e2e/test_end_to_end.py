@@ -1,5 +1,5 @@
-"""End to end, nothing faked: replay producer → Tansu → ``python -m txmon worker`` (a subprocess) → Redis and the
-alert / stats / dead-letter topics, checked against the offline GCN on the same data.
+"""End to end, nothing faked: replay producer → the suite's broker → ``python -m txmon worker`` (a subprocess) →
+Redis and the alert / stats / dead-letter topics, checked against the offline GCN on the same data.
 
 One module-wide pipeline (a small synthetic data set of all 49 steps, a tiny GCN trained with ``fit_gcn`` and
 saved in a temporary model store, topics of its own, one worker) goes through phases, each a module fixture:
@@ -7,7 +7,7 @@ the first replay; the same replay id sent again, followed by a sentinel replay; 
 another sentinel; finally a second worker in a fresh consumer group that re-reads the whole topic. Every wait
 is on an explicit completion signal — the Redis ``replay_end`` set of a replay (each partition records it after
 everything before it is processed), its statistics records, and every alert id claimed in Redis being on the
-alert topic — never on consumer lag or end offsets, which Tansu reports wrongly.
+alert topic — never on consumer lag or end offsets (which the Tansu fallback reports wrongly).
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ MAX_RECORD_BYTES = 64 * 1024
 @dataclass
 class E2E:
     """The module's run: the data set and its offline scores, the runner (``txmon.pipeline.Pipeline`` on the
-    session's Tansu and redis-server) and readers of the output topics from the beginning."""
+    session's broker and redis-server) and readers of the output topics from the beginning."""
 
     ds: EllipticDataset
     runner: Pipeline

@@ -1,6 +1,7 @@
-"""`txmon replay` end to end, on real parts: Tansu, redis-server and a worker subprocess (the running stack), and
-the embedded stack the command starts itself. The report's numbers are recomputed here by plain counting from
-the alert topic (read independently) and the data set's labels; two replays of one period give the same report.
+"""`txmon replay` end to end, on real parts: the suite's broker, redis-server and a worker subprocess (the running
+stack), and the embedded stack the command starts itself. The report's numbers are recomputed here by plain
+counting from the alert topic (read independently) and the data set's labels; two replays of one period give the
+same report.
 """
 
 from __future__ import annotations

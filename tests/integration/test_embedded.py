@@ -230,7 +230,7 @@ def test_redis_ping_set_get(redis_client: redis.Redis) -> None:
     assert redis_client.dbsize() == 1  # the fixture emptied the database
 
 
-# -- Kafka clients on Tansu ------------------------------------------------------------------------
+# -- Kafka clients on the suite's broker -----------------------------------------------------------
 
 
 @pytest.mark.integration
@@ -332,7 +332,7 @@ def test_clients_fail_clearly_when_the_broker_port_is_closed() -> None:
         asyncio.run(start_aiokafka())
 
 
-# -- Faust on Tansu ----------------------------------------------------------------------------------
+# -- Faust on the suite's broker -------------------------------------------------------------------
 
 # A minimal worker: batches of up to 500 events, what it saw goes to Redis, one record per batch
 # goes back to Kafka. The settings are the ones docs/tansu.md recommends.
