@@ -230,6 +230,8 @@ def main() -> None:
                     help="TXMON_FETCH_WAIT_MS for the worker (default: Faust's 1500 on Kafka, 100 on Tansu)")
     ap.add_argument("--broker", choices=["kafka", "tansu"], default=None,
                     help="the embedded broker (default: TXMON_EMBEDDED_BROKER, i.e. Apache Kafka where it runs)")
+    ap.add_argument("--guarantee", choices=["exactly_once", "at_least_once"], default=None,
+                    help="TXMON_PROCESSING_GUARANTEE for the workers (default: the broker's, exactly_once on Kafka)")
     ap.add_argument("--workers", type=int, default=1, help="workers in the consumer group (4 partitions)")
     ap.add_argument("--plain-worker", action="store_true",
                     help="run `python -m txmon worker` itself (no batch log, no --fetch-wait-ms)")
@@ -261,7 +263,8 @@ def main() -> None:
     settings = Settings(kafka_bootstrap=None, redis_url=None, model_dir=tmp / "models", topic_partitions=PARTITIONS,
                         **({"embedded_broker": args.broker} if args.broker else {}),
                         **({"batch_max": args.batch_max} if args.batch_max else {}),
-                        **({"fetch_wait_ms": args.fetch_wait_ms} if args.fetch_wait_ms else {}))
+                        **({"fetch_wait_ms": args.fetch_wait_ms} if args.fetch_wait_ms else {}),
+                        **({"processing_guarantee": args.guarantee} if args.guarantee else {}))
     with Pipeline(settings, app_id="bench-worker", run_dir=tmp) as pipeline:
         try:
             client = pipeline.client
@@ -432,7 +435,8 @@ def main() -> None:
     for name, got, want, ok in rows:
         print(f"| {name} | {got} | {want} | {'met' if ok else 'NOT met'} |")
     print(f"(scale {args.scale}, {PARTITIONS} partitions, {args.workers} worker(s), batch max {settings.batch_max}, "
-          f"fetch wait {pipeline.settings.fetch_wait_ms or 1500} ms, {broker})")
+          f"fetch wait {pipeline.settings.fetch_wait_ms or 1500} ms, "
+          f"{pipeline.settings.processing_guarantee or 'exactly_once'}, {broker})")
     shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -1,4 +1,5 @@
-"""Alerts: deterministic ids, claimed with SET NX before they are returned, so each is sent once."""
+"""Alerts: deterministic ids, claimed with their cause before they are returned (stream_app.claims): a retry of the
+same records gets them again, any other call never."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from dataclasses import dataclass
 
 import redis
 
+from stream_app.claims import Origin
 from stream_app.keys import ReplayKeys
 from txmon.core.contracts import Alert, AlertKind, Influence
 
@@ -29,14 +31,15 @@ def alert_id(replay_id: str, tx_id: int, kind: str) -> str:
 
 
 def claim(client: redis.Redis, replay_id: str, candidates: list[Candidate], threshold: float,
-          model_version: str) -> list[Alert]:
-    """The alerts whose id this call claimed (one round trip); ids claimed before are dropped."""
+          model_version: str, origin: Origin, cause: bytes) -> list[Alert]:
+    """The alerts whose id ``origin`` owns: new ids, claimed here for ``cause``, and ids an earlier try of its
+    records claimed (one round trip). Ids claimed by other records are dropped."""
     if not candidates:
         return []
     rk = ReplayKeys(replay_id)
     pipe = client.pipeline(transaction=False)
     for c in candidates:
-        pipe.set(rk.alert(c.tx_id, c.kind), model_version, nx=True)
+        pipe.set(rk.alert(c.tx_id, c.kind), cause, nx=True, get=True)  # the claim before, None if there was none
     now = time.time()
     return [
         Alert(alert_id=alert_id(replay_id, c.tx_id, c.kind), kind=c.kind, replay_id=replay_id, tx_id=c.tx_id,
@@ -44,7 +47,7 @@ def claim(client: redis.Redis, replay_id: str, candidates: list[Candidate], thre
               final_score=None if c.final_score is None else _prob(c.final_score), threshold=threshold,
               model_version=model_version, neighbours=[Influence(tx_id=t, weight=w) for t, w in c.neighbours],
               event_time=c.event_time, processing_time=now)
-        for c, won in zip(candidates, pipe.execute(), strict=True) if won
+        for c, before in zip(candidates, pipe.execute(), strict=True) if origin.owns(before)
     ]
 
 

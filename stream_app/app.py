@@ -1,17 +1,23 @@
 """The Faust worker, built by ``create_app(settings)``: ``txmon worker``, or ``faust -A stream_app.app worker``.
 
-A thin loop: consume the transactions topic in micro-batches, hand each batch to
-``stream_app.routing.route`` (plain code over Redis), publish what it returns, then record in Redis
-that it is published. No Faust tables: all state lives in Redis, so workers can be restarted or added
-at any time. The web server (``web_port``) serves the views of ``stream_app.views`` and /metrics.
+A thin loop: consume the transactions topic in micro-batches; per input partition, hand the batch's records
+to ``stream_app.routing.route`` (plain code over Redis), record in Redis what it publishes, then publish it
+with the partition's offset (``stream_app.delivery``: one Kafka transaction on Apache Kafka). A failing step
+is retried with backoff, never skipped; if it keeps failing the worker exits (code 70) without committing
+past the batch. No Faust tables: all state lives in Redis, so workers can be restarted or added at any time.
+The web server (``web_port``) serves the views of ``stream_app.views`` and /metrics.
 Nothing is read or built at import: ``create_app`` takes explicit settings (``txmon worker`` builds them
 from the environment and its options); only ``faust -A`` reads the module's ``app``, made on first access.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
 import time
+from collections import defaultdict
+from functools import partial
 from typing import Any, NoReturn
 
 import faust
@@ -20,14 +26,17 @@ from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from stream_app import metrics, views
+from stream_app.delivery import AtLeastOnce, Delivery, DeliveryError, ExactlyOnce, OutputTopics
 from stream_app.processor import Processor
 from stream_app.redis_client import connect
-from stream_app.routing import Consumed, Outputs, after_publish, route
+from stream_app.retries import BatchFailed, retrying
+from stream_app.routing import Consumed, Outputs, record_published, route
 from stream_app.scorer import LoadedModel
 from txmon.core.settings import Settings
 
 log = logging.getLogger(__name__)
 STARTED_AT = time.time()
+EXIT_BATCH_FAILED = 70  # EX_SOFTWARE: a batch could not be processed and published; its offsets stay uncommitted
 
 
 def _patch_fetch_wait(wait_ms: int) -> None:
@@ -70,10 +79,17 @@ class _Served:
         return Processor(connect(s.redis_url), model)
 
 
-def observe(out: Outputs, n_records: int, seconds: float, version: str) -> None:
+def fail(reason: str) -> NoReturn:
+    """Stop the worker now, committing nothing more: its partitions' next owner starts from the failed batch."""
+    log.critical("stopping the worker: %s", reason)
+    logging.shutdown()
+    os._exit(EXIT_BATCH_FAILED)
+
+
+def observe(out: Outputs, n_records: int, version: str) -> None:
+    """Count what a published batch did (after its delivery: the counters count what the broker acknowledged)."""
     metrics.RECORDS.inc(n_records)
     metrics.BATCH_SIZE.observe(n_records)
-    metrics.BATCH_SECONDS.observe(seconds)
     metrics.EVENTS.labels(version).inc(out.processed)
     now = time.time()
     for a in out.alert_records:
@@ -100,6 +116,8 @@ def create_app(settings: Settings, model: LoadedModel | None = None) -> faust.Ap
         web_port=settings.web_port or 6066,
         web_bind=settings.web_bind,
         topic_partitions=settings.topic_partitions,
+        # Offsets are committed by stream_app.delivery, not by acks: rebalances need not wait for them.
+        stream_wait_empty=False,
         # No leader-only features (timers, tables) are used: no leader topic to create and assign.
         # A short session: a killed worker's partitions move within seconds (and Tansu joins take session / 2).
         topic_disable_leader=True,
@@ -114,33 +132,78 @@ def create_app(settings: Settings, model: LoadedModel | None = None) -> faust.Ap
     stats_topic = app.topic(settings.topic_stats, key_type=bytes, value_type=bytes)
     dead_letter_topic = app.topic(settings.topic_dead_letter, key_type=bytes, value_type=bytes)
     processor = _Served(settings, model)
+    topics = OutputTopics(settings.topic_alerts, settings.topic_stats, settings.topic_dead_letter)
+    delivery: Delivery
+    if settings.processing_guarantee in (None, "exactly_once"):
+        delivery = ExactlyOnce(
+            settings.kafka_bootstrap or "127.0.0.1:9092", settings.worker_app_id, settings.topic_transactions, topics,
+            assigned=lambda p: faust.types.TP(settings.topic_transactions, p) in app.consumer.assignment())
+    else:
+        by_name = {t.get_topic_name(): t for t in (alerts_topic, stats_topic, dead_letter_topic)}
+
+        async def send(topic: str, key: bytes | None, value: bytes) -> None:
+            await by_name[topic].send(key=key, value=value)
+
+        delivery = AtLeastOnce(topics, send, app.producer.flush)
     # route() runs on the event loop, not on a thread of its own: measured on the full replay, a route thread
     # fighting Faust's loop for the GIL made batches 40% slower and p99 event→alert 5x worse (docs/tansu.md).
 
-    async def publish(out: Outputs) -> None:
-        for key, value in out.alerts:
-            await alerts_topic.send(key=key, value=value)
-        for key, value in out.stats:
-            await stats_topic.send(key=key, value=value)
-        for dl_key, dl_value in out.dead_letters:  # a refused record may have had no key
-            await dead_letter_topic.send(key=dl_key, value=dl_value)
-        if out.replay_ends:
-            await app.producer.flush()  # on Kafka before the replay is recorded as ended (after_publish)
+    async def process(msgs: list[Consumed]) -> Outputs:
+        proc = processor()
+        out = route(proc, msgs, settings.max_record_bytes, settings.worker_app_id)
+        for end in record_published(proc, out):
+            log.info("replay %s: every partition has passed replay_end", end.replay_id)
+        return out
+
+    async def handle(batch: list[Any], stream: Any) -> None:
+        by_partition: dict[int, list[Any]] = defaultdict(list)
+        for e in batch:
+            by_partition[e.message.partition].append(e)
+        work = []
+        for partition, events in by_partition.items():
+            start = await retrying(partial(delivery.admit, partition, [e.message.offset for e in events]),
+                                   f"partition {partition}: taking it over", settings.batch_retry_s)
+            events = [e for e in events if e.message.offset >= start] if start >= 0 else []
+            if not events:
+                continue  # not ours, or committed by its previous owner before we fenced it
+            msgs = [Consumed(e.message.topic, e.message.partition, e.message.offset, e.message.key, e.message.value)
+                    for e in events]
+            span = f"partition {partition}, offsets {msgs[0].offset}-{msgs[-1].offset}"
+            out = await retrying(partial(process, msgs), f"{span}: processing", settings.batch_retry_s)
+            work.append((partition, events, msgs, out, span))
+        delivered = await asyncio.gather(*(
+            retrying(partial(delivery.deliver, p, out, msgs[0].offset, msgs[-1].offset + 1), f"{span}: publishing",
+                     settings.batch_retry_s, fatal=(DeliveryError,))
+            for p, _, msgs, out, span in work))
+        for (_, events, msgs, out, _), ok in zip(work, delivered, strict=True):
+            if not ok:
+                continue
+            if not delivery.transactional:
+                for e in events:
+                    await stream.ack(e)  # Faust commits acked offsets
+            observe(out, len(msgs), processor().model.version)
+            if out.dead_letters:
+                log.warning("%d record(s) sent to %s", len(out.dead_letters), settings.topic_dead_letter)
 
     @app.agent(transactions, name="stream_app.app.score")
     async def score(stream: Any) -> None:
-        async for batch in stream.take_events(settings.batch_max, within=settings.batch_wait_s):
+        # noack_take: Faust commits no offset by itself (take_events acks a batch even when its body raised).
+        async for batch in stream.noack_take(settings.batch_max, within=settings.batch_wait_s):
             t0 = time.perf_counter()
-            consumed = [Consumed(e.message.topic, e.message.partition, e.message.offset, e.message.key,
-                                 e.message.value) for e in batch]
-            proc = processor()
-            out = route(proc, consumed, settings.max_record_bytes)
-            await publish(out)
-            for end in after_publish(proc, out):
-                log.info("replay %s: every partition has passed replay_end", end.replay_id)
-            observe(out, len(batch), time.perf_counter() - t0, proc.model.version)
-            if out.dead_letters:
-                log.warning("%d record(s) sent to %s", len(out.dead_letters), settings.topic_dead_letter)
+            try:
+                await handle(batch, stream)
+            except BatchFailed as e:
+                fail(str(e))
+            metrics.BATCH_SECONDS.observe(time.perf_counter() - t0)
+
+    @app.on_partitions_revoked.connect
+    async def on_revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        revoked: set[Any] = args[0]  # Faust sends the revoked TPs as the one argument
+        await delivery.revoke({tp.partition for tp in revoked if tp.topic == settings.topic_transactions})
+
+    @app.on_before_shutdown.connect
+    async def on_shutdown(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        await delivery.close()
 
     _add_views(app, processor)
     return app

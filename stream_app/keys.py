@@ -70,6 +70,12 @@ class StepKeys:
         """Final scores, float32 at s*4, written at step close."""
         return self.prefix + "fin"
 
+    @property
+    def windows(self) -> str:
+        """Hash: arrival window -> the cause (``partition:offset``) of the input record whose processing scores
+        and publishes it (stream_app.claims)."""
+        return self.prefix + "win"
+
 
 @dataclass(frozen=True)
 class ReplayKeys:
@@ -82,6 +88,7 @@ class ReplayKeys:
         return f"txm:{{{self.replay_id}}}:"
 
     def alert(self, tx_id: int, kind: str) -> str:
+        """Claim of an alert id: the cause of the record whose processing publishes it."""
         return f"{self.prefix}alert:{tx_id}:{kind}"
 
     def stepend(self, step: int) -> str:
@@ -89,7 +96,7 @@ class ReplayKeys:
         return f"{self.prefix}stepend:{step}"
 
     def final(self, step: int) -> str:
-        """Finalisation claim of ``step``: a lease while running, 'done' afterwards."""
+        """Finalisation claim of ``step``: its cause with a lease while running, 'done:<cause>' afterwards."""
         return f"{self.prefix}final:{step}"
 
     @property
@@ -109,7 +116,8 @@ class ReplayKeys:
 
     @property
     def published(self) -> str:
-        """Hash: alert kind -> alerts of this replay published to the alert topic (counted after the send)."""
+        """Hash: alert id -> kind, of the replay's alerts on the alert topic (each batch's, written with it:
+        a retried batch writes the same ids)."""
         return self.prefix + "published"
 
 

@@ -22,6 +22,7 @@ from scipy import sparse
 
 from model_store.graph import hop_rows
 from stream_app.alerts import Candidate, claim
+from stream_app.claims import Origin, claim_windows
 from stream_app.graph_store import FeatureCache, GraphStore, NodeBatch, StepGraph
 from stream_app.keys import SEQ_BITS, ReplayKeys, StepKeys
 from stream_app.scorer import LoadedModel, Scored, induced, score, top_neighbours
@@ -93,25 +94,34 @@ class Processor:
 
     # -- arrival --------------------------------------------------------------------------------------------------
 
-    def process_batch(self, events: list[TxEvent], *, checked: bool = False) -> list[Alert]:
-        """Write the batch to Redis, score its new transactions, return the arrival alerts claimed.
+    def process_batch(self, events: list[TxEvent], *, checked: bool = False, origin: Origin | None = None,
+                      offsets: list[int] | None = None) -> list[Alert]:
+        """Write the batch to Redis, score the arrival windows it completes, return the arrival alerts.
 
         checked: the caller already ran ``check`` on every event (the router does, to dead-letter).
+        origin, offsets: the consumed records the events came from (one offset per event), whose claims a
+        retry owns (stream_app.claims); default: a direct call, owning only what it claims itself.
         """
+        origin = origin or Origin.direct()
+        at = offsets if offsets is not None else [origin.last] * len(events)
         good = []
-        for e in events:
+        for e, offset in zip(events, at, strict=True):
             reason = None if checked else self.check(e)
             if reason:
                 log.warning("skipping tx %s of replay %r: %s", e.tx_id, e.replay_id, reason)
             else:
-                good.append(e)
-        good.sort(key=lambda e: (e.replay_id, e.step, e.seq))
+                good.append((e, offset))
+        good.sort(key=lambda eo: (eo[0].replay_id, eo[0].step, eo[0].seq))
         alerts: list[Alert] = []
-        for (replay_id, step), group in groupby(good, key=lambda e: (e.replay_id, e.step)):
-            alerts += self._process_step(StepKeys(replay_id, step), list(group))
+        for (replay_id, step), group in groupby(good, key=lambda eo: (eo[0].replay_id, eo[0].step)):
+            step_events = list(group)
+            # The step's windows this batch completes are caused by its last record of the step: a retry
+            # holding that record holds some of the step's events too, so it passes here and re-owns them.
+            cause = origin.cause(max(o for _, o in step_events))
+            alerts += self._process_step(StepKeys(replay_id, step), [e for e, _ in step_events], origin, cause)
         return alerts
 
-    def _process_step(self, keys: StepKeys, events: list[TxEvent]) -> list[Alert]:
+    def _process_step(self, keys: StepKeys, events: list[TxEvent], origin: Origin, cause: bytes) -> list[Alert]:
         batch = NodeBatch.from_events(events)
         graph = self.store.write_batch(keys, batch)
         self.cache.put(keys, batch.seqs, self.model.scale(batch.records["features"]), batch.records)
@@ -119,12 +129,17 @@ class Processor:
         unseen = np.flatnonzero(~graph.seen)
         prefix = int(unseen[0]) if unseen.size else graph.size
         ready = prefix - prefix % self.window_size
-        todo = np.flatnonzero(graph.seen[:ready] & ~graph.scored[:ready])
-        return self._score_arrivals(keys, graph, todo)
+        new = np.flatnonzero(graph.seen[:ready] & ~graph.scored[:ready])
+        return self._score_arrivals(keys, graph, new, ready // self.window_size, origin, cause)
 
-    def _score_arrivals(self, keys: StepKeys, graph: StepGraph, todo: NDArray[np.int64]) -> list[Alert]:
-        """Arrival scores of ``todo``, window by window: a node of window w is scored on the step's arrived
-        nodes with seq < (w + 1) * window_size. Store the first score of each node; claim its alert."""
+    def _score_arrivals(self, keys: StepKeys, graph: StepGraph, new: NDArray[np.int64], n_windows: int,
+                        origin: Origin, cause: bytes) -> list[Alert]:
+        """Arrival scores of the windows below ``n_windows`` that ``origin`` owns: those of ``new`` (not scored
+        yet), claimed here for ``cause``, and those an earlier try of its records claimed. A node of window w is
+        scored on the step's arrived nodes with seq < (w + 1) * window_size. Store the scores; claim the alerts."""
+        owned = claim_windows(self.redis, keys, [int(w) for w in np.unique(new // self.window_size)], cause, origin)
+        in_owned = np.isin(np.arange(graph.size) // self.window_size, [w for w in owned if w < n_windows])
+        todo = np.flatnonzero(graph.seen & in_owned)
         if todo.size == 0:
             return []
         adj = graph.adjacency()
@@ -137,7 +152,8 @@ class Processor:
             probs[sel] = scored.probs[at]
             windows.append((sel, scored, nodes, at))
         probs = probs.astype(np.float32).astype(np.float64)  # as stored: step close re-reads it
-        alerting = self.store.store_arrival(keys, todo, probs) & (probs >= self.model.threshold)
+        self.store.store_arrival(keys, todo, probs)  # the same scores on a retry: the window's graph is final
+        alerting = probs >= self.model.threshold
         candidates = []
         for sel, scored, nodes, at in windows:
             hit = alerting[sel]
@@ -150,7 +166,7 @@ class Processor:
                     kind="arrival", tx_id=int(m["tx_id"]), step=keys.step, arrival_score=float(probs[i]),
                     final_score=None, event_time=float(m["event_time"]),
                     neighbours=[(int(t), wt) for t, (_, wt) in zip(nb_ids, nbs, strict=True)]))
-        return claim(self.redis, keys.replay_id, candidates, self.model.threshold, self.model.version)
+        return claim(self.redis, keys.replay_id, candidates, self.model.threshold, self.model.version, origin, cause)
 
     def _score_window(self, keys: StepKeys, adj: sparse.csr_matrix,
                       todo: NDArray[np.int64]) -> tuple[Scored, NDArray[np.int64], NDArray[np.int64]]:
@@ -175,16 +191,21 @@ class Processor:
         True once every partition has — what ``txmon replay`` waits for, never consumer lag."""
         return add_partition(self.redis, ReplayKeys(replay_id).replay_end, partition, n_partitions)
 
-    def on_step_end(self, replay_id: str, step: int, partition: int, n_partitions: int) -> StepResult | None:
-        """Record the partition's step_end; finalise the step if this call completes the set and wins the claim.
+    def on_step_end(self, replay_id: str, step: int, partition: int, n_partitions: int,
+                    origin: Origin | None = None, offset: int | None = None) -> StepResult | None:
+        """Record the partition's step_end; finalise the step if the set is complete and ``origin`` owns the
+        close: this step_end claims it, or an earlier try of it did (stream_app.claims).
 
-        The caller must have processed every event it read before the marker (flush the micro-batch first).
+        origin, offset: the consumed record (default: a direct call). The caller must have processed every
+        event it read before the marker (flush the micro-batch first).
         """
         check_replay_id(replay_id)
+        origin = origin or Origin.direct()
+        cause = origin.cause(origin.last if offset is None else offset)
         if not record_step_end(self.redis, replay_id, step, partition, n_partitions):
             return None
-        if not claim_finalisation(self.redis, replay_id, step, self.close_lease_s):
-            return None  # done, or another worker is on it
+        if not claim_finalisation(self.redis, replay_id, step, self.close_lease_s, origin, cause):
+            return None  # another step_end's: done, or another worker is on it
         pending = wait_for_earlier_steps(self.redis, replay_id, step, self.close_lease_s / 2)
         if pending:
             log.warning("replay %s step %d: steps %s not finalised in time; cumulative statistics omit them",
@@ -193,8 +214,10 @@ class Processor:
         # Every event of the step has arrived: the last, partly filled window (and any window a missing
         # seq kept open) gets its arrival scores now, by the same rule, before the final re-scoring.
         graph = self.store.read_graph(keys)
-        arrivals = self._score_arrivals(keys, graph, np.flatnonzero(graph.seen & ~graph.scored))
-        result = finalise(self.store, self.model, replay_id, step, self.window)
-        mark_finalised(self.redis, replay_id, step)
+        n_windows = -(-graph.size // self.window_size)
+        arrivals = self._score_arrivals(keys, graph, np.flatnonzero(graph.seen & ~graph.scored), n_windows,
+                                        origin, cause)
+        result = finalise(self.store, self.model, replay_id, step, self.window, origin, cause)
+        mark_finalised(self.redis, replay_id, step, cause)
         self.cache.drop(keys)
         return replace(result, alerts=arrivals + result.alerts) if arrivals else result

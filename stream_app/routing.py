@@ -1,18 +1,20 @@
-"""One consumed micro-batch → Processor calls → the records to publish. No Kafka here.
+"""One partition's share of a consumed micro-batch → Processor calls → the records to publish. No Kafka here.
 
 Order matters within a partition: a step's transactions precede its ``step_end`` there, so the
-transactions gathered so far are processed before each marker is handled.
+transactions gathered so far are processed before each marker is handled. One partition a call: its
+outputs are committed with that partition's offsets (stream_app.delivery), and what its records claimed
+in Redis is theirs on a retry (stream_app.claims).
 """
 
 from __future__ import annotations
 
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 
 import redis
 from pydantic import ValidationError
 
+from stream_app.claims import Origin
 from stream_app.keys import LATEST_ALERTS, LATEST_N, ReplayKeys
 from stream_app.processor import Processor
 from txmon.core.contracts import (
@@ -44,16 +46,26 @@ class Outputs:
     alerts: list[tuple[bytes, bytes]] = field(default_factory=list)  # (key, value) for the alert topic
     stats: list[tuple[bytes, bytes]] = field(default_factory=list)
     dead_letters: list[tuple[bytes | None, bytes]] = field(default_factory=list)
-    replay_ends: list[tuple[ReplayEnd, int]] = field(default_factory=list)  # (marker, partition): see after_publish
+    replay_ends: list[tuple[ReplayEnd, int]] = field(default_factory=list)  # (marker, partition): see record_published
     processed: int = 0
     close_seconds: list[float] = field(default_factory=list)  # one per step this batch finalised
     alert_records: list[Alert] = field(default_factory=list)  # what ``alerts`` carries, as records
     stats_records: list[StepStats] = field(default_factory=list)
     last_step: int | None = None  # of the batch's last transaction
+    _alert_ids: set[str] = field(default_factory=set)
 
     def add_alert(self, alert: Alert) -> None:
+        """Add an alert, once: a retried step close may score a window its batch's events scored already."""
+        if alert.alert_id in self._alert_ids:
+            return
+        self._alert_ids.add(alert.alert_id)
         self.alerts.append((str(alert.tx_id).encode(), alert.model_dump_json().encode()))
         self.alert_records.append(alert)
+
+    @property
+    def empty(self) -> bool:
+        """Nothing to publish and no marker handled."""
+        return not (self.alerts or self.stats or self.dead_letters or self.replay_ends)
 
     @property
     def steps_closed(self) -> list[tuple[str, int]]:
@@ -80,18 +92,28 @@ def _marker_problem(record: StepEnd | ReplayEnd) -> str | None:
     return None
 
 
-def route(processor: Processor, batch: list[Consumed], max_record_bytes: int) -> Outputs:
+def route(processor: Processor, batch: list[Consumed], max_record_bytes: int, group: str = "") -> Outputs:
+    """Process ``batch``, records of one partition in offset order, read by consumer group ``group``; return
+    what to publish."""
     out = Outputs()
+    if not batch:
+        return out
+    partitions = {msg.partition for msg in batch}
+    if len(partitions) > 1:
+        raise ValueError(f"route takes one partition's records, got partitions {sorted(partitions)}")
+    origin = Origin.of(batch[0].partition, [msg.offset for msg in batch], batch[0].topic, group)
     pending: list[TxEvent] = []
+    offsets: list[int] = []
     reason: str | None
 
     def flush() -> None:
         if pending:
-            for alert in processor.process_batch(pending, checked=True):  # checked on the way in
+            for alert in processor.process_batch(pending, checked=True, origin=origin, offsets=offsets):
                 out.add_alert(alert)
             out.processed += len(pending)
             out.last_step = pending[-1].step
             pending.clear()
+            offsets.clear()
 
     for msg in batch:
         if msg.value is None:
@@ -112,12 +134,14 @@ def route(processor: Processor, batch: list[Consumed], max_record_bytes: int) ->
                 out.dead_letters.append(_dead_letter(msg, reason))
             else:
                 pending.append(record)
+                offsets.append(msg.offset)
         elif reason := _marker_problem(record):
             out.dead_letters.append(_dead_letter(msg, reason))
         elif isinstance(record, StepEnd):
             flush()
             t0 = time.perf_counter()
-            result = processor.on_step_end(record.replay_id, record.step, msg.partition, record.partitions)
+            result = processor.on_step_end(record.replay_id, record.step, msg.partition, record.partitions,
+                                           origin, msg.offset)
             if result is not None:
                 for alert in result.alerts:
                     out.add_alert(alert)
@@ -132,24 +156,26 @@ def route(processor: Processor, batch: list[Consumed], max_record_bytes: int) ->
     return out
 
 
-def after_publish(processor: Processor, out: Outputs) -> list[ReplayEnd]:
-    """Once the batch's alerts and statistics are on Kafka (sent and flushed): record that they are —
-    per-replay alert counts, the latest alerts, the step statistics — and only then the batch's
-    replay_end markers. So whoever sees a replay end in Redis (``txmon replay``) finds every alert of
-    the replay on the topic. Returns the replays whose every partition has now passed replay_end."""
+def record_published(processor: Processor, out: Outputs) -> list[ReplayEnd]:
+    """Record in Redis what the batch publishes — the replay's alert ids, the newest alerts, the step
+    statistics — and only then its replay_end markers; returns the replays whose every partition has now
+    passed replay_end. Every write is idempotent (a retried batch writes the same ids and sets), so this runs
+    before the batch's Kafka transaction commits: a crash in between leaves its records to be processed again,
+    and the retry commits them. Whoever sees a replay end in Redis (``txmon replay``) reads the alert topic
+    until it holds as many of the replay's alerts as recorded here."""
     _record_published(processor.redis, out)
     return [end for end, partition in out.replay_ends
             if processor.on_replay_end(end.replay_id, partition, end.partitions)]
 
 
 def _record_published(client: redis.Redis, out: Outputs) -> None:
-    """One round trip: counts per replay and kind (what ``txmon replay`` waits to read from the alert
-    topic), the newest alerts (the worker's web view), the step statistics — as the JSON sent to Kafka."""
+    """One round trip: the alert ids per replay (what ``txmon replay`` waits to read from the alert topic),
+    the newest alerts (the worker's web view), the step statistics — as the JSON sent to Kafka."""
     if not out.alert_records and not out.stats_records:
         return
     pipe = client.pipeline(transaction=False)
-    for (replay_id, kind), n in Counter((a.replay_id, a.kind) for a in out.alert_records).items():
-        pipe.hincrby(ReplayKeys(replay_id).published, kind, n)
+    for a in out.alert_records:
+        pipe.hset(ReplayKeys(a.replay_id).published, a.alert_id, a.kind)
     if out.alerts:
         pipe.lpush(LATEST_ALERTS, *[value for _, value in out.alerts])
         pipe.ltrim(LATEST_ALERTS, 0, LATEST_N - 1)

@@ -13,8 +13,8 @@ the finalised steps so far and over the last ``window`` of them, at least 3 poin
 from __future__ import annotations
 
 import time
-import uuid
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import powerlaw  # noqa: F401 - fits.py imports it lazily; a worker fits at every close, so pay ~0.6 s at start-up
@@ -22,6 +22,7 @@ import redis
 from numpy.typing import NDArray
 
 from stream_app.alerts import Candidate, claim
+from stream_app.claims import Origin
 from stream_app.graph_store import GraphStore
 from stream_app.keys import ReplayKeys, StepKeys
 from stream_app.scorer import LoadedModel, score, top_neighbours
@@ -29,7 +30,7 @@ from txmon.core.contracts import Alert, StepStats
 from txmon.core.fits import densification_series, fit_power_law
 from txmon.core.graph import undirected_adjacency
 
-DONE = b"done"
+DONE = b"done:"  # a finalisation claim's prefix once the step is finalised: done:<cause>
 
 
 @dataclass(frozen=True)
@@ -56,10 +57,15 @@ def record_step_end(client: redis.Redis, replay_id: str, step: int, partition: i
     return add_partition(client, ReplayKeys(replay_id).stepend(step), partition, n_partitions)
 
 
-def claim_finalisation(client: redis.Redis, replay_id: str, step: int, lease_s: float) -> bool:
-    """SET NX with a lease: a worker that dies mid-way does not block the step forever (its replayed
-    step_end, or another worker's, claims it again once the lease is over); 'done' has no expiry."""
-    return bool(client.set(ReplayKeys(replay_id).final(step), uuid.uuid4().hex, nx=True, px=int(lease_s * 1000)))
+def claim_finalisation(client: redis.Redis, replay_id: str, step: int, lease_s: float, origin: Origin,
+                       cause: bytes) -> bool:
+    """Claim the step's close for ``cause`` (its completing step_end); True when ``origin`` owns it: a new claim,
+    or one an earlier try of the same step_end made (the worker died before its transaction committed: the
+    record is processed again, here or by the partition's next owner, which takes the close over at once).
+    The lease is the fallback for a claim whose record never comes back (its topic was lost); done:<cause>
+    has no expiry."""
+    before = client.set(ReplayKeys(replay_id).final(step), cause, nx=True, get=True, px=int(lease_s * 1000))
+    return origin.owns(cast("bytes | None", before))  # with get=True: the value before, None if there was none
 
 
 def wait_for_earlier_steps(client: redis.Redis, replay_id: str, step: int, timeout_s: float) -> list[int]:
@@ -80,15 +86,15 @@ def wait_for_earlier_steps(client: redis.Redis, replay_id: str, step: int, timeo
             pipe.get(rk.final(s))
         res = pipe.execute()
         earlier = [s for s, started, final in zip(earlier, res[::2], res[1::2], strict=True)
-                   if started and final != DONE]
+                   if started and not (final or b"").startswith(DONE)]
         if not earlier or time.monotonic() >= deadline:
             break
         time.sleep(0.01)
     return earlier
 
 
-def mark_finalised(client: redis.Redis, replay_id: str, step: int) -> None:
-    client.set(ReplayKeys(replay_id).final(step), DONE)
+def mark_finalised(client: redis.Redis, replay_id: str, step: int, cause: bytes) -> None:
+    client.set(ReplayKeys(replay_id).final(step), DONE + cause)
 
 
 # -- statistics ------------------------------------------------------------------------------------------------------
@@ -124,7 +130,8 @@ def step_stats(replay_id: str, step: int, n: int, src: NDArray[np.int64], dst: N
 # -- finalisation ----------------------------------------------------------------------------------------------------
 
 
-def finalise(store: GraphStore, model: LoadedModel, replay_id: str, step: int, window: int) -> StepResult:
+def finalise(store: GraphStore, model: LoadedModel, replay_id: str, step: int, window: int, origin: Origin,
+             cause: bytes) -> StepResult:
     """Re-score the whole step from Redis, store final scores and history, claim final/retracted alerts."""
     keys = StepKeys(replay_id, step)
     data = store.read_step(keys)
@@ -159,5 +166,5 @@ def finalise(store: GraphStore, model: LoadedModel, replay_id: str, step: int, w
                 kind="retracted" if kinds[i] == 1 else "final", tx_id=int(ids[i]), step=step,
                 arrival_score=float(arr[i]), final_score=float(fin[i]), event_time=float(records["event_time"][i]),
                 neighbours=[(int(ids[j]), w) for j, w in nbs]))
-    alerts = claim(store.redis, replay_id, candidates, thr, model.version)
+    alerts = claim(store.redis, replay_id, candidates, thr, model.version, origin, cause)
     return StepResult(stats, alerts, records["tx_id"].astype(np.int64), fin)

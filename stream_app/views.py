@@ -113,7 +113,7 @@ def transaction(client: redis.Redis, tx_id: int, replay_id: str | None, threshol
     for k in ALERT_KINDS:
         pipe.exists(rk.alert(tx_id, k))
     arr, fin, final_state, nb, *claimed = pipe.execute()
-    closed = final_state == DONE
+    closed = (final_state or b"").startswith(DONE)
     nbs = np.array(sorted(int(s) for s in nb), dtype=np.int64)
     ids = store.read_records(keys, nbs)["tx_id"] if nbs.size else np.zeros(0, np.int64)
     return {

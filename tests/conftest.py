@@ -77,6 +77,12 @@ def tansu_bootstrap(tansu: TansuBroker) -> str:
     return tansu.bootstrap
 
 
+@pytest.fixture(scope="session")
+def worker_overrides(broker: KafkaBroker | TansuBroker) -> dict[str, object]:
+    """Settings workers on the suite's broker need (on Tansu: at-least-once, a short fetch wait)."""
+    return dict(broker.worker_settings)
+
+
 @pytest.fixture
 def redis_client(redis_url: str) -> Iterator[redis.Redis]:
     """A client on a freshly emptied database."""

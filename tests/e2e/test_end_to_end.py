@@ -132,7 +132,8 @@ def _dataset() -> EllipticDataset:
 
 
 @pytest.fixture(scope="module")
-def pipeline(kafka_bootstrap: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2E]:
+def pipeline(kafka_bootstrap: str, redis_url: str, worker_overrides: dict[str, object],
+             tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2E]:
     tmp = tmp_path_factory.mktemp("e2e")
     ds = _dataset()
     model, offline = train_small_gcn(ds, tmp / "models")
@@ -142,7 +143,7 @@ def pipeline(kafka_bootstrap: str, redis_url: str, tmp_path_factory: pytest.Temp
     client.close()
     tag = uuid.uuid4().hex[:8]
     settings = unique_settings(kafka_bootstrap, url, tmp / "models", tag=tag, topic_partitions=PARTITIONS,
-                               max_record_bytes=MAX_RECORD_BYTES)
+                               max_record_bytes=MAX_RECORD_BYTES, **worker_overrides)
     plan = plan_replay(ds, replay_id="plan")
     steps = {sp.step: sp.rows for sp in plan}
     assert len(steps) == 49 and plan.skipped.total == 0

@@ -59,13 +59,14 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_replay_report_is_repeatable_and_matches_the_alert_topic(data_dir: Path, kafka_bootstrap: str,
-                                                                 redis_url: str, tmp_path: Path) -> None:
+                                                                 redis_url: str, worker_overrides: dict[str, object],
+                                                                 tmp_path: Path) -> None:
     ds = load_elliptic(data_dir, use_cache=False)
     train_small_gcn(ds, tmp_path / "models")
     url, client = isolated_redis(redis_url, REDIS_DB)
     client.close()
     settings = unique_settings(kafka_bootstrap, url, tmp_path / "models", tag=uuid.uuid4().hex[:8],
-                               topic_partitions=PARTITIONS)
+                               topic_partitions=PARTITIONS, **worker_overrides)
     tail: subprocess.Popen | None = None
     # The running stack: the session's services and one worker, stopped at the end.
     with Pipeline(settings, app_id=f"replay-cli-{uuid.uuid4().hex[:6]}", run_dir=tmp_path / "worker") as stack:

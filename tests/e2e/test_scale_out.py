@@ -39,10 +39,11 @@ def _verdicts(alerts: list[Alert], replay_id: str) -> set[int]:
     return (kinds["arrival"] | kinds["final"]) - kinds["retracted"]
 
 
-@pytest.mark.parametrize("broker_kind", ["kafka_bootstrap", "tansu_bootstrap"], ids=["kafka", "tansu"])
+@pytest.mark.parametrize("broker_kind", ["broker", "tansu"], ids=["kafka", "tansu"])
 def test_two_workers_share_the_partitions_and_finalise_every_step_once(
         broker_kind: str, redis_url: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
-    kafka_bootstrap: str = request.getfixturevalue(broker_kind)  # the suite's broker, and the Tansu fallback
+    service = request.getfixturevalue(broker_kind)  # the suite's broker, and the Tansu fallback
+    kafka_bootstrap: str = service.bootstrap
     d = generate(0.02, seed=5)
     ds = EllipticDataset(d.tx_ids, d.steps, d.features.astype(np.float32), d.labels, d.edges, fingerprint="scale")
     model, offline = train_small_gcn(ds, tmp_path / "models")
@@ -52,7 +53,8 @@ def test_two_workers_share_the_partitions_and_finalise_every_step_once(
     url, client = isolated_redis(redis_url, REDIS_DB)
     client.close()
     tag = uuid.uuid4().hex[:8]
-    settings = unique_settings(kafka_bootstrap, url, tmp_path / "models", tag=tag, topic_partitions=PARTITIONS)
+    settings = unique_settings(kafka_bootstrap, url, tmp_path / "models", tag=tag, topic_partitions=PARTITIONS,
+                               **service.worker_settings)
     with Pipeline(settings, run_dir=tmp_path) as p:  # the session's services; stops the workers at the end
         assert p.partitions == PARTITIONS
         alerts = TopicReader(kafka_bootstrap, settings.topic_alerts, PARTITIONS)

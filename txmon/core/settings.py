@@ -35,6 +35,14 @@ class Settings(BaseSettings):
     batch_max: int = Field(1000, ge=1, description="events per micro-batch at most")
     batch_wait_s: float = Field(0.05, gt=0, description="how long a micro-batch waits to fill")
     max_record_bytes: int = Field(64 * 1024, ge=1024, description="larger records are dead-lettered")
+    processing_guarantee: Literal["exactly_once", "at_least_once"] | None = Field(
+        None, description="exactly_once (the default when unset): each batch's outputs and input offsets in one Kafka "
+                          "transaction (needs a broker with transactions, as Apache Kafka); at_least_once: a retried "
+                          "batch publishes again, consumers de-duplicate by alert id (txmon sets it for workers on "
+                          "the embedded Tansu, which has no transactions)")
+    batch_retry_s: float = Field(30.0, ge=0, description="how long a failing batch (Redis or Kafka unreachable, a "
+                                                         "bug) is retried, with backoff, before the worker stops "
+                                                         "rather than move past it")
     fetch_wait_ms: int | None = Field(None, ge=1, le=1500, description="longest a consumer fetch waits for data; "
                                       "unset: Faust's fixed 1500 ms, right on Apache Kafka, which answers a fetch as "
                                       "soon as data arrives; txmon sets 100 for workers on the embedded Tansu, which "

@@ -18,6 +18,7 @@ import subprocess
 import tempfile
 import uuid
 from pathlib import Path
+from typing import ClassVar
 
 from txmon.core.settings import Settings
 from txmon.embedded.service import HOST, Service, ServiceError, answers_metadata, free_port, log_tail
@@ -158,7 +159,9 @@ class KafkaBroker(Service):
 
     name = "kafka"
     label = f"Apache Kafka {KAFKA_VERSION}"
-    worker_fetch_wait_ms: int | None = None  # Faust's own: Kafka answers a fetch as soon as data arrives
+    # What its workers need that differs from the defaults: nothing (Faust's fetch wait is right on Kafka, which
+    # answers a fetch as soon as data arrives; transactions make exactly-once the default).
+    worker_settings: ClassVar[dict[str, object]] = {}
     start_timeout = 90.0  # the JVM and the first metadata commit take 3-10 s on a quiet machine
 
     def __init__(self, port: int | None = None, home: Path | None = None) -> None:

@@ -36,9 +36,9 @@ class Stack:
         return self.broker.label if self.broker is not None else "Kafka"
 
     @property
-    def worker_fetch_wait_ms(self) -> int | None:
-        """The consumer fetch wait workers on this broker need, None for Faust's own (and on a configured Kafka)."""
-        return self.broker.worker_fetch_wait_ms if self.broker is not None else None
+    def worker_settings(self) -> dict[str, object]:
+        """Settings workers on this embedded broker need where they are left unset (none on a configured Kafka)."""
+        return dict(self.broker.worker_settings) if self.broker is not None else {}
 
     def describe(self) -> str:
         """One line: each service, embedded (with its pid) or configured."""

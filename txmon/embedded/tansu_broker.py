@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from txmon.embedded.service import HOST, Service, ServiceError, answers_metadata
 
 
@@ -11,8 +13,8 @@ class TansuBroker(Service):
     name = "tansu"
     label = "Tansu"
     # Tansu holds a fetch for its whole wait although data waits (docs/tansu.md): its workers wait 100 ms, not
-    # Faust's 1.5 s.
-    worker_fetch_wait_ms: int | None = 100
+    # Faust's 1.5 s. It has no transactions: at-least-once, consumers de-duplicate by alert id.
+    worker_settings: ClassVar[dict[str, object]] = {"fetch_wait_ms": 100, "processing_guarantee": "at_least_once"}
 
     @property
     def bootstrap(self) -> str:

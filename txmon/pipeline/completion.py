@@ -2,7 +2,7 @@
 
 "Done" is never read from consumer lag (Tansu's end offsets are wrong, docs/tansu.md): the worker
 records in Redis each partition whose ``replay_end`` marker it has processed, after the replay's
-alerts and statistics are on Kafka (``stream_app.routing.after_publish``). Then the alerts are read
+alerts and statistics are on Kafka (``stream_app.routing.record_published``). Then the alerts are read
 back from the alert topic until there are as many as the worker counted as published.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import cast
 
@@ -40,9 +41,9 @@ def steps_finalised(client: redis.Redis, replay_id: str) -> int:
 
 
 def published_alerts(client: redis.Redis, replay_id: str) -> dict[str, int]:
-    """Alerts of the replay the workers published, by kind."""
-    published = client.hgetall(ReplayKeys(replay_id).published)
-    return {cast(bytes, k).decode(): int(v) for k, v in published.items()}  # a binary client: fields are bytes
+    """Alerts of the replay the workers published, by kind (each id once, however often a batch was retried)."""
+    kinds = Counter(cast(bytes, k).decode() for k in client.hvals(ReplayKeys(replay_id).published))
+    return dict(kinds)  # a binary client: values are bytes
 
 
 def stored_stats(client: redis.Redis, replay_id: str) -> list[StepStats]:
@@ -76,8 +77,9 @@ def wait_for_replay_end(client: redis.Redis, replay_id: str, partitions: int, ti
 class AlertCollector(threading.Thread):
     """Reads the alert topic from where it ends at construction and keeps the alerts of one replay.
 
-    Assigns every partition itself (no consumer group: nothing to join, nothing to steal). Duplicates
-    (at-least-once delivery) are kept once, by alert id; malformed records are counted, not fatal.
+    Assigns every partition itself (no consumer group: nothing to join, nothing to steal); reads committed
+    records only. Duplicates (at-least-once delivery, on brokers without transactions) are kept once, by alert
+    id, and counted in ``duplicates``; malformed records are counted, not fatal.
     """
 
     def __init__(self, bootstrap: str, topic: str, replay_id: str) -> None:
@@ -88,12 +90,14 @@ class AlertCollector(threading.Thread):
         self.replay_id = replay_id
         self.alerts: dict[str, Alert] = {}
         self.malformed = 0
+        self.duplicates = 0  # records of an alert id already read
         self.error: BaseException | None = None
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         try:
             self.consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
                                           client_id="txmon-replay", fetch_max_wait_ms=200,
+                                          isolation_level="read_committed",  # the workers' committed alerts
                                           bootstrap_timeout_ms=10_000)
             parts = self.consumer.partitions_for_topic(topic)
             if not parts:
@@ -128,7 +132,10 @@ class AlertCollector(threading.Thread):
             return
         if a.replay_id == self.replay_id:
             with self._lock:
-                self.alerts.setdefault(a.alert_id, a)
+                if a.alert_id in self.alerts:
+                    self.duplicates += 1
+                else:
+                    self.alerts[a.alert_id] = a
 
     def check(self) -> None:
         if self.error is not None:

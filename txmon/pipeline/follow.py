@@ -90,6 +90,7 @@ class Follower(threading.Thread):
         try:
             consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
                                      client_id="txmon-demo-follower", fetch_max_wait_ms=200,
+                                     isolation_level="read_committed",  # only committed transactions
                                      max_partition_fetch_bytes=4 * 1024 * 1024, bootstrap_timeout_ms=10_000)
         except BaseException as e:  # noqa: BLE001 - reported to the main thread
             self.error = e

@@ -96,8 +96,9 @@ class Pipeline:
             self.stack = self._stack.enter_context(embedded_stack(self.requested))
             self.timings["services"] = time.perf_counter() - t0
             update: dict[str, object] = {"kafka_bootstrap": self.stack.bootstrap, "redis_url": self.stack.redis_url}
-            if self.requested.fetch_wait_ms is None and self.stack.worker_fetch_wait_ms is not None:
-                update["fetch_wait_ms"] = self.stack.worker_fetch_wait_ms
+            for name, value in self.stack.worker_settings.items():
+                if getattr(self.requested, name) is None:  # what the user set stands
+                    update[name] = value
             self.settings = self.requested.model_copy(update=update)
             self.redis = redis.Redis.from_url(self.redis_url)
             self._stack.callback(self.redis.close)

@@ -126,11 +126,14 @@ class Record:
 class TopicReader:
     """Every record of a topic from the beginning, accumulated across ``poll`` calls (no consumer group)."""
 
-    def __init__(self, bootstrap: str, topic: str, partitions: int, fetch_max_wait_ms: int = 100) -> None:
+    def __init__(self, bootstrap: str, topic: str, partitions: int, fetch_max_wait_ms: int = 100,
+                 committed: bool = True) -> None:
+        """``committed``: read what committed transactions hold (what consumers see), else every record."""
         self.topic = topic
         self.records: list[Record] = []
         self.consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
-                                      fetch_max_wait_ms=fetch_max_wait_ms, max_partition_fetch_bytes=4 * 2**20)
+                                      fetch_max_wait_ms=fetch_max_wait_ms, max_partition_fetch_bytes=4 * 2**20,
+                                      isolation_level="read_committed" if committed else "read_uncommitted")
         tps = [TopicPartition(topic, p) for p in range(partitions)]
         self.consumer.assign(tps)
         self.consumer.seek_to_beginning(*tps)

@@ -15,9 +15,10 @@ import redis
 
 from stream_app.keys import StepKeys
 from stream_app.processor import MAX_SEQ, Processor
-from stream_app.routing import Consumed, Outputs, after_publish, route
+from stream_app.routing import Consumed, Outputs, record_published, route
 from txmon.core.contracts import DEAD_LETTER_EXCERPT, Alert, DeadLetter, ReplayEnd, StepStats, encode_features
 from txmon.core.elliptic_format import N_FEATURES
+from txmon.pipeline.completion import published_alerts
 from txmon.testing.records import MAX_BYTES, TOPIC, b64, features, msg, replay_end, step_end, tx
 
 pytestmark = [pytest.mark.integration, pytest.mark.filterwarnings("ignore:Sparse:UserWarning")]
@@ -146,14 +147,26 @@ def test_a_step_end_in_a_later_batch_sees_the_earlier_batches(proc: Processor) -
 
 
 def test_a_step_closes_only_when_every_partition_passed_its_marker(proc: Processor) -> None:
-    route(proc, [msg(tx(step=1, seq=i), partition=i % 3, offset=i) for i in range(6)], MAX_BYTES)
+    for p in range(3):
+        route(proc, [msg(tx(step=1, seq=i), partition=p, offset=i) for i in range(6) if i % 3 == p], MAX_BYTES)
     marker = step_end(step=1, partitions=3)
-    assert not route(proc, [msg(marker, partition=0), msg(marker, partition=0)], MAX_BYTES).stats  # repeated: once
-    assert not route(proc, [msg(marker, partition=2)], MAX_BYTES).stats
-    out = route(proc, [msg(marker, partition=1)], MAX_BYTES)
+    repeated = [msg(marker, partition=0, offset=10), msg(marker, partition=0, offset=11)]
+    assert not route(proc, repeated, MAX_BYTES).stats  # one partition twice is still one
+    assert not route(proc, [msg(marker, partition=2, offset=10)], MAX_BYTES).stats
+    out = route(proc, [msg(marker, partition=1, offset=10)], MAX_BYTES)
     assert [StepStats.model_validate_json(v).nodes_step for _, v in out.stats] == [6]
-    again = route(proc, [msg(marker, partition=1)], MAX_BYTES)  # redelivered after the close
-    assert not again.stats and not again.alerts and not again.dead_letters
+    other = route(proc, [msg(marker, partition=2, offset=10)], MAX_BYTES)  # another partition's, after the close
+    assert not other.stats and not other.alerts and not other.dead_letters
+    # The completing record processed again (its batch's transaction never committed): the same close again.
+    again = route(proc, [msg(marker, partition=1, offset=10)], MAX_BYTES)
+    assert [s.model_dump(exclude={"computed_at"}) for s in again.stats_records] == \
+        [s.model_dump(exclude={"computed_at"}) for s in out.stats_records]
+    assert [a.alert_id for a in again.alert_records] == [a.alert_id for a in out.alert_records]
+
+
+def test_route_takes_one_partition_a_call(proc: Processor) -> None:
+    with pytest.raises(ValueError, match="one partition"):
+        route(proc, [msg(tx(step=1, seq=0), partition=0), msg(tx(step=1, seq=1), partition=1)], MAX_BYTES)
 
 
 # -- replay_end ----------------------------------------------------------------------------------------------------
@@ -161,12 +174,14 @@ def test_a_step_closes_only_when_every_partition_passed_its_marker(proc: Process
 
 def _route_and_publish(proc: Processor, batch: list[Consumed]) -> tuple[Outputs, list[ReplayEnd]]:
     out = route(proc, batch, MAX_BYTES)
-    return out, after_publish(proc, out)
+    return out, record_published(proc, out)
 
 
 def test_replay_end_is_reported_only_once_every_partition_passed_it(proc: Processor) -> None:
     end = replay_end(replay_id="r", partitions=3)
-    _, first = _route_and_publish(proc, [msg(end, partition=0), msg(end, partition=0), msg(end, partition=2)])
+    _, first = _route_and_publish(proc, [msg(end, partition=0), msg(end, partition=0, offset=1)])
+    _, first2 = _route_and_publish(proc, [msg(end, partition=2)])
+    first += first2
     assert first == []  # partition 0 twice is still one partition
     _, other = _route_and_publish(proc, [msg(replay_end(replay_id="other", partitions=3), partition=1)])
     assert other == []  # another replay's end does not count
@@ -174,13 +189,13 @@ def test_replay_end_is_reported_only_once_every_partition_passed_it(proc: Proces
     assert last == [ReplayEnd.model_validate(end)]
 
 
-def test_replay_end_is_recorded_only_after_publishing(proc: Processor, redis_client: redis.Redis) -> None:
+def test_replay_end_is_recorded_only_once_the_outputs_are_recorded(proc: Processor, redis_client: redis.Redis) -> None:
     batch = [msg(tx(step=1, seq=i), offset=i) for i in range(4)]
     batch += [msg(step_end(step=1), offset=4), msg(replay_end(), offset=5)]
     out = route(proc, batch, MAX_BYTES)
     assert out.processed == 4 and out.steps_closed == [("r", 1)] and len(out.replay_ends) == 1
     assert redis_client.scard("txm:{r}:replay_end") == 0  # not before the outputs are on Kafka
-    assert len(after_publish(proc, out)) == 1
+    assert len(record_published(proc, out)) == 1
     assert redis_client.scard("txm:{r}:replay_end") == 1
     stored = StepStats.model_validate_json(redis_client.hget("txm:{r}:stats", "1"))
     assert stored == out.stats_records[0] and stored.nodes_step == 4
@@ -194,10 +209,12 @@ def test_published_alerts_are_counted_per_kind_and_listed_newest_first(proc: Pro
     out.add_alert(first)
     out.add_alert(first.model_copy(update={"alert_id": "r:5:retracted", "kind": "retracted", "final_score": 0.1}))
     out.add_alert(first.model_copy(update={"alert_id": "r:6:arrival", "tx_id": 6}))
-    after_publish(proc, out)
-    assert redis_client.hgetall("txm:{r}:published") == {b"arrival": b"2", b"retracted": b"1"}
+    record_published(proc, out)
+    assert published_alerts(redis_client, "r") == {"arrival": 2, "retracted": 1}
     newest = [Alert.model_validate_json(v).alert_id for v in redis_client.lrange("txm:latest:alerts", 0, -1)]
     assert newest == ["r:6:arrival", "r:5:retracted", "r:5:arrival"]
+    record_published(proc, out)  # a retried batch records the same ids
+    assert published_alerts(redis_client, "r") == {"arrival": 2, "retracted": 1}
 
 
 def test_an_empty_batch_does_nothing(proc: Processor) -> None:

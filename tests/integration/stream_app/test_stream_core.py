@@ -23,6 +23,7 @@ from model_store.registry import ModelStore
 from replay.analysis.network import analyze_network
 from replay.data.dataset import EllipticDataset
 from replay.synth import generate
+from stream_app.claims import Origin
 from stream_app.graph_store import NODES_PER_CHUNK, RECORD, GraphStore, NodeBatch
 from stream_app.keys import ReplayKeys, StepKeys
 from stream_app.processor import MAX_SEQ, Processor
@@ -347,7 +348,7 @@ def test_finalisation_is_claimed_once(r: redis.Redis, redis_url: str, ds: Ellipt
         for t in threads:
             t.join()
         assert sum(v is not None for v in out.values()) == 1
-        assert r.get(ReplayKeys("cl").final(step)) == b"done"
+        assert r.get(ReplayKeys("cl").final(step)).startswith(b"done:")
     assert all(p.on_step_end("cl", s, 2, 3) is None for s in steps for p in (a, b))
 
 
@@ -356,11 +357,30 @@ def test_a_dead_finaliser_is_taken_over_after_its_lease(r: redis.Redis, ds: Elli
     proc = Processor(r, model)
     step = int(ds.steps.min())
     proc.process_batch([e for e in replay_events(ds, "ls") if e.step == step])
-    r.set(ReplayKeys("ls").final(step), "worker-that-died", px=300)
+    r.set(ReplayKeys("ls").final(step), "7:1234", px=300)  # another record's claim, whose worker died
     assert proc.on_step_end("ls", step, 0, 1) is None
     time.sleep(0.4)
-    res = proc.on_step_end("ls", step, 0, 1)  # the replayed step_end
+    res = proc.on_step_end("ls", step, 0, 1)  # a later step_end, once the lease is over
     assert res is not None and res.stats.nodes_step == int(np.sum(ds.steps == step))
+
+
+def test_the_completing_step_end_processed_again_takes_its_close_over_at_once(r: redis.Redis,
+                                                                             ds: EllipticDataset) -> None:
+    """A worker died mid-close, before its transaction committed: whoever processes the same record next
+    (the partition's next owner) owns the close at once, with no lease to wait for, and publishes it in full."""
+    model, _ = make_model(ds)
+    proc = Processor(r, model, close_lease_s=600)
+    step = int(ds.steps.min())
+    proc.process_batch([e for e in replay_events(ds, "to") if e.step == step])
+    origin = Origin.of(3, [40, 41, 42])
+    r.set(ReplayKeys("to").final(step), origin.cause(42), px=600_000)  # the dead worker's claim, same record
+    assert proc.on_step_end("to", step, 3, 1, Origin.of(3, [43]), 43) is None  # another record: not its close
+    res = proc.on_step_end("to", step, 3, 1, origin, 42)
+    assert res is not None and res.stats.nodes_step == int(np.sum(ds.steps == step))
+    again = proc.on_step_end("to", step, 3, 1, Origin.of(3, [42]), 42)  # and again, after it finished
+    assert again is not None and [a.alert_id for a in again.alerts] == [a.alert_id for a in res.alerts]
+    assert again.final_scores.tolist() == res.final_scores.tolist()
+    assert proc.on_step_end("to", step, 3, 1) is None  # a direct call owns nothing of it
 
 
 def offline_triangles(ds: EllipticDataset, step: int) -> int:
@@ -508,8 +528,8 @@ def test_finaliser_waits_for_earlier_steps_of_the_replay(redis_client) -> None:
     rk = ReplayKeys("wait")
     for s in (2, 3):  # the replay started at step 2: step 1 is not waited for
         redis_client.sadd(rk.stepend(s), 0)
-    redis_client.set(rk.final(2), DONE)
-    redis_client.set(rk.final(3), b"lease-of-another-worker")
+    redis_client.set(rk.final(2), DONE + b"0:7")
+    redis_client.set(rk.final(3), b"1:9")  # another worker's claim, running
     assert wait_for_earlier_steps(redis_client, "wait", 4, timeout_s=0.05) == [3]
-    threading.Timer(0.05, lambda: redis_client.set(rk.final(3), DONE)).start()
+    threading.Timer(0.05, lambda: redis_client.set(rk.final(3), DONE + b"1:9")).start()
     assert wait_for_earlier_steps(redis_client, "wait", 4, timeout_s=5.0) == []

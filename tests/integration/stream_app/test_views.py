@@ -9,7 +9,7 @@ from redis.retry import Retry
 
 from stream_app import views
 from stream_app.processor import Processor
-from stream_app.routing import after_publish, route
+from stream_app.routing import record_published, route
 from txmon.embedded import free_port
 from txmon.testing.records import MAX_BYTES, msg, step_end, tx
 
@@ -22,7 +22,7 @@ def _replay_chain(proc: Processor, close: bool) -> None:
              msg(tx(seq=2, inputs_from=[(1002, 1)]), offset=2)]
     if close:
         batch.append(msg(step_end(step=1), offset=3))
-    after_publish(proc, route(proc, batch, MAX_BYTES))
+    record_published(proc, route(proc, batch, MAX_BYTES))
 
 
 def test_a_transaction_before_and_after_its_step_closes(proc: Processor) -> None:
@@ -33,7 +33,7 @@ def test_a_transaction_before_and_after_its_step_closes(proc: Processor) -> None
     assert open_["alerts"] == ["arrival"]
     assert sorted(n["tx_id"] for n in open_["neighbours"]) == [1001, 1003]
 
-    after_publish(proc, route(proc, [msg(step_end(step=1), offset=3)], MAX_BYTES))
+    record_published(proc, route(proc, [msg(step_end(step=1), offset=3)], MAX_BYTES))
     closed = views.transaction(proc.redis, 1002, "r", 0.5)
     assert closed["step_closed"] and 0 <= closed["final_score"] <= 1
     assert all(n["final_score"] is not None for n in closed["neighbours"])
@@ -83,7 +83,7 @@ def test_latest_stats(proc: Processor) -> None:
     with pytest.raises(views.ViewError) as e:
         views.latest_stats(proc.redis, "r")
     assert e.value.status == 404 and "no finalised step" in e.value.message
-    after_publish(proc, route(proc, [msg(step_end(step=1), offset=3)], MAX_BYTES))
+    record_published(proc, route(proc, [msg(step_end(step=1), offset=3)], MAX_BYTES))
     s = views.latest_stats(proc.redis, None)
     assert (s["replay_id"], s["step"], s["nodes_step"], s["edges_step"]) == ("r", 1, 3, 2)
     assert views.latest_stats(proc.redis, "r", 1) == s

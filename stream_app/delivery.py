@@ -1,0 +1,232 @@
+"""Publishing one input partition's outputs together with its consumer offset.
+
+``ExactlyOnce`` (Apache Kafka): a transactional producer per input partition, ``transactional.id`` =
+``<group>-<topic>-<partition>``. Each batch's alerts, statistics and dead letters are sent and its next offset
+committed (``send_offsets_to_transaction``) in one transaction, so a read-committed consumer sees them once,
+or — when the worker dies first — never, and the partition's next owner processes the records again and
+publishes the same outputs (stream_app.claims). The id per *input* partition is the fencing: whoever takes
+the partition over initialises the same id, which aborts the old owner's open transaction and refuses its
+later commits; only then does it read the committed offset, and drops records below it (a commit the old
+owner made between the rebalance and the fencing). Faust's own ``exactly_once`` is not used: it picks a
+send's producer by the *output* partition it writes to, so a batch's outputs and its input offsets land in
+different transactions; and aiokafka's TxnOffsetCommit carries no group generation (KIP-447), so one
+producer per worker could not fence a zombie.
+
+``AtLeastOnce`` (brokers without transactions, such as Tansu): send, flush, then let Faust commit the
+offsets. A batch retried after a crash publishes its outputs again: consumers de-duplicate by alert id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import (
+    InvalidProducerEpoch,
+    KafkaError,
+    ProducerClosed,
+    ProducerFenced,
+    TransactionalIdAuthorizationFailed,
+)
+
+from stream_app.routing import Outputs
+
+log = logging.getLogger(__name__)
+
+FENCED = (ProducerFenced, InvalidProducerEpoch, TransactionalIdAuthorizationFailed)
+# A failpoint for the fault tests: the worker exits at once (as kill -9 would) before committing its Kth
+# transaction that carries alerts, with the alerts already on the broker, uncommitted.
+CRASH_BEFORE_COMMIT = "TXMON_TEST_CRASH_BEFORE_COMMIT"
+
+
+class DeliveryError(RuntimeError):
+    """Publishing a batch failed in a way a retry cannot fix."""
+
+
+@dataclass(frozen=True)
+class OutputTopics:
+    alerts: str
+    stats: str
+    dead_letter: str
+
+    def records(self, out: Outputs) -> list[tuple[str, bytes | None, bytes]]:
+        return ([(self.alerts, k, v) for k, v in out.alerts] + [(self.stats, k, v) for k, v in out.stats]
+                + [(self.dead_letter, k, v) for k, v in out.dead_letters])
+
+
+class Delivery(Protocol):
+    transactional: bool
+
+    async def admit(self, partition: int, offsets: list[int]) -> int:
+        """The lowest offset of ``partition`` still to process (records below it are done), -1: not ours now."""
+        ...
+
+    async def deliver(self, partition: int, out: Outputs, first_offset: int, next_offset: int) -> bool:
+        """Publish ``out``, the outputs of the records ``first_offset`` .. ``next_offset`` - 1, and commit
+        ``next_offset``; False when the partition is no longer ours (drop the batch: its next owner does it)."""
+        ...
+
+    async def revoke(self, partitions: set[int]) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+@dataclass
+class _Owner:
+    producer: AIOKafkaProducer
+    in_txn: bool
+    last_commit: float
+
+
+class ExactlyOnce:
+    transactional = True
+
+    def __init__(self, bootstrap: str, group_id: str, input_topic: str, topics: OutputTopics,
+                 assigned: Callable[[int], bool], commit_interval_s: float = 1.0,
+                 transaction_timeout_ms: int = 30_000) -> None:
+        self.bootstrap = bootstrap
+        self.group_id = group_id
+        self.input_topic = input_topic
+        self.topics = topics
+        self.assigned = assigned  # the consumer's current assignment: never open a producer for another's partition
+        self.commit_interval_s = commit_interval_s
+        self.transaction_timeout_ms = transaction_timeout_ms
+        self._owners: dict[int, _Owner] = {}
+        self._admin: AIOKafkaAdminClient | None = None
+        self._crash_at = int(os.environ.get(CRASH_BEFORE_COMMIT, "0"))
+        self._with_alerts = 0
+
+    def transactional_id(self, partition: int) -> str:
+        return f"{self.group_id}-{self.input_topic}-{partition}"
+
+    async def admit(self, partition: int, offsets: list[int]) -> int:
+        if not self.assigned(partition):
+            return -1
+        if partition in self._owners:
+            return 0
+        await self._open(partition)
+        return await self._committed(partition)
+
+    async def _open(self, partition: int) -> _Owner:
+        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, transactional_id=self.transactional_id(partition),
+                                    transaction_timeout_ms=self.transaction_timeout_ms, linger_ms=2,
+                                    client_id=f"{self.group_id}-txn-{partition}")
+        try:
+            await producer.start()
+            await producer.begin_transaction()  # waits for the producer id: the old owner is fenced from here on
+        except BaseException:
+            await producer.stop()
+            raise
+        owner = _Owner(producer, in_txn=True, last_commit=time.monotonic())
+        self._owners[partition] = owner
+        log.info("partition %d: transactional producer %s ready", partition, self.transactional_id(partition))
+        return owner
+
+    async def _committed(self, partition: int) -> int:
+        if self._admin is None:
+            self._admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, client_id=f"{self.group_id}-offsets")
+            await self._admin.start()
+        tp = TopicPartition(self.input_topic, partition)
+        found = await self._admin.list_consumer_group_offsets(self.group_id, partitions=[tp])
+        meta = found.get(tp)
+        return meta.offset if meta is not None and meta.offset >= 0 else 0
+
+    async def deliver(self, partition: int, out: Outputs, first_offset: int, next_offset: int) -> bool:
+        owner = self._owners.get(partition)
+        if owner is None:
+            if not self.assigned(partition):
+                return False
+            owner = await self._open(partition)  # a retry after a failed transaction (the old one was dropped)
+            committed = await self._committed(partition)
+            if committed > first_offset:
+                raise DeliveryError(f"partition {partition}: offset {committed} was committed by another worker "
+                                    f"while this one held records from {first_offset}")
+        if out.empty and time.monotonic() - owner.last_commit < self.commit_interval_s:
+            return True  # nothing to publish: the offset rides along with the partition's next transaction
+        try:
+            if not owner.in_txn:
+                await owner.producer.begin_transaction()
+                owner.in_txn = True
+            sent = [await owner.producer.send(topic, value=value, key=key) for topic, key, value in
+                    self.topics.records(out)]
+            await owner.producer.send_offsets_to_transaction(
+                {TopicPartition(self.input_topic, partition): next_offset}, self.group_id)
+            if self._crash_at and out.alerts:
+                await self._failpoint(owner)
+            await owner.producer.commit_transaction()
+            await asyncio.gather(*sent)  # acknowledged: commit_transaction flushed them
+            owner.in_txn = False
+            owner.last_commit = time.monotonic()
+            return True
+        except (*FENCED, ProducerClosed) as e:
+            await self._drop(partition)
+            if isinstance(e, ProducerClosed) and self.assigned(partition):
+                raise DeliveryError(f"partition {partition}: producer closed mid-transaction") from e
+            log.warning("partition %d: no longer ours (%s); its next owner publishes this batch", partition,
+                        type(e).__name__)
+            return False
+        except KafkaError:
+            await self._drop(partition)  # its transaction is aborted when the id is initialised again
+            raise
+
+    async def _failpoint(self, owner: _Owner) -> None:
+        self._with_alerts += 1
+        if self._with_alerts == self._crash_at:
+            await owner.producer.flush()
+            log.critical("%s=%d: exiting before the commit", CRASH_BEFORE_COMMIT, self._crash_at)
+            logging.shutdown()
+            os._exit(137)
+
+    async def _drop(self, partition: int) -> None:
+        owner = self._owners.pop(partition, None)
+        if owner is not None:
+            try:
+                await owner.producer.stop()
+            except KafkaError as e:  # stopping is best effort: the broker aborts an open transaction itself
+                log.debug("partition %d: stopping its producer: %s", partition, e)
+
+    async def revoke(self, partitions: set[int]) -> None:
+        for p in partitions:
+            await self._drop(p)
+
+    async def close(self) -> None:
+        await self.revoke(set(self._owners))
+        if self._admin is not None:
+            await self._admin.close()
+            self._admin = None
+
+
+class AtLeastOnce:
+    """Send through the worker's own producer and flush; the caller then acks the batch's events to Faust,
+    which commits their offsets."""
+
+    transactional = False
+
+    def __init__(self, topics: OutputTopics, send: Callable[[str, bytes | None, bytes], Awaitable[object]],
+                 flush: Callable[[], Awaitable[object]]) -> None:
+        self.topics = topics
+        self._send = send
+        self._flush = flush
+
+    async def admit(self, partition: int, offsets: list[int]) -> int:
+        return 0
+
+    async def deliver(self, partition: int, out: Outputs, first_offset: int, next_offset: int) -> bool:
+        for topic, key, value in self.topics.records(out):
+            await self._send(topic, key, value)
+        if not out.empty:
+            await self._flush()  # on the broker before Faust commits the offsets
+        return True
+
+    async def revoke(self, partitions: set[int]) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
