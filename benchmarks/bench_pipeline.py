@@ -64,9 +64,9 @@ INSTRUMENTED_WORKER = """
 import os, sys, time
 import stream_app.app as app_module
 _route, _log = app_module.route, open(os.environ["BENCH_BATCH_LOG"], "a", buffering=1)
-def route(processor, batch, max_record_bytes):
+def route(processor, batch, max_record_bytes, *rest):
     t = time.perf_counter()
-    out = _route(processor, batch, max_record_bytes)
+    out = _route(processor, batch, max_record_bytes, *rest)
     _log.write(f"{time.time():.4f} {len(batch)} {time.perf_counter() - t:.6f}\\n")
     return out
 app_module.route = route

@@ -33,7 +33,7 @@ from stream_app.step_close import (
     finalise,
     mark_finalised,
     record_step_end,
-    wait_for_earlier_steps,
+    unfinished_earlier_steps,
 )
 from txmon.core.contracts import ARRIVAL_WINDOW, Alert, TxEvent, check_replay_id
 from txmon.core.elliptic_format import STEP_MAX
@@ -206,10 +206,11 @@ class Processor:
             return None
         if not claim_finalisation(self.redis, replay_id, step, self.close_lease_s, origin, cause):
             return None  # another step_end's: done, or another worker is on it
-        pending = wait_for_earlier_steps(self.redis, replay_id, step, self.close_lease_s / 2)
-        if pending:
-            log.warning("replay %s step %d: steps %s not finalised in time; cumulative statistics omit them",
-                        replay_id, step, pending)
+        # Earlier steps still being closed elsewhere: their counts from their graphs (complete by now).
+        unfinished = {}
+        for s in unfinished_earlier_steps(self.redis, replay_id, step):
+            g = self.store.read_graph(StepKeys(replay_id, s))
+            unfinished[s] = (int(g.seen.sum()), int(g.arrived_edges().shape[0]))
         keys = StepKeys(replay_id, step)
         # Every event of the step has arrived: the last, partly filled window (and any window a missing
         # seq kept open) gets its arrival scores now, by the same rule, before the final re-scoring.
@@ -217,7 +218,7 @@ class Processor:
         n_windows = -(-graph.size // self.window_size)
         arrivals = self._score_arrivals(keys, graph, np.flatnonzero(graph.seen & ~graph.scored), n_windows,
                                         origin, cause)
-        result = finalise(self.store, self.model, replay_id, step, self.window, origin, cause)
+        result = finalise(self.store, self.model, replay_id, step, self.window, origin, cause, unfinished)
         mark_finalised(self.redis, replay_id, step, cause)
         self.cache.drop(keys)
         return replace(result, alerts=arrivals + result.alerts) if arrivals else result

@@ -68,29 +68,24 @@ def claim_finalisation(client: redis.Redis, replay_id: str, step: int, lease_s: 
     return origin.owns(cast("bytes | None", before))  # with get=True: the value before, None if there was none
 
 
-def wait_for_earlier_steps(client: redis.Redis, replay_id: str, step: int, timeout_s: float) -> list[int]:
-    """Wait until every earlier step of the replay is finalised; return those still pending at the timeout.
+def unfinished_earlier_steps(client: redis.Redis, replay_id: str, step: int) -> list[int]:
+    """The replay's steps before ``step`` whose close has not finished (another worker is on it, or died on it).
 
-    Cumulative statistics need the history of all earlier steps. A step's markers follow the
-    previous step's on every partition, so when ``step`` completes, every earlier step of the
-    replay has completed too and its finalisation is claimed — but another worker may still be
-    running it. Earlier steps of the replay are the ones with a step_end set.
+    Cumulative statistics need every earlier step's node and edge counts. A step's markers follow the
+    previous step's on every partition, so when ``step`` completes, every earlier step of the replay has
+    completed too — all its events are in Redis — and its counts can be read from its graph while its
+    close is still running elsewhere: the closer never waits. Earlier steps of the replay are the ones
+    with a step_end set.
     """
     rk = ReplayKeys(replay_id)
     earlier = list(range(1, step))
-    deadline = time.monotonic() + timeout_s
-    while earlier:
-        pipe = client.pipeline(transaction=False)
-        for s in earlier:
-            pipe.exists(rk.stepend(s))
-            pipe.get(rk.final(s))
-        res = pipe.execute()
-        earlier = [s for s, started, final in zip(earlier, res[::2], res[1::2], strict=True)
-                   if started and not (final or b"").startswith(DONE)]
-        if not earlier or time.monotonic() >= deadline:
-            break
-        time.sleep(0.01)
-    return earlier
+    pipe = client.pipeline(transaction=False)
+    for s in earlier:
+        pipe.exists(rk.stepend(s))
+        pipe.get(rk.final(s))
+    res = pipe.execute()
+    return [s for s, started, final in zip(earlier, res[::2], res[1::2], strict=True)
+            if started and not (final or b"").startswith(DONE)]
 
 
 def mark_finalised(client: redis.Redis, replay_id: str, step: int, cause: bytes) -> None:
@@ -131,8 +126,10 @@ def step_stats(replay_id: str, step: int, n: int, src: NDArray[np.int64], dst: N
 
 
 def finalise(store: GraphStore, model: LoadedModel, replay_id: str, step: int, window: int, origin: Origin,
-             cause: bytes) -> StepResult:
-    """Re-score the whole step from Redis, store final scores and history, claim final/retracted alerts."""
+             cause: bytes, unfinished: dict[int, tuple[int, int]] | None = None) -> StepResult:
+    """Re-score the whole step from Redis, store final scores and history, claim final/retracted alerts.
+
+    ``unfinished``: (nodes, edges) of earlier steps whose close has not stored them in the history yet."""
     keys = StepKeys(replay_id, step)
     data = store.read_step(keys)
     g = data.graph
@@ -149,7 +146,7 @@ def finalise(store: GraphStore, model: LoadedModel, replay_id: str, step: int, w
     fin = scored.probs.astype(np.float32).astype(np.float64) if scored else np.zeros(0)
     by_seq = np.zeros(g.size, dtype=np.float64)
     by_seq[seqs] = fin
-    history = store.store_final(keys, by_seq, n, int(src.size))
+    history = {**(unfinished or {}), **store.store_final(keys, by_seq, n, int(src.size))}
     stats = step_stats(replay_id, step, n, src, dst, data.triangles, history, window)
 
     thr = model.threshold
