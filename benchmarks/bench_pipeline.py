@@ -47,6 +47,7 @@ from model_store.models.gcn import GCN
 from producer.plan import plan_replay
 from replay.data.dataset import EllipticDataset
 from replay.synth import generate
+from stream_app.claims import Origin
 from stream_app.keys import StepKeys
 from stream_app.processor import Processor
 from stream_app.scorer import LoadedModel
@@ -390,7 +391,7 @@ def main() -> None:
             times = []
             for _ in range(3):
                 t = time.perf_counter()
-                finalise(proc.store, model, "full", largest, proc.window)
+                finalise(proc.store, model, "full", largest, proc.window, Origin.direct(), b"bench")
                 times.append(time.perf_counter() - t)
             results["close_ms"] = float(np.median(times) * 1e3)
             print(f"\nstep close in-process (finalise of step {largest}, {counts[largest]:,} tx, median of 3): "

@@ -32,6 +32,7 @@ from stream_app.redis_client import connect
 from stream_app.retries import BatchFailed, retrying
 from stream_app.routing import Consumed, Outputs, record_published, route
 from stream_app.scorer import LoadedModel
+from stream_app.state import StateLost
 from txmon.core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -150,6 +151,7 @@ def create_app(settings: Settings, model: LoadedModel | None = None) -> faust.Ap
 
     async def process(msgs: list[Consumed]) -> Outputs:
         proc = processor()
+        proc.check_state()
         out = route(proc, msgs, settings.max_record_bytes, settings.worker_app_id)
         for end in record_published(proc, out):
             log.info("replay %s: every partition has passed replay_end", end.replay_id)
@@ -169,7 +171,8 @@ def create_app(settings: Settings, model: LoadedModel | None = None) -> faust.Ap
             msgs = [Consumed(e.message.topic, e.message.partition, e.message.offset, e.message.key, e.message.value)
                     for e in events]
             span = f"partition {partition}, offsets {msgs[0].offset}-{msgs[-1].offset}"
-            out = await retrying(partial(process, msgs), f"{span}: processing", settings.batch_retry_s)
+            out = await retrying(partial(process, msgs), f"{span}: processing", settings.batch_retry_s,
+                                 fatal=(StateLost,))
             work.append((partition, events, msgs, out, span))
         delivered = await asyncio.gather(*(
             retrying(partial(delivery.deliver, p, out, msgs[0].offset, msgs[-1].offset + 1), f"{span}: publishing",
@@ -223,7 +226,7 @@ def _add_views(app: faust.App, processor: _Served) -> None:
     @app.page("/health")
     async def health(web: View, request: Request) -> Response:
         proc = processor()
-        return _answer(web, views.health, proc.redis, proc.model.version, STARTED_AT, time.time())
+        return _answer(web, views.health, proc.redis, proc.model.version, STARTED_AT, time.time(), proc.instance)
 
     @app.page("/alerts")
     async def latest_alerts(web: View, request: Request) -> Response:

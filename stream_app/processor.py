@@ -26,6 +26,7 @@ from stream_app.claims import Origin, claim_windows
 from stream_app.graph_store import FeatureCache, GraphStore, NodeBatch, StepGraph
 from stream_app.keys import SEQ_BITS, ReplayKeys, StepKeys
 from stream_app.scorer import LoadedModel, Scored, induced, score, top_neighbours
+from stream_app.state import check_instance, instance_token
 from stream_app.step_close import (
     StepResult,
     add_partition,
@@ -71,6 +72,11 @@ class Processor:
         self.window = window
         self.window_size = window_size
         self.close_lease_s = close_lease_s
+        self.instance = instance_token(client)
+
+    def check_state(self) -> None:
+        """StateLost if Redis lost the state this processor has been writing (stream_app.state)."""
+        check_instance(self.redis, self.instance)
 
     @staticmethod
     def check(event: TxEvent) -> str | None:

@@ -14,6 +14,7 @@ import redis
 
 from stream_app.graph_store import GraphStore
 from stream_app.keys import LATEST_ALERTS, LATEST_N, REPLAYS, ReplayKeys, StepKeys
+from stream_app.state import StateLost, check_instance
 from stream_app.step_close import DONE
 from txmon.core.contracts import ALERT_KINDS, check_replay_id
 from txmon.core.errors import TxmonError
@@ -28,11 +29,18 @@ class ViewError(TxmonError):
         self.message = message
 
 
-def health(client: redis.Redis, model_version: str, started_at: float, now: float) -> dict[str, Any]:
+def health(client: redis.Redis, model_version: str, started_at: float, now: float,
+           instance: bytes | None = None) -> dict[str, Any]:
+    """ok, or 503 when Redis is unreachable or lost the state whose token is ``instance`` (stream_app.state)."""
     try:
-        client.ping()
+        if instance is None:
+            client.ping()
+        else:
+            check_instance(client, instance)
     except redis.RedisError as e:
         raise ViewError(503, f"Redis is unreachable: {e}") from None
+    except StateLost as e:
+        raise ViewError(503, str(e)) from None
     return {"status": "ok", "redis": "ok", "model_version": model_version, "uptime_s": round(now - started_at, 3)}
 
 

@@ -100,3 +100,18 @@ def test_health(redis_client: redis.Redis) -> None:
     with pytest.raises(views.ViewError) as e:
         views.health(dead, "gcn-v1", 100.0, 101.0)
     assert e.value.status == 503 and "Redis is unreachable" in e.value.message
+
+
+def test_health_answers_503_once_redis_lost_the_state(proc: Processor) -> None:
+    """Redis restarted empty (here: flushed) under a running worker: /health says so; the worker's check raises."""
+    from stream_app.state import StateLost
+
+    assert views.health(proc.redis, "v", 0.0, 1.0, proc.instance)["status"] == "ok"
+    proc.check_state()
+    proc.redis.flushdb()
+    with pytest.raises(views.ViewError) as e:
+        views.health(proc.redis, "v", 0.0, 1.0, proc.instance)
+    assert e.value.status == 503 and "lost txmon's state" in e.value.message
+    with pytest.raises(StateLost, match="txm:instance is gone"):
+        proc.check_state()
+    assert Processor(proc.redis, proc.model).instance != proc.instance  # a worker started now begins anew

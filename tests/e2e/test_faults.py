@@ -1,0 +1,145 @@
+"""Faults an operator meets, on real parts: the worker must lose nothing it has not done, and say so when it cannot.
+
+Each test runs a small replay through a worker on the suite's broker and a redis-server of its own (so that
+the fault touches nothing else), injects the fault by pid, and compares what consumers see with the offline
+GCN: every transaction's final score, one statistics record per step, the final verdicts, no duplicate.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import redis
+
+from producer.plan import plan_replay
+from replay.data.dataset import EllipticDataset
+from replay.synth import generate
+from txmon.core.contracts import Alert, StepStats
+from txmon.embedded import RedisServer
+from txmon.embedded.kafka_broker import KafkaBroker
+from txmon.embedded.tansu_broker import TansuBroker
+from txmon.pipeline.completion import published_alerts
+from txmon.pipeline.runner import Pipeline
+from txmon.testing.e2e import TopicReader, read_step_scores, train_small_gcn, unique_settings, wait_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.filterwarnings("ignore:Sparse:UserWarning")]
+
+PARTITIONS = 4
+TIMEOUT = 120.0
+TOL = 1e-5
+
+
+@pytest.fixture
+def own_redis() -> Iterator[RedisServer]:
+    with RedisServer() as server:
+        yield server
+
+
+def _dataset(seed: int) -> EllipticDataset:
+    d = generate(0.02, seed=seed)
+    return EllipticDataset(d.tx_ids, d.steps, d.features.astype(np.float32), d.labels, d.edges,
+                           fingerprint=f"faults-{seed}")
+
+
+def _verdicts(alerts: list[Alert]) -> set[int]:
+    kinds: dict[str, set[int]] = {"arrival": set(), "final": set(), "retracted": set()}
+    for a in alerts:
+        kinds[a.kind].add(a.tx_id)
+    return (kinds["arrival"] | kinds["final"]) - kinds["retracted"]
+
+
+def test_redis_stopped_longer_than_its_client_timeout_loses_nothing(
+        broker: KafkaBroker | TansuBroker, own_redis: RedisServer, worker_overrides: dict[str, object],
+        tmp_path: Path) -> None:
+    """redis-server frozen (SIGSTOP) for 8 s mid-replay, longer than redis-py's 5 s timeout: the worker retries
+    the failing batch with backoff instead of moving past it, and the replay ends exact."""
+    ds = _dataset(11)
+    model, offline = train_small_gcn(ds, tmp_path / "models")
+    tag = uuid.uuid4().hex[:8]
+    settings = unique_settings(broker.bootstrap, own_redis.url, tmp_path / "models", tag=tag,
+                               topic_partitions=PARTITIONS, **worker_overrides)
+    alerts = TopicReader(broker.bootstrap, settings.topic_alerts, PARTITIONS)
+    stats = TopicReader(broker.bootstrap, settings.topic_stats, PARTITIONS)
+    client = redis.Redis.from_url(own_redis.url)
+    try:
+        with Pipeline(settings, run_dir=tmp_path) as p:
+            (worker,) = p.start_workers(1, TIMEOUT, app_id=f"faults-{tag}")
+            plan = plan_replay(ds, replay_id="frozen")
+            sender = threading.Thread(target=p.send, args=(plan,), kwargs={"rate": 1000.0}, daemon=True)
+            sender.start()
+            time.sleep(1.5)  # mid-replay: about 1,500 of the replay's transactions sent
+            assert own_redis.pid is not None
+            os.kill(own_redis.pid, signal.SIGSTOP)
+            try:
+                time.sleep(8.0)
+            finally:
+                os.kill(own_redis.pid, signal.SIGCONT)
+            sender.join(TIMEOUT)
+            assert not sender.is_alive()
+            p.wait_replay_end("frozen", TIMEOUT)
+            published = sum(published_alerts(client, "frozen").values())
+            n_steps = len(plan)
+            wait_for(lambda: len(alerts.records) >= published
+                     and len({r.json()["step"] for r in stats.records}) >= n_steps,
+                     TIMEOUT, "the replay's alerts and statistics", [alerts, stats], p)
+            assert worker.exit_code is None, worker.log_tail()
+            assert "retrying in" in worker.log_path.read_text(), "the fault never reached the worker"
+
+            got = [Alert.model_validate_json(r.value) for r in alerts.records]
+            if settings.processing_guarantee != "at_least_once":
+                assert not [i for i, n in Counter(a.alert_id for a in got).items() if n > 1]
+            assert _verdicts(got) == set(ds.tx_ids[offline >= model.threshold].tolist())
+            per_step = Counter(StepStats.model_validate_json(r.value).step for r in stats.records)
+            assert set(per_step) == {sp.step for sp in plan}
+            if settings.processing_guarantee != "at_least_once":
+                assert set(per_step.values()) == {1}
+            for sp in plan:
+                sc = read_step_scores(client, "frozen", sp.step, sp.rows.size)
+                assert sc.scored.all() and np.abs(sc.fin - offline[sp.rows]).max() <= TOL
+    finally:
+        alerts.close()
+        stats.close()
+        client.close()
+
+
+def test_redis_restarted_empty_stops_the_worker_with_a_clear_error(
+        broker: KafkaBroker | TansuBroker, worker_overrides: dict[str, object], tmp_path: Path) -> None:
+    """redis-server killed mid-replay and started again, empty, on the same port: the worker must not score on
+    against a partial graph (it did, silently, before): it stops with code 70 and says why."""
+    ds = _dataset(12)
+    train_small_gcn(ds, tmp_path / "models")
+    first = RedisServer().start()
+    again: RedisServer | None = None
+    try:
+        tag = uuid.uuid4().hex[:8]
+        settings = unique_settings(broker.bootstrap, first.url, tmp_path / "models", tag=tag,
+                                   topic_partitions=PARTITIONS, **worker_overrides)
+        with Pipeline(settings, run_dir=tmp_path) as p:
+            (worker,) = p.start_workers(1, TIMEOUT, app_id=f"faults-{tag}")
+            worker.stopped = True  # its exit is the expected outcome, not a failure of the sender's checks
+            plan = plan_replay(ds, replay_id="emptied")
+            sender = threading.Thread(target=p.send, args=(plan,), kwargs={"rate": 1000.0}, daemon=True)
+            sender.start()
+            time.sleep(1.5)
+            assert first.pid is not None
+            port = first.port
+            os.kill(first.pid, signal.SIGKILL)
+            first.stop()
+            again = RedisServer(port=port).start()
+            wait_for(lambda: worker.exit_code is not None, 60.0, "the worker to stop")
+            assert worker.exit_code == 70, worker.log_tail()
+            assert "Redis lost txmon's state" in worker.log_path.read_text()
+            sender.join(TIMEOUT)
+    finally:
+        first.stop()
+        if again is not None:
+            again.stop()
