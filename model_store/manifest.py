@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import re
 from datetime import UTC, datetime
@@ -9,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2  # 2: serving_sha256
 # Hyphens are allowed (the trainer has "mlp-local", "rf-local"): "rf-local-v2" parses as ("rf-local", 2).
 MODEL_TYPE_PATTERN = r"[a-z][a-z0-9_]*(?:-[a-z0-9_]+)*"
 # A version id is "<model_type>-v<N>", N >= 1; the directory name and the manifest's version agree.
@@ -34,7 +36,15 @@ class ModelManifest(BaseModel):
     # A bare file name: a manifest must not be able to point the loader outside its own directory.
     weights_file: str = Field("weights.pt", pattern=r"^[A-Za-z0-9_.-]+$")
     weights_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    # What decides the verdicts besides the weights — the threshold, the architecture, the normalisation —
+    # hashed with the weights' sha256 at save: an edit to any of them is refused at load, not served silently.
+    serving_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$", description="None in version-1 manifests")
     manifest_version: int = MANIFEST_VERSION
+
+    def serving_digest(self) -> str:
+        """The sha256 ``serving_sha256`` must hold for this manifest's serving fields."""
+        return serving_digest(self.model_type, self.architecture, self.threshold, self.feature_mean,
+                              self.feature_std, self.weights_sha256)
 
     @property
     def n_features(self) -> int:
@@ -86,3 +96,11 @@ class ModelManifest(BaseModel):
             if bad is not None:
                 raise ValueError(f"feature_std[{bad}] is {self.feature_std[bad]}; clamp it to a positive value")
         return self
+
+
+def serving_digest(model_type: str, architecture: dict[str, Any], threshold: float,
+                   feature_mean: list[float] | None, feature_std: list[float] | None, weights_sha256: str) -> str:
+    """sha256 of the fields that decide what a model serves, as canonical JSON (floats round-trip exactly)."""
+    fields = {"model_type": model_type, "architecture": architecture, "threshold": threshold,
+              "feature_mean": feature_mean, "feature_std": feature_std, "weights_sha256": weights_sha256}
+    return hashlib.sha256(json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()).hexdigest()

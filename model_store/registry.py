@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from pydantic import ValidationError
 
-from model_store.manifest import MODEL_TYPE_PATTERN, VERSION_RE, ModelManifest
+from model_store.manifest import MODEL_TYPE_PATTERN, VERSION_RE, ModelManifest, serving_digest
 from txmon.core.errors import TxmonError
 from txmon.core.files import sha256_file
 
@@ -133,6 +133,9 @@ class ModelStore:
             metrics=_plain(metrics), training=_plain(training), dataset_fingerprint=dataset_fingerprint,
             weights_sha256=hashlib.sha256(blob).hexdigest(),
         )
+        fields["serving_sha256"] = serving_digest(
+            model_type, fields["architecture"], fields["threshold"], fields["feature_mean"], fields["feature_std"],
+            fields["weights_sha256"])
         # Validate (and check JSON-serialisability) before claiming a directory, so bad input leaves no trace.
         try:
             ModelManifest(version=f"{model_type}-v1", **fields).model_dump_json()
@@ -265,6 +268,9 @@ class ModelStore:
                  if k not in m.architecture or m.architecture[k] != _json_normal(v)]
         if wrong:
             raise ModelStoreError(f"model {m.version}: architecture mismatch: {', '.join(wrong)}")
+        if m.manifest_version >= 2 and m.serving_sha256 != m.serving_digest():
+            raise ModelStoreError(f"model {m.version}: manifest.json's threshold, architecture or normalisation "
+                                  f"differ from what was saved (serving sha256 mismatch): the manifest was edited")
         path = self.root / m.version / m.weights_file
         if not path.is_file():
             raise ModelStoreError(f"model {m.version}: {path} is missing")

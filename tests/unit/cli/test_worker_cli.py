@@ -11,6 +11,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from model_store.manifest import ModelManifest
 from model_store.models.gcn import GCN
 from model_store.registry import ModelStore
 from txmon.cli import app
@@ -40,11 +41,31 @@ def test_an_architecture_the_weights_do_not_fit_stops_the_worker_before_it_start
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     version_dir = _store_gcn(tmp_path / "models")
     manifest = json.loads((version_dir / "manifest.json").read_text())
-    manifest["architecture"]["hidden"] = 16  # edited by hand: the stored weights are 8 wide
+    manifest["architecture"]["hidden"] = 16  # the stored weights are 8 wide; written so (serving sha256 matches)
+    manifest["serving_sha256"] = ModelManifest.model_validate(manifest).serving_digest()
     (version_dir / "manifest.json").write_text(json.dumps(manifest))
     code, out = _worker(tmp_path, monkeypatch)
     assert code == 2, out
     assert "cannot be built from the manifest's architecture and its weights" in out and "Traceback" not in out
+
+
+@pytest.mark.parametrize("field", ["threshold", "architecture", "feature_std"])
+def test_a_hand_edited_manifest_stops_the_worker_before_it_starts(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, field: str) -> None:
+    """An edited threshold used to be served silently: the serving sha256 now covers it, the architecture and
+    the normalisation."""
+    version_dir = _store_gcn(tmp_path / "models")
+    manifest = json.loads((version_dir / "manifest.json").read_text())
+    if field == "feature_std":
+        manifest["feature_std"] = [2 * v for v in manifest["feature_std"]]
+    elif field == "architecture":
+        manifest["architecture"] = {**manifest["architecture"], "hidden": 16}
+    else:
+        manifest["threshold"] = 0.01
+    (version_dir / "manifest.json").write_text(json.dumps(manifest))
+    code, out = _worker(tmp_path, monkeypatch)
+    assert code == 2, out
+    assert "serving sha256 mismatch" in out and "the manifest was edited" in out and "Traceback" not in out
 
 
 def test_weights_that_fail_their_checksum_stop_the_worker_before_it_starts(

@@ -187,7 +187,9 @@ def test_pickle_payload_with_matching_sha_is_refused(store: ModelStore, tmp_path
     path = store.root / m.version / "weights.pt"
     marker = tmp_path / "pwned"
     torch.save({"w": _Payload(marker)}, path)
-    _edit_manifest(store, m.version, weights_sha256=hashlib.sha256(path.read_bytes()).hexdigest())
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()  # an adversary rewrites both checksums
+    _edit_manifest(store, m.version, weights_sha256=sha,
+                   serving_sha256=m.model_copy(update={"weights_sha256": sha}).serving_digest())
     with pytest.raises(ModelStoreError, match="not a plain tensor file and was refused"):
         store.load(m.version)
     assert not marker.exists()
