@@ -49,13 +49,16 @@ ID_ENTRY = np.dtype([("tx_id", "<i8"), ("seq", "<i4")])  # the id log: which seq
 
 WRITE_BATCH = """
 -- One step's share of a micro-batch, atomically. Every write is idempotent; the triangle counter and
--- the edge log move only for an edge whose SADD is new, so a replayed event changes nothing.
+-- the edge log move only for an edge whose SADD is new, so a replayed event changes nothing. A seq that
+-- has arrived keeps its record: the same seq again with another tx id or other features is a conflict,
+-- written nowhere (nor its edges: an edge belongs to its later end), and returned for the dead letters.
 -- KEYS[1]: the step's seen bitmap (routes the call to the step's slot; all keys share its hash tag).
 -- ARGV: prefix, records per chunk, record bytes, runs (int32 first seq, count; within one chunk),
 --       the records of the runs in order, edges (int32 src seq, int32 dst seq), the batch's seqs as a bitmap.
+-- Returns {new edges, the conflicting seqs as int32}.
 local p, per, rb = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local runs, recs, edges = ARGV[4], ARGV[5], ARGV[6]
-local pos, ids = 1, {}
+local pos, ids, bad, conflicts = 1, {}, {}, {}
 for r = 1, #runs, 8 do
   local s, n = struct.unpack('<i4i4', runs, r)
   local c = math.floor(s / per)
@@ -64,13 +67,32 @@ for r = 1, #runs, 8 do
     -- created at full size: growing it by SETRANGE would over-allocate up to 2x
     redis.call('SETRANGE', key, per * rb - 1, '\\0')
   end
-  for i = 0, n - 1 do  -- the id log gets each node once: only those not seen before
-    if redis.call('GETBIT', KEYS[1], s + i) == 0 then
+  local fresh = true
+  for i = 0, n - 1 do
+    if redis.call('GETBIT', KEYS[1], s + i) == 1 then fresh = false; break end
+  end
+  if fresh then  -- the common case: one SETRANGE for the run, every node into the id log
+    for i = 0, n - 1 do
       local at = pos + i * rb
       ids[#ids + 1] = string.sub(recs, at, at + 7) .. struct.pack('<i4', s + i)
     end
+    redis.call('SETRANGE', key, (s - c * per) * rb, string.sub(recs, pos, pos + n * rb - 1))
+  else
+    for i = 0, n - 1 do
+      local at, off = pos + i * rb, (s + i - c * per) * rb
+      local rec = string.sub(recs, at, at + rb - 1)
+      if redis.call('GETBIT', KEYS[1], s + i) == 0 then
+        ids[#ids + 1] = string.sub(rec, 1, 8) .. struct.pack('<i4', s + i)
+        redis.call('SETRANGE', key, off, rec)
+      else  -- tx id (bytes 1-8) and features (17-) must match; the event time may differ (a re-sent replay)
+        local old = redis.call('GETRANGE', key, off, off + rb - 1)
+        if string.sub(old, 1, 8) ~= string.sub(rec, 1, 8) or string.sub(old, 17) ~= string.sub(rec, 17) then
+          bad[s + i] = true
+          conflicts[#conflicts + 1] = struct.pack('<i4', s + i)
+        end
+      end
+    end
   end
-  redis.call('SETRANGE', key, (s - c * per) * rb, string.sub(recs, pos, pos + n * rb - 1))
   pos = pos + n * rb
 end
 if #ids > 0 then redis.call('APPEND', p .. 'ids', table.concat(ids)) end
@@ -82,7 +104,7 @@ local tri, log = 0, {}
 for e = 1, #edges, 8 do
   local a, b = struct.unpack('<i4i4', edges, e)
   local ka, kb = p .. 'nb:' .. a, p .. 'nb:' .. b
-  if redis.call('SADD', ka, b) == 1 then
+  if not bad[math.max(a, b)] and redis.call('SADD', ka, b) == 1 then
     redis.call('SADD', kb, a)
     -- common neighbours = the triangles this edge closes; each is counted by its last edge
     tri = tri + redis.call('SINTERCARD', 2, ka, kb)
@@ -91,7 +113,7 @@ for e = 1, #edges, 8 do
 end
 if #log > 0 then redis.call('APPEND', p .. 'edges', table.concat(log)) end
 if tri > 0 then redis.call('INCRBY', p .. 'tri', tri) end
-return #log
+return {#log, table.concat(conflicts)}
 """
 
 STORE_ARRIVAL = """
@@ -241,8 +263,9 @@ class GraphStore:
 
     # -- arrival path ---------------------------------------------------------------------------------------------
 
-    def write_batch(self, keys: StepKeys, batch: NodeBatch) -> StepGraph:
-        """Write the batch and read back the step graph, in one round trip."""
+    def write_batch(self, keys: StepKeys, batch: NodeBatch) -> tuple[StepGraph, NDArray[np.int64]]:
+        """Write the batch and read back the step graph, in one round trip; also the batch's seqs that
+        conflict with what the step holds (the same seq with another tx id or other features: not written)."""
         first, count = _runs(batch.seqs)
         runs = np.stack([first, count], axis=1).astype(EDGE).tobytes()
         edges = batch.edges.astype(EDGE).tobytes()
@@ -255,8 +278,8 @@ class GraphStore:
             pipe.get(keys.scored)
             pipe.get(keys.edges)
 
-        *_, seen, scored, log = self._pipeline(build)
-        return StepGraph.decode(seen, scored, log)
+        (_, conflicts), _, seen, scored, log = self._pipeline(build)
+        return StepGraph.decode(seen, scored, log), np.frombuffer(conflicts or b"", dtype=EDGE).astype(np.int64)
 
     def locate(self, replay_id: str, tx_id: int) -> tuple[int, int] | None:
         """(step, seq) of a transaction the worker has written, or None: one round trip reading every

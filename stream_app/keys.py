@@ -105,6 +105,12 @@ class ReplayKeys:
         return self.prefix + "replay_end"
 
     @property
+    def declared(self) -> str:
+        """Hash: what the replay's first markers declared — 'partitions', 'count:<step>' — which later markers
+        must repeat."""
+        return self.prefix + "declared"
+
+    @property
     def hist(self) -> str:
         """Hash: step -> 'nodes,edges' of each finalised step (densification history)."""
         return self.prefix + "hist"

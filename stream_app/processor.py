@@ -38,6 +38,7 @@ from stream_app.step_close import (
 )
 from txmon.core.contracts import ARRIVAL_WINDOW, Alert, TxEvent, check_replay_id
 from txmon.core.elliptic_format import STEP_MAX
+from txmon.core.errors import TxmonError
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,10 @@ MAX_TX_ID = (1 << 63) - 1
 # So an arrival score is a function of the data and the model alone — the same whatever the batching,
 # the partitions' interleaving or the number of workers — and replays are repeatable. The price is the
 # time the window takes to fill: 256 transactions, ~50 ms at 5,000 tx/s.
+
+
+class MarkerRefused(TxmonError, ValueError):
+    """A step_end or replay_end that contradicts its replay: dead-lettered, and it changes nothing."""
 
 
 class Processor:
@@ -101,12 +106,15 @@ class Processor:
     # -- arrival --------------------------------------------------------------------------------------------------
 
     def process_batch(self, events: list[TxEvent], *, checked: bool = False, origin: Origin | None = None,
-                      offsets: list[int] | None = None) -> list[Alert]:
+                      offsets: list[int] | None = None,
+                      rejects: list[tuple[TxEvent, str]] | None = None) -> list[Alert]:
         """Write the batch to Redis, score the arrival windows it completes, return the arrival alerts.
 
         checked: the caller already ran ``check`` on every event (the router does, to dead-letter).
         origin, offsets: the consumed records the events came from (one offset per event), whose claims a
         retry owns (stream_app.claims); default: a direct call, owning only what it claims itself.
+        rejects: receives (event, reason) for events that contradict the step (a seq already holding another
+        transaction or other features): nothing of them is written.
         """
         origin = origin or Origin.direct()
         at = offsets if offsets is not None else [origin.last] * len(events)
@@ -124,13 +132,23 @@ class Processor:
             # The step's windows this batch completes are caused by its last record of the step: a retry
             # holding that record holds some of the step's events too, so it passes here and re-owns them.
             cause = origin.cause(max(o for _, o in step_events))
-            alerts += self._process_step(StepKeys(replay_id, step), [e for e, _ in step_events], origin, cause)
+            alerts += self._process_step(StepKeys(replay_id, step), [e for e, _ in step_events], origin, cause,
+                                         rejects if rejects is not None else [])
         return alerts
 
-    def _process_step(self, keys: StepKeys, events: list[TxEvent], origin: Origin, cause: bytes) -> list[Alert]:
-        batch = NodeBatch.from_events(events)
-        graph = self.store.write_batch(keys, batch)
-        self.cache.put(keys, batch.seqs, self.model.scale(batch.records["features"]), batch.records)
+    def _process_step(self, keys: StepKeys, events: list[TxEvent], origin: Origin, cause: bytes,
+                      rejects: list[tuple[TxEvent, str]]) -> list[Alert]:
+        unique: dict[int, TxEvent] = {}
+        for e in events:  # sorted by seq; the same seq twice in a batch: a redelivery, or a conflict
+            first = unique.setdefault(e.seq, e)
+            if first is not e and not _same_transaction(first, e):
+                rejects.append((e, _conflict(keys, e.seq)))
+        batch = NodeBatch.from_events(list(unique.values()))
+        graph, conflicts = self.store.write_batch(keys, batch)
+        ok = ~np.isin(batch.seqs, conflicts)
+        if not ok.all():
+            rejects += [(unique[int(s)], _conflict(keys, int(s))) for s in conflicts]
+        self.cache.put(keys, batch.seqs[ok], self.model.scale(batch.records["features"][ok]), batch.records[ok])
         # Windows whose every seq has arrived (here or on another worker): their graph is final.
         unseen = np.flatnonzero(~graph.seen)
         prefix = int(unseen[0]) if unseen.size else graph.size
@@ -192,24 +210,48 @@ class Processor:
 
     # -- step close -----------------------------------------------------------------------------------------------
 
+    def declare(self, replay_id: str, n_partitions: int, step: int | None = None, count: int | None = None) -> None:
+        """MarkerRefused if a marker's partition count (or its step's transaction count) disagrees with what the
+        replay's first markers declared: one round trip."""
+        rk = ReplayKeys(replay_id)
+        fields = {"partitions": n_partitions} | ({f"count:{step}": count} if step is not None and count is not None
+                                                   else {})
+        pipe = self.redis.pipeline(transaction=False)
+        for f, v in fields.items():
+            pipe.hsetnx(rk.declared, f, v)
+        pipe.hmget(rk.declared, list(fields))
+        declared = pipe.execute()[-1]
+        for (f, v), d in zip(fields.items(), declared, strict=True):
+            if int(d) != v:
+                what = "partitions" if f == "partitions" else f"transactions in step {step}"
+                raise MarkerRefused(f"the marker says {v} {what}, but replay {replay_id} declared {int(d)}")
+
     def on_replay_end(self, replay_id: str, partition: int, n_partitions: int) -> bool:
         """Record that ``partition`` has passed replay_end (everything before it is processed);
         True once every partition has — what ``txmon replay`` waits for, never consumer lag."""
         return add_partition(self.redis, ReplayKeys(replay_id).replay_end, partition, n_partitions)
 
     def on_step_end(self, replay_id: str, step: int, partition: int, n_partitions: int,
-                    origin: Origin | None = None, offset: int | None = None) -> StepResult | None:
+                    origin: Origin | None = None, offset: int | None = None,
+                    count: int | None = None) -> StepResult | None:
         """Record the partition's step_end; finalise the step if the set is complete and ``origin`` owns the
         close: this step_end claims it, or an earlier try of it did (stream_app.claims).
 
-        origin, offset: the consumed record (default: a direct call). The caller must have processed every
-        event it read before the marker (flush the micro-batch first).
+        origin, offset: the consumed record (default: a direct call); count: the transactions the marker says the
+        step has. MarkerRefused for a marker that contradicts the replay (its partition or transaction count),
+        or that completes a step none of whose transactions has arrived (premature, or of a replay that never
+        started): no statistics come of it. The caller must have processed every event it read before the
+        marker (flush the micro-batch first).
         """
         check_replay_id(replay_id)
+        self.declare(replay_id, n_partitions, step, count)
         origin = origin or Origin.direct()
         cause = origin.cause(origin.last if offset is None else offset)
         if not record_step_end(self.redis, replay_id, step, partition, n_partitions):
             return None
+        if count and not self.redis.bitcount(StepKeys(replay_id, step).seen):
+            raise MarkerRefused(f"step_end completes step {step} of replay {replay_id}, but none of its {count} "
+                                f"transactions has arrived")
         if not claim_finalisation(self.redis, replay_id, step, self.close_lease_s, origin, cause):
             return None  # another step_end's: done, or another worker is on it
         # Earlier steps still being closed elsewhere: their counts from their graphs (complete by now).
@@ -228,3 +270,13 @@ class Processor:
         mark_finalised(self.redis, replay_id, step, cause)
         self.cache.drop(keys)
         return replace(result, alerts=arrivals + result.alerts) if arrivals else result
+
+
+def _same_transaction(a: TxEvent, b: TxEvent) -> bool:
+    """The same record as far as the graph is concerned (a re-sent replay has another event time)."""
+    return a.tx_id == b.tx_id and bool(np.array_equal(a.features, b.features))
+
+
+def _conflict(keys: StepKeys, seq: int) -> str:
+    return (f"seq {seq} of step {keys.step} of replay {keys.replay_id} already holds another transaction or "
+            f"other features: this record contradicts it and was not written")

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from stream_app.claims import Origin
 from stream_app.keys import LATEST_ALERTS, LATEST_N, ReplayKeys
-from stream_app.processor import Processor
+from stream_app.processor import MarkerRefused, Processor
 from txmon.core.contracts import (
     DEAD_LETTER_EXCERPT,
     TOPIC_EVENT,
@@ -104,16 +104,22 @@ def route(processor: Processor, batch: list[Consumed], max_record_bytes: int, gr
     origin = Origin.of(batch[0].partition, [msg.offset for msg in batch], batch[0].topic, group)
     pending: list[TxEvent] = []
     offsets: list[int] = []
+    msgs: dict[int, Consumed] = {}  # id(event) -> its record, for the dead letters of refused events
     reason: str | None
 
     def flush() -> None:
         if pending:
-            for alert in processor.process_batch(pending, checked=True, origin=origin, offsets=offsets):
+            rejects: list[tuple[TxEvent, str]] = []
+            for alert in processor.process_batch(pending, checked=True, origin=origin, offsets=offsets,
+                                                 rejects=rejects):
                 out.add_alert(alert)
-            out.processed += len(pending)
+            for event, why in rejects:
+                out.dead_letters.append(_dead_letter(msgs[id(event)], why))
+            out.processed += len(pending) - len(rejects)
             out.last_step = pending[-1].step
             pending.clear()
             offsets.clear()
+            msgs.clear()
 
     for msg in batch:
         if msg.value is None:
@@ -135,13 +141,18 @@ def route(processor: Processor, batch: list[Consumed], max_record_bytes: int, gr
             else:
                 pending.append(record)
                 offsets.append(msg.offset)
+                msgs[id(record)] = msg
         elif reason := _marker_problem(record):
             out.dead_letters.append(_dead_letter(msg, reason))
         elif isinstance(record, StepEnd):
             flush()
             t0 = time.perf_counter()
-            result = processor.on_step_end(record.replay_id, record.step, msg.partition, record.partitions,
-                                           origin, msg.offset)
+            try:
+                result = processor.on_step_end(record.replay_id, record.step, msg.partition, record.partitions,
+                                               origin, msg.offset, record.count)
+            except MarkerRefused as e:
+                out.dead_letters.append(_dead_letter(msg, str(e)))
+                continue
             if result is not None:
                 for alert in result.alerts:
                     out.add_alert(alert)
@@ -151,6 +162,11 @@ def route(processor: Processor, batch: list[Consumed], max_record_bytes: int, gr
                 out.close_seconds.append(time.perf_counter() - t0)
         else:
             flush()
+            try:
+                processor.declare(record.replay_id, record.partitions)
+            except MarkerRefused as e:
+                out.dead_letters.append(_dead_letter(msg, str(e)))
+                continue
             out.replay_ends.append((record, msg.partition))
     flush()
     return out

@@ -220,3 +220,49 @@ def test_published_alerts_are_counted_per_kind_and_listed_newest_first(proc: Pro
 def test_an_empty_batch_does_nothing(proc: Processor) -> None:
     out, done = _route_and_publish(proc, [])
     assert (out.alerts, out.stats, out.dead_letters, done, out.processed) == ([], [], [], [], 0)
+
+
+# -- a strict boundary: records that contradict their replay ---------------------------------------------------------
+
+
+def _reasons(out: Outputs) -> list[str]:
+    return [DeadLetter.model_validate_json(v).reason for _, v in out.dead_letters]
+
+
+def test_a_seq_resent_with_other_content_is_dead_lettered_and_changes_nothing(proc: Processor,
+                                                                              redis_client: redis.Redis) -> None:
+    route(proc, [msg(tx(seq=0), offset=0), msg(tx(seq=1, inputs_from=[(1001, 0)]), offset=1)], MAX_BYTES)
+    keys = StepKeys("r", 1)
+    before = {k: redis_client.get(k) for k in (keys.node(0), keys.edges, keys.seen, keys.ids)}
+    other = tx(seq=1, inputs_from=[(1001, 0)], features=b64(features(99)))  # seq 1 again, other features
+    swapped = tx(seq=0, tx_id=77)  # seq 0 again, another transaction
+    again = tx(seq=1, inputs_from=[(1001, 0)], event_time=1_800_000_000.0)  # the same record, re-sent later
+    assert not route(proc, [msg(again, offset=2)], MAX_BYTES).dead_letters
+    out = route(proc, [msg(other, offset=3), msg(swapped, offset=4)], MAX_BYTES)
+    reasons = _reasons(out)
+    assert len(reasons) == 2 and all("contradicts it and was not written" in r for r in reasons)
+    assert "seq 1 of step 1 of replay r" in reasons[0] or "seq 1 of step 1 of replay r" in reasons[1]
+    assert {k: redis_client.get(k) for k in before} == before  # nothing written
+    # The same seq twice in one batch: the later copy is compared with the first.
+    within = route(proc, [msg(tx(seq=2), offset=5), msg(tx(seq=2, tx_id=5), offset=6)], MAX_BYTES)
+    assert len(_reasons(within)) == 1 and "seq 2" in _reasons(within)[0]
+
+
+def test_markers_that_contradict_their_replay_are_dead_lettered(proc: Processor, redis_client: redis.Redis) -> None:
+    route(proc, [msg(tx(seq=i), offset=i) for i in range(3)], MAX_BYTES)
+    first = route(proc, [msg(step_end(partitions=2, count=3), offset=3)], MAX_BYTES)
+    assert not first.dead_letters and not first.stats
+    wrong_parts = route(proc, [msg(step_end(partitions=1, count=3), offset=4)], MAX_BYTES)  # would complete it
+    assert not wrong_parts.stats and "says 1 partitions, but replay r declared 2" in _reasons(wrong_parts)[0]
+    wrong_count = route(proc, [msg(step_end(partitions=2, count=9), partition=1, offset=0)], MAX_BYTES)
+    assert not wrong_count.stats and "says 9 transactions in step 1" in _reasons(wrong_count)[0]
+    end = route(proc, [msg(replay_end(partitions=3), offset=5)], MAX_BYTES)
+    assert not end.replay_ends and "declared 2" in _reasons(end)[0]
+    ok = route(proc, [msg(step_end(partitions=2, count=3), partition=1, offset=1)], MAX_BYTES)
+    assert [s.nodes_step for s in ok.stats_records] == [3] and not ok.dead_letters
+
+
+def test_a_step_end_for_a_step_without_transactions_yields_no_statistics(proc: Processor) -> None:
+    """A premature marker, or one of a replay that never started, must not close a step with 0 nodes."""
+    out = route(proc, [msg(step_end(replay_id="never", step=4, count=120), offset=0)], MAX_BYTES)
+    assert not out.stats and "none of its 120 transactions has arrived" in _reasons(out)[0]
