@@ -53,7 +53,8 @@ def log_times(worker: WorkerProcess, needle: str) -> list[float]:
 def fresh(settings: Settings, tag: str) -> Settings:
     """The same stack with topics of their own: a new group never re-reads another run's records."""
     return unique_settings(str(settings.kafka_bootstrap), str(settings.redis_url), settings.model_dir, tag=tag,
-                           topic_partitions=PARTITIONS, fetch_wait_ms=settings.fetch_wait_ms)
+                           topic_partitions=PARTITIONS, fetch_wait_ms=settings.fetch_wait_ms,
+                           processing_guarantee=settings.processing_guarantee)
 
 
 def formation(settings: Settings, n: int, tag: str, timeout: float) -> float:
@@ -97,6 +98,9 @@ def recovery(settings: Settings, ds: EllipticDataset, rate: float, tag: str, tim
             elapsed = None
         synced = [t for t in log_times(survivor, "Successfully synced group") if t > t_kill]
         resumed = [t for t in log_times(survivor, "Resuming flow") if t > t_kill]
+        # exactly-once: the survivor fences the victim's transactional producers before it processes their
+        # partitions (absent on Tansu, at-least-once)
+        fenced = [t for t in log_times(survivor, "transactional producer") if t > t_kill]
         client = p.client
         same = claimed_alert_ids(client, killed_run) == {
             a.replace(reference, killed_run) for a in claimed_alert_ids(client, reference)}
@@ -106,6 +110,7 @@ def recovery(settings: Settings, ds: EllipticDataset, rate: float, tag: str, tim
     return {
         "synced_s": synced[0] - t_kill if synced else None,
         "resumed_s": resumed[0] - t_kill if resumed else None,
+        "fenced_s": fenced[-1] - t_kill if fenced else None,
         "extra_s": None if elapsed is None else elapsed - send_s,
         "same_alerts": same,
         "steps": stats_steps,
@@ -140,7 +145,8 @@ def main() -> None:
                 print(f"{name}: group of {n} formed in {statistics.median(runs):.1f} s "
                       f"(runs: {', '.join(f'{r:.1f}' for r in runs)})")
             results = [recovery(attached, ds, args.rate, f"{broker}-{i}", args.timeout) for i in range(args.repeat)]
-            for key, what in (("synced_s", "group re-synced"), ("resumed_s", "survivor resumed")):
+            for key, what in (("synced_s", "group re-synced"), ("resumed_s", "survivor resumed"),
+                              ("fenced_s", "survivor's producers of the taken partitions ready")):
                 vals = [r[key] for r in results if r[key] is not None]
                 if vals:
                     med = statistics.median(vals)  # type: ignore[type-var]

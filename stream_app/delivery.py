@@ -100,6 +100,7 @@ class ExactlyOnce:
         self.transaction_timeout_ms = transaction_timeout_ms
         self._owners: dict[int, _Owner] = {}
         self._admin: AIOKafkaAdminClient | None = None
+        self._committed_by_us: dict[int, int] = {}  # partition -> the offset this worker last committed
         self._crash_at = int(os.environ.get(CRASH_BEFORE_COMMIT, "0"))
         self._with_alerts = 0
 
@@ -145,6 +146,10 @@ class ExactlyOnce:
                 return False
             owner = await self._open(partition)  # a retry after a failed transaction (the old one was dropped)
             committed = await self._committed(partition)
+            if committed == 0 and self._committed_by_us.get(partition, 0) > 0:
+                raise DeliveryError(f"partition {partition}: the broker has no committed offset for the group, but "
+                                    f"this worker committed {self._committed_by_us[partition]}: it lost its data "
+                                    f"(restarted empty?). The worker stops rather than guess where to resume")
             if committed > first_offset:
                 raise DeliveryError(f"partition {partition}: offset {committed} was committed by another worker "
                                     f"while this one held records from {first_offset}")
@@ -162,6 +167,7 @@ class ExactlyOnce:
                 await self._failpoint(owner)
             await owner.producer.commit_transaction()
             await asyncio.gather(*sent)  # acknowledged: commit_transaction flushed them
+            self._committed_by_us[partition] = next_offset
             owner.in_txn = False
             owner.last_commit = time.monotonic()
             return True

@@ -129,6 +129,7 @@ class ReplayKeys:
 
 SEQ_BITS = 20  # seqs are below 2**20: bounds a step's bitmaps (128 KiB)
 INSTANCE = "txm:instance"  # a random token: written by the first worker, gone when Redis loses its data
+WRITES = "txm:writes"  # incremented by every worker before each batch: goes back when Redis loses recent writes
 REPLAYS = "txm:replays"  # sorted set: replay id -> when a worker first saw it (Unix seconds)
 LATEST_ALERTS = "txm:latest:alerts"  # list: the newest alerts' JSON, any replay, newest first
 LATEST_N = 1000

@@ -78,10 +78,12 @@ class Processor:
         self.window_size = window_size
         self.close_lease_s = close_lease_s
         self.instance = instance_token(client)
+        self._writes: int | None = None  # txm:writes as this processor last saw it
 
     def check_state(self) -> None:
-        """StateLost if Redis lost the state this processor has been writing (stream_app.state)."""
-        check_instance(self.redis, self.instance)
+        """StateLost if Redis lost the state this processor has been writing, or its latest writes
+        (stream_app.state)."""
+        self._writes = check_instance(self.redis, self.instance, self._writes)
 
     @staticmethod
     def check(event: TxEvent) -> str | None:

@@ -14,7 +14,7 @@ import redis
 
 from stream_app.graph_store import GraphStore
 from stream_app.keys import LATEST_ALERTS, LATEST_N, REPLAYS, ReplayKeys, StepKeys
-from stream_app.state import StateLost, check_instance
+from stream_app.state import StateLost, check_token
 from stream_app.step_close import DONE
 from txmon.core.contracts import ALERT_KINDS, check_replay_id
 from txmon.core.errors import TxmonError
@@ -36,7 +36,7 @@ def health(client: redis.Redis, model_version: str, started_at: float, now: floa
         if instance is None:
             client.ping()
         else:
-            check_instance(client, instance)
+            check_token(client, instance)
     except redis.RedisError as e:
         raise ViewError(503, f"Redis is unreachable: {e}") from None
     except StateLost as e:

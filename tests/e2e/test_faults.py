@@ -143,3 +143,69 @@ def test_redis_restarted_empty_stops_the_worker_with_a_clear_error(
         first.stop()
         if again is not None:
             again.stop()
+
+
+def test_a_broker_restarted_without_its_data_never_makes_the_worker_skip_records(
+        own_redis: RedisServer, tmp_path: Path) -> None:
+    """The broker killed and started again empty on the same port (topics and committed offsets lost), then a
+    new replay: the worker must process every record of it, or stop with the reason — never skip a block
+    silently (what it did on Tansu before). Apache Kafka only: a broker of its own, killed by pid."""
+    from producer.send import send_replay
+
+    first = KafkaBroker()
+    try:
+        first.start()
+    except Exception as e:  # noqa: BLE001 - no Java here: the suite's Tansu path has no transactions to lose
+        pytest.skip(f"Apache Kafka cannot run here: {e}")
+    again: KafkaBroker | None = None
+    ds = _dataset(13)
+    model, offline = train_small_gcn(ds, tmp_path / "models")
+    try:
+        tag = uuid.uuid4().hex[:8]
+        settings = unique_settings(first.bootstrap, own_redis.url, tmp_path / "models", tag=tag,
+                                   topic_partitions=PARTITIONS)
+        client = redis.Redis.from_url(own_redis.url)
+        with Pipeline(settings, run_dir=tmp_path) as p:
+            (worker,) = p.start_workers(1, TIMEOUT, app_id=f"faults-{tag}")
+            p.run(plan_replay(ds, replay_id="before"), timeout=TIMEOUT)
+            port = first.port
+            assert first.pid is not None
+            os.kill(first.pid, signal.SIGKILL)
+            first.stop()
+            again = KafkaBroker(port=port).start()
+            worker.stopped = True  # it may stop (code 70) on purpose; checked below
+            plan = plan_replay(ds, replay_id="after")
+            send_replay(plan, again.bootstrap, settings)  # creates the topics again
+            deadline = time.monotonic() + TIMEOUT
+            while time.monotonic() < deadline and worker.exit_code is None and \
+                    client.scard("txm:{after}:replay_end") < PARTITIONS:
+                time.sleep(0.2)
+            if worker.exit_code is not None:  # stopped: it must say why, and a restarted worker does it all
+                assert worker.exit_code == 70, worker.log_tail()
+                assert "lost its data" in worker.log_path.read_text() or "no committed offset" in \
+                    worker.log_path.read_text(), worker.log_tail()
+                p.start_workers(1, TIMEOUT, app_id=f"faults-{tag}")
+                p.wait_replay_end("after", TIMEOUT)
+            for sp in plan:  # every record of the new replay processed: complete, exact final scores
+                sc = read_step_scores(client, "after", sp.step, sp.rows.size)
+                assert sc.seen.all() and sc.scored.all(), f"step {sp.step}: records skipped"
+                assert np.abs(sc.fin - offline[sp.rows]).max() <= TOL
+            # and its outputs committed on the new broker: one statistics record per step, the offline verdicts
+            stats = TopicReader(again.bootstrap, settings.topic_stats, PARTITIONS)
+            alerts = TopicReader(again.bootstrap, settings.topic_alerts, PARTITIONS)
+            try:
+                published = sum(published_alerts(client, "after").values())
+                wait_for(lambda: len(stats.records) >= len(plan) and len(alerts.records) >= published, TIMEOUT,
+                         "the new replay's statistics and alerts", [stats, alerts], p)
+                per_step = Counter(StepStats.model_validate_json(r.value).step for r in stats.records)
+                assert set(per_step) == {sp.step for sp in plan} and set(per_step.values()) == {1}
+                got = [Alert.model_validate_json(r.value) for r in alerts.records]
+                assert _verdicts(got) == set(ds.tx_ids[offline >= model.threshold].tolist())
+            finally:
+                stats.close()
+                alerts.close()
+        client.close()
+    finally:
+        first.stop()
+        if again is not None:
+            again.stop()

@@ -42,7 +42,9 @@ POM = f"""<project xmlns="http://maven.apache.org/POM/4.0.0">
 """
 
 # One node: every replication factor 1; few internal partitions, so a first group join or transaction
-# coordinator lookup does not wait on 50 partitions being created; no initial rebalance delay.
+# coordinator lookup does not wait on 50 partitions being created; no initial rebalance delay. No topic is
+# created by a client asking for it: a worker's metadata request after a broker restart made a 1-partition
+# transactions topic, and the replay's markers then named 1 partition (txmon creates its topics itself).
 SERVER_PROPERTIES = """\
 process.roles=broker,controller
 node.id=1
@@ -53,6 +55,7 @@ controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
 log.dirs={data}
+auto.create.topics.enable=false
 num.partitions=1
 default.replication.factor=1
 min.insync.replicas=1

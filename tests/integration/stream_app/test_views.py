@@ -115,3 +115,15 @@ def test_health_answers_503_once_redis_lost_the_state(proc: Processor) -> None:
     with pytest.raises(StateLost, match="txm:instance is gone"):
         proc.check_state()
     assert Processor(proc.redis, proc.model).instance != proc.instance  # a worker started now begins anew
+
+
+def test_a_redis_that_lost_its_latest_writes_stops_the_worker(proc: Processor) -> None:
+    """A restart from a persistence file older than the last writes: the write count goes back."""
+    from stream_app.keys import WRITES
+    from stream_app.state import StateLost
+
+    proc.check_state()
+    proc.check_state()
+    proc.redis.decrby(WRITES, 2)  # as if the last two batches' writes were lost
+    with pytest.raises(StateLost, match="lost its latest writes"):
+        proc.check_state()
