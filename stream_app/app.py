@@ -29,6 +29,7 @@ from stream_app import metrics, views
 from stream_app.delivery import AtLeastOnce, Delivery, DeliveryError, ExactlyOnce, OutputTopics
 from stream_app.processor import Processor
 from stream_app.redis_client import connect
+from stream_app.retention import prune_ended
 from stream_app.retries import BatchFailed, retrying
 from stream_app.routing import Consumed, Outputs, record_published, route
 from stream_app.scorer import LoadedModel
@@ -198,6 +199,17 @@ def create_app(settings: Settings, model: LoadedModel | None = None) -> faust.Ap
             except BatchFailed as e:
                 fail(str(e))
             metrics.BATCH_SECONDS.observe(time.perf_counter() - t0)
+
+    if settings.replay_graph_ttl_s is not None:
+        ttl = settings.replay_graph_ttl_s
+
+        @app.timer(interval=min(60.0, max(1.0, ttl / 10)), on_leader=False)
+        async def prune() -> None:
+            # A thread: deleting a full-size replay's graph scans ~200k keys, which must not stall the loop.
+            try:
+                await asyncio.to_thread(prune_ended, processor().redis, ttl)
+            except Exception as e:  # noqa: BLE001 - pruning is housekeeping: retried at the next tick
+                log.warning("pruning ended replays failed: %s: %s", type(e).__name__, e)
 
     @app.on_partitions_revoked.connect
     async def on_revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:

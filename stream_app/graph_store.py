@@ -292,6 +292,18 @@ class GraphStore:
                 return step, int(entries["seq"][hit[0]])
         return None
 
+    def neighbours(self, keys: StepKeys, seq: int) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+        """(seqs, tx ids) of ``seq``'s arrived undirected neighbours, from the edge log and the id index — what a
+        pruned replay keeps (stream_app.retention); one round trip. For the web view, not the hot path."""
+        seen, log, ids = self._pipeline(lambda pipe: [pipe.get(k) for k in (keys.seen, keys.edges, keys.ids)])
+        e = np.frombuffer(log or b"", dtype=EDGE).astype(np.int64).reshape(-1, 2)
+        nbs = np.unique(np.r_[e[e[:, 0] == seq, 1], e[e[:, 1] == seq, 0]])
+        arrived = bits(seen, int(nbs.max()) + 1 if nbs.size else 0)
+        nbs = nbs[arrived[nbs]] if nbs.size else nbs
+        index = np.frombuffer(ids or b"", dtype=ID_ENTRY)
+        tx_by_seq = dict(zip(index["seq"].tolist(), index["tx_id"].tolist(), strict=True))
+        return nbs, np.array([tx_by_seq[int(s)] for s in nbs], dtype=np.int64)
+
     def read_graph(self, keys: StepKeys) -> StepGraph:
         """The step graph as it stands, in one round trip."""
         seen, scored, log = self._pipeline(lambda pipe: [pipe.get(k) for k in (keys.seen, keys.scored, keys.edges)])

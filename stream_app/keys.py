@@ -105,6 +105,11 @@ class ReplayKeys:
         return self.prefix + "replay_end"
 
     @property
+    def pruned(self) -> str:
+        """Set once the replay's graph (node records, neighbour sets) is deleted (stream_app.retention)."""
+        return self.prefix + "pruned"
+
+    @property
     def declared(self) -> str:
         """Hash: what the replay's first markers declared — 'partitions', 'count:<step>' — which later markers
         must repeat."""
@@ -130,6 +135,7 @@ class ReplayKeys:
 SEQ_BITS = 20  # seqs are below 2**20: bounds a step's bitmaps (128 KiB)
 INSTANCE = "txm:instance"  # a random token: written by the first worker, gone when Redis loses its data
 WRITES = "txm:writes"  # incremented by every worker before each batch: goes back when Redis loses recent writes
+ENDED = "txm:ended"  # sorted set: replay id -> when every partition had passed its replay_end (Unix seconds)
 REPLAYS = "txm:replays"  # sorted set: replay id -> when a worker first saw it (Unix seconds)
 LATEST_ALERTS = "txm:latest:alerts"  # list: the newest alerts' JSON, any replay, newest first
 LATEST_N = 1000

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from dataclasses import replace
 from itertools import groupby
 
@@ -25,6 +26,7 @@ from stream_app.alerts import Candidate, claim
 from stream_app.claims import Origin, claim_windows
 from stream_app.graph_store import FeatureCache, GraphStore, NodeBatch, StepGraph
 from stream_app.keys import SEQ_BITS, ReplayKeys, StepKeys
+from stream_app.retention import is_pruned
 from stream_app.scorer import LoadedModel, Scored, induced, score, top_neighbours
 from stream_app.state import check_instance, instance_token
 from stream_app.step_close import (
@@ -79,6 +81,21 @@ class Processor:
         self.close_lease_s = close_lease_s
         self.instance = instance_token(client)
         self._writes: int | None = None  # txm:writes as this processor last saw it
+        self._pruned: set[str] = set()
+        self._not_pruned: dict[str, float] = {}  # replay id -> until when "not pruned" is believed
+
+    def pruned(self, replay_id: str) -> bool:
+        """Whether the replay's graph was pruned (stream_app.retention); "no" is remembered for a second."""
+        if replay_id in self._pruned:
+            return True
+        now = time.monotonic()
+        if self._not_pruned.get(replay_id, 0.0) > now:
+            return False
+        if is_pruned(self.redis, replay_id):
+            self._pruned.add(replay_id)
+            return True
+        self._not_pruned[replay_id] = now + 1.0
+        return False
 
     def check_state(self) -> None:
         """StateLost if Redis lost the state this processor has been writing, or its latest writes
@@ -131,6 +148,10 @@ class Processor:
         alerts: list[Alert] = []
         for (replay_id, step), group in groupby(good, key=lambda eo: (eo[0].replay_id, eo[0].step)):
             step_events = list(group)
+            if self.pruned(replay_id):
+                if rejects is not None:
+                    rejects += [(e, f"replay {replay_id} has ended and its graph was pruned") for e, _ in step_events]
+                continue
             # The step's windows this batch completes are caused by its last record of the step: a retry
             # holding that record holds some of the step's events too, so it passes here and re-owns them.
             cause = origin.cause(max(o for _, o in step_events))
@@ -246,6 +267,8 @@ class Processor:
         marker (flush the micro-batch first).
         """
         check_replay_id(replay_id)
+        if self.pruned(replay_id):
+            raise MarkerRefused(f"replay {replay_id} has ended and its graph was pruned")
         self.declare(replay_id, n_partitions, step, count)
         origin = origin or Origin.direct()
         cause = origin.cause(origin.last if offset is None else offset)

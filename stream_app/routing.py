@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from stream_app.claims import Origin
 from stream_app.keys import LATEST_ALERTS, LATEST_N, ReplayKeys
 from stream_app.processor import MarkerRefused, Processor
+from stream_app.retention import mark_ended
 from txmon.core.contracts import (
     DEAD_LETTER_EXCERPT,
     TOPIC_EVENT,
@@ -180,8 +181,11 @@ def record_published(processor: Processor, out: Outputs) -> list[ReplayEnd]:
     and the retry commits them. Whoever sees a replay end in Redis (``txmon replay``) reads the alert topic
     until it holds as many of the replay's alerts as recorded here."""
     _record_published(processor.redis, out)
-    return [end for end, partition in out.replay_ends
-            if processor.on_replay_end(end.replay_id, partition, end.partitions)]
+    ended = [end for end, partition in out.replay_ends
+             if processor.on_replay_end(end.replay_id, partition, end.partitions)]
+    for end in ended:
+        mark_ended(processor.redis, end.replay_id, time.time())
+    return ended
 
 
 def _record_published(client: redis.Redis, out: Outputs) -> None:

@@ -117,13 +117,11 @@ def transaction(client: redis.Redis, tx_id: int, replay_id: str | None, threshol
     pipe.get(keys.arr)
     pipe.get(keys.fin)
     pipe.get(rk.final(step))
-    pipe.smembers(keys.nb(seq))
     for k in ALERT_KINDS:
         pipe.exists(rk.alert(tx_id, k))
-    arr, fin, final_state, nb, *claimed = pipe.execute()
+    arr, fin, final_state, *claimed = pipe.execute()
     closed = (final_state or b"").startswith(DONE)
-    nbs = np.array(sorted(int(s) for s in nb), dtype=np.int64)
-    ids = store.read_records(keys, nbs)["tx_id"] if nbs.size else np.zeros(0, np.int64)
+    nbs, ids = store.neighbours(keys, seq)  # from what a pruned replay keeps
     return {
         "tx_id": tx_id, "replay_id": rid, "step": step, "seq": seq,
         "arrival_score": _score(arr, seq), "final_score": _score(fin, seq) if closed else None,

@@ -47,6 +47,10 @@ class Settings(BaseSettings):
                                       "unset: Faust's fixed 1500 ms, right on Apache Kafka, which answers a fetch as "
                                       "soon as data arrives; txmon sets 100 for workers on the embedded Tansu, which "
                                       "holds fetches although data waits")
+    replay_graph_ttl_s: float | None = Field(
+        3600.0, ge=0, description="how long after a replay ends its graph (node records, neighbour sets: most of "
+                                  "its Redis memory) is kept for batches processed again after a crash; alerts, "
+                                  "statistics, scores, the edge log and the id index stay. None keeps it forever")
     web_port: int = Field(6066, ge=0, le=65535, description="the worker's web views and /metrics; 0 turns them off")
     web_bind: str = Field("127.0.0.1", description="address the web server binds (0.0.0.0 in containers)")
 
