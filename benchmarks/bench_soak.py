@@ -1,13 +1,14 @@
 """Soak: repeated replays through one long-running worker; Redis memory and the worker's RSS must stay flat.
 
 One embedded stack (Apache Kafka where it runs, redis-server) and one ``python -m txmon worker`` with
-``TXMON_REPLAY_GRAPH_TTL_S`` (default 0 here: prune as soon as a replay has ended). The same synthetic data set
-is replayed ``--replays`` times, each under its own replay id; after each, the benchmark waits until the worker
-has pruned the replay's graph, then prints Redis ``used_memory`` and the worker's RSS. With the graph kept
+``TXMON_REPLAY_GRAPH_TTL_S`` (default 0 here: prune as soon as a replay has ended) and, with ``--retention``,
+``TXMON_REPLAY_RETENTION_S``. The same synthetic data set is replayed ``--replays`` times, each under its own
+replay id; after each, the benchmark waits until the worker has pruned the replay's graph (and deleted the
+replay), then prints Redis ``used_memory`` and the worker's RSS. With the graph kept
 (``--keep``, the behaviour before retention) memory grows by the graph's size every replay. Bounded: it stops
 after ``--minutes`` whatever the count.
 
-    python benchmarks/bench_soak.py [--scale 0.1] [--replays 8] [--minutes 10] [--ttl 0] [--keep]
+    python benchmarks/bench_soak.py [--scale 0.1] [--replays 8] [--minutes 10] [--ttl 0] [--retention 0] [--keep]
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import numpy as np
 from producer.plan import plan_replay
 from replay.data.dataset import EllipticDataset
 from replay.synth import generate
-from stream_app.keys import ENDED
+from stream_app.keys import ENDED, ReplayKeys
 from txmon.core.settings import Settings
 from txmon.pipeline.runner import Pipeline
 from txmon.testing.e2e import train_small_gcn
@@ -46,6 +47,8 @@ def main() -> None:
     ap.add_argument("--replays", type=int, default=8)
     ap.add_argument("--minutes", type=float, default=10.0, help="stop after this long, whatever the count")
     ap.add_argument("--ttl", type=float, default=0.0, help="TXMON_REPLAY_GRAPH_TTL_S for the worker")
+    ap.add_argument("--retention", type=float, default=None,  # > 0: the runner reads the replay back at its end
+                    help="TXMON_REPLAY_RETENTION_S for the worker (default: keep what users read back)")
     ap.add_argument("--keep", action="store_true", help="keep every replay's graph (no retention)")
     args = ap.parse_args()
 
@@ -54,7 +57,8 @@ def main() -> None:
     ds = EllipticDataset(d.tx_ids, d.steps, d.features.astype(np.float32), d.labels, d.edges, fingerprint="soak")
     train_small_gcn(ds, tmp / "models")
     settings = Settings(kafka_bootstrap=None, redis_url=None, model_dir=tmp / "models",
-                        replay_graph_ttl_s=None if args.keep else args.ttl)
+                        replay_graph_ttl_s=None if args.keep else args.ttl,
+                        replay_retention_s=None if args.keep else args.retention)
     deadline = time.monotonic() + 60 * args.minutes
     print(f"data: {ds.n_nodes:,} tx over {len(np.unique(ds.steps))} steps; "
           f"{'graphs kept' if args.keep else f'graph TTL {args.ttl:g} s'}; at most {args.replays} replays or "
@@ -69,8 +73,11 @@ def main() -> None:
                 break
             t0 = time.monotonic()
             p.run(plan_replay(ds, replay_id=f"soak-{i}"), timeout=600)
-            while not args.keep and client.zcard(ENDED) and time.monotonic() < deadline:
-                time.sleep(0.2)  # the worker's pruning timer
+            # the worker's timer: the graph pruned (and, with a retention, the replay deleted)
+            while not args.keep and time.monotonic() < deadline and not (
+                    client.exists(ReplayKeys(f"soak-{i}").pruned)
+                    and (args.retention is None or client.zscore(ENDED, f"soak-{i}") is None)):
+                time.sleep(0.2)
             used = int(client.info("memory")["used_memory"]) / 2**20
             memory.append(used)
             rss.append(rss_mib(worker.pid))

@@ -201,13 +201,13 @@ def create_app(settings: Settings, model: LoadedModel | None = None) -> faust.Ap
             metrics.BATCH_SECONDS.observe(time.perf_counter() - t0)
 
     if settings.replay_graph_ttl_s is not None:
-        ttl = settings.replay_graph_ttl_s
+        ttl, retention = settings.replay_graph_ttl_s, settings.replay_retention_s
 
         @app.timer(interval=min(60.0, max(1.0, ttl / 10)), on_leader=False)
         async def prune() -> None:
             # A thread: deleting a full-size replay's graph scans ~200k keys, which must not stall the loop.
             try:
-                await asyncio.to_thread(prune_ended, processor().redis, ttl)
+                await asyncio.to_thread(prune_ended, processor().redis, ttl, retention)
             except Exception as e:  # noqa: BLE001 - pruning is housekeeping: retried at the next tick
                 log.warning("pruning ended replays failed: %s: %s", type(e).__name__, e)
 

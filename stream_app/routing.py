@@ -20,6 +20,7 @@ from stream_app.processor import MarkerRefused, Processor
 from stream_app.retention import mark_ended
 from txmon.core.contracts import (
     DEAD_LETTER_EXCERPT,
+    DEAD_LETTER_KEY_BYTES,
     TOPIC_EVENT,
     Alert,
     DeadLetter,
@@ -75,10 +76,11 @@ class Outputs:
 
 def _dead_letter(msg: Consumed, reason: str) -> tuple[bytes | None, bytes]:
     text = (msg.value or b"").decode("utf-8", errors="replace")
+    key = msg.key[:DEAD_LETTER_KEY_BYTES] if msg.key else msg.key  # a dead letter must always be sendable
     record = DeadLetter(reason=reason, topic=msg.topic, partition=msg.partition, offset=msg.offset,
-                        key=msg.key.decode("utf-8", errors="replace") if msg.key else None,
+                        key=key.decode("utf-8", errors="replace") if key else None,
                         value=text[:DEAD_LETTER_EXCERPT], received_at=time.time())
-    return msg.key, record.model_dump_json().encode()
+    return key, record.model_dump_json().encode()
 
 
 def _marker_problem(record: StepEnd | ReplayEnd) -> str | None:

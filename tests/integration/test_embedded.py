@@ -75,8 +75,9 @@ def _gone(pid: int, timeout: float = 0.0) -> bool:
         time.sleep(0.05)
 
 
-def _new_topic(bootstrap: str, partitions: int = 4) -> str:
-    name = f"t-{uuid.uuid4().hex[:10]}"
+def _new_topic(bootstrap: str, partitions: int = 4, name: str | None = None) -> str:
+    """Create a topic (a fresh name unless given): the embedded Kafka auto-creates none."""
+    name = name or f"t-{uuid.uuid4().hex[:10]}"
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     try:
         admin.create_topics([NewTopic(name, partitions, 1)])
@@ -428,6 +429,7 @@ def test_faust_worker_on_tansu_processes_stops_cleanly_and_resumes(
     kafka_bootstrap: str, redis_url: str, redis_client: redis.Redis, tmp_path: Path
 ) -> None:
     topic = _new_topic(kafka_bootstrap, partitions=4)
+    _new_topic(kafka_bootstrap, partitions=4, name=f"{topic}.out")
     (tmp_path / "probe_app.py").write_text(PROBE_APP)
     env = dict(
         os.environ,

@@ -41,6 +41,7 @@ VERDICTS: tuple[Verdict, ...] = get_args(Verdict)
 ARRIVAL_WINDOW = 256
 # A dead letter keeps the start of the refused record, enough to see what it was.
 DEAD_LETTER_EXCERPT = 2048
+DEAD_LETTER_KEY_BYTES = 256  # a refused record's key, as the dead letter's key and field: any key still fits
 
 # Braces would break Redis' hash tag and ':' is the key separator inside it (stream_app.keys).
 _REPLAY_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,100}$")
@@ -66,7 +67,8 @@ ReplayId = Annotated[str, Field(description="the replay (one producer run) the r
 
 
 class _Record(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: a JSON string or boolean is never coerced into a number (the boundary takes what it documents)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
     schema_version: int = Field(SCHEMA_VERSION, description="layout version of the record (the same for every "
                                 "record kind); bumped on incompatible changes")
 
@@ -113,7 +115,7 @@ Neighbour = Annotated[tuple[int, int], Field(description="(tx id, seq) of a tran
 class TxEvent(_Record):
     """One transaction, with the edges to transactions sent before it in its step (each edge travels once)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, arbitrary_types_allowed=True)
     kind: Literal["tx"] = Field("tx", description="record kind on the transactions topic")
     replay_id: ReplayId
     tx_id: TxId
@@ -241,7 +243,8 @@ class DeadLetter(_Record):
     topic: str = Field(description="topic the refused record was read from")
     partition: int = Field(description="its partition")
     offset: int = Field(description="its offset")
-    key: str | None = Field(None, description="its key, decoded as UTF-8 (invalid bytes replaced); null if none")
+    key: str | None = Field(None, description=f"its key's first {DEAD_LETTER_KEY_BYTES} bytes, decoded as UTF-8 "
+                                               "(invalid bytes replaced); null if none")
     value: str = Field(description="the record as received, decoded as UTF-8 (invalid bytes replaced), truncated "
                                    f"to {DEAD_LETTER_EXCERPT} characters")
     received_at: float = Field(description="when the worker refused it, Unix seconds")

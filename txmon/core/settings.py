@@ -51,6 +51,9 @@ class Settings(BaseSettings):
         3600.0, ge=0, description="how long after a replay ends its graph (node records, neighbour sets: most of "
                                   "its Redis memory) is kept for batches processed again after a crash; alerts, "
                                   "statistics, scores, the edge log and the id index stay. None keeps it forever")
+    replay_retention_s: float | None = Field(
+        7 * 86400.0, ge=0, description="how long after a replay ends anything of it is kept in Redis (its alerts and "
+                                       "statistics stay on their topics); None keeps replays forever")
     web_port: int = Field(6066, ge=0, le=65535, description="the worker's web views and /metrics; 0 turns them off")
     web_bind: str = Field("127.0.0.1", description="address the web server binds (0.0.0.0 in containers)")
 

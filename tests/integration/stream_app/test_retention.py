@@ -58,3 +58,19 @@ def test_events_and_markers_of_a_pruned_replay_are_dead_lettered(proc: Processor
     assert not out.stats and out.processed == 0
     assert not redis_client.exists(StepKeys("r", 1).node(0))  # nothing written back
     assert redis_client.exists(ReplayKeys("r").pruned)
+
+
+def test_a_replay_past_its_retention_is_deleted_but_a_tombstone(proc: Processor, redis_client: redis.Redis) -> None:
+    from stream_app.keys import REPLAYS
+
+    for rid in ("old", "old-2"):
+        _replay(proc, rid)
+    ended = redis_client.zscore(ENDED, "old")
+    redis_client.zadd(ENDED, {"old-2": ended + 1000})  # ended later: within its retention
+    assert set(prune_ended(redis_client, ttl_s=0, retention_s=500, now=ended + 1100)) == {"old", "old-2"}
+    left = [k for k in redis_client.scan_iter(count=10_000) if b"{old}" in k or b"{old:" in k]
+    assert left == [ReplayKeys("old").pruned.encode()]  # the tombstone alone
+    assert redis_client.zscore(ENDED, "old") is None and redis_client.zscore(REPLAYS, "old") is None
+    assert views.latest_stats(redis_client, "old-2")["nodes_step"] == 3  # the other replay: pruned, readable
+    out = route(Processor(proc.redis, proc.model), [msg(tx(seq=0, replay_id="old"), offset=9)], MAX_BYTES)
+    assert out.dead_letters and out.processed == 0  # late events stay refused

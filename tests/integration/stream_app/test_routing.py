@@ -266,3 +266,10 @@ def test_a_step_end_for_a_step_without_transactions_yields_no_statistics(proc: P
     """A premature marker, or one of a replay that never started, must not close a step with 0 nodes."""
     out = route(proc, [msg(step_end(replay_id="never", step=4, count=120), offset=0)], MAX_BYTES)
     assert not out.stats and "none of its 120 transactions has arrived" in _reasons(out)[0]
+
+
+def test_a_dead_letter_of_a_record_with_a_huge_key_still_fits(proc: Processor) -> None:
+    out = route(proc, [msg(b"not json", key=b"k" * 200_000)], MAX_BYTES)
+    ((key, value),) = out.dead_letters
+    assert key is not None and len(key) == 256 and len(value) < 4096
+    assert DeadLetter.model_validate_json(value).key == "k" * 256
