@@ -209,3 +209,43 @@ def test_a_broker_restarted_without_its_data_never_makes_the_worker_skip_records
         first.stop()
         if again is not None:
             again.stop()
+
+
+@pytest.mark.parametrize("how", ["sigterm", "kill9"])
+def test_redis_restarted_from_its_append_only_file_keeps_the_graph_or_stops_loudly(
+        broker: KafkaBroker | TansuBroker, own_redis: RedisServer, worker_overrides: dict[str, object],
+        tmp_path: Path, how: str) -> None:
+    """redis-server restarted mid-replay from its AOF (appendfsync everysec): after a clean stop nothing is lost
+    and the replay ends exact; after kill -9 up to a second of writes may be gone, and then the worker must stop
+    with the reason (its write count went back) — never publish a result computed on the partial graph."""
+    ds = _dataset(14)
+    model, offline = train_small_gcn(ds, tmp_path / "models")
+    tag = uuid.uuid4().hex[:8]
+    settings = unique_settings(broker.bootstrap, own_redis.url, tmp_path / "models", tag=tag,
+                               topic_partitions=PARTITIONS, **worker_overrides)
+    client = redis.Redis.from_url(own_redis.url)
+    try:
+        with Pipeline(settings, run_dir=tmp_path) as p:
+            (worker,) = p.start_workers(1, TIMEOUT, app_id=f"faults-{tag}")
+            worker.stopped = True  # after a kill -9 it may stop on purpose; checked below
+            plan = plan_replay(ds, replay_id="restarted")
+            sender = threading.Thread(target=p.send, args=(plan,), kwargs={"rate": 1000.0}, daemon=True)
+            sender.start()
+            time.sleep(1.5)
+            own_redis.restart(kill=how == "kill9")
+            sender.join(TIMEOUT)
+            deadline = time.monotonic() + TIMEOUT
+            while time.monotonic() < deadline and worker.exit_code is None and \
+                    client.scard("txm:{restarted}:replay_end") < PARTITIONS:
+                time.sleep(0.2)
+            if worker.exit_code is not None:
+                assert how == "kill9", f"a clean restart lost data: {worker.log_tail()}"
+                assert worker.exit_code == 70 and "lost its latest writes" in worker.log_path.read_text(), \
+                    worker.log_tail()
+                return
+            for sp in plan:
+                sc = read_step_scores(client, "restarted", sp.step, sp.rows.size)
+                assert sc.scored.all() and np.abs(sc.fin - offline[sp.rows]).max() <= TOL, f"step {sp.step}"
+            assert worker.exit_code is None
+    finally:
+        client.close()

@@ -9,7 +9,9 @@ from txmon.embedded.service import HOST, Service, ServiceError
 
 
 class RedisServer(Service):
-    """``redis-server`` without persistence, on 127.0.0.1."""
+    """``redis-server`` on 127.0.0.1, its data in a temp dir that lives as long as this object: an append-only
+    file (``appendfsync everysec``, as the compose service) so that ``restart()`` keeps the graph; a kill can
+    lose the last second of writes, which the workers notice (stream_app.state)."""
 
     name = "redis"
 
@@ -29,7 +31,8 @@ class RedisServer(Service):
             "--port", str(self.port),
             "--bind", HOST,
             "--save", "",
-            "--appendonly", "no",
+            "--appendonly", "yes",
+            "--appendfsync", "everysec",
             "--dir", str(self._tmp),
             "--daemonize", "no",
             "--protected-mode", "yes",

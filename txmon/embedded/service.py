@@ -156,16 +156,31 @@ class Service:
                     raise
         return self  # unreachable
 
-    def _start_once(self, binary: str, port: int) -> None:
+    def restart(self, kill: bool = False) -> Self:
+        """Stop the process (SIGKILL with ``kill``, else SIGTERM) and start it again on the same port with the
+        same data directory: what survives is what the service itself persisted."""
+        proc, self._proc = self._proc, None
+        _running.discard(self)
+        if proc is not None:
+            if kill:
+                signal_session(proc, signal.SIGKILL)
+                proc.wait()
+            else:
+                stop_session(proc, 5.0)
+        self._start_once(self._binary(), self.port, keep_dir=True)
+        return self
+
+    def _start_once(self, binary: str, port: int, keep_dir: bool = False) -> None:
         self.port = port
-        self._tmp = Path(tempfile.mkdtemp(prefix=f"txmon-{self.name}-"))
-        try:
-            self._prepare()
-        except BaseException:
-            self._cleanup_tmp()
-            raise
+        if not (keep_dir and self._tmp is not None):
+            self._tmp = Path(tempfile.mkdtemp(prefix=f"txmon-{self.name}-"))
+            try:
+                self._prepare()
+            except BaseException:
+                self._cleanup_tmp()
+                raise
         cmd = [binary, *self._args()]
-        log = open(self._tmp / "service.log", "wb")  # noqa: SIM115 - the child keeps writing to it
+        log = open(self._tmp / "service.log", "ab")  # noqa: SIM115 - the child keeps writing to it
         try:
             # A new session: Ctrl-C in a terminal reaches only us, and we stop the child ourselves.
             self._proc = subprocess.Popen(
