@@ -28,6 +28,7 @@ import collections
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -102,16 +103,25 @@ class CpuMeter:
         self.start["this process (producer, readers)"] = time.process_time()
         self.machine0 = machine_busy_seconds()
 
-    def report(self, end: float | None = None) -> str:
+    def report(self, end: float | None = None, tx: int | None = None) -> str:
+        """CPU per process in % of a core; with ``tx``, also µs of CPU per transaction, and with several workers
+        the balance (the busiest worker's CPU over the workers' mean)."""
         wall = (end or time.time()) - self.t0
         used = {name: cpu_seconds(pid) - self.start[name] for name, pid in self.pids.items()}
         used["this process (producer, readers)"] = time.process_time() - self.start["this process (producer, readers)"]
         machine = machine_busy_seconds() - self.machine0
         others = machine - sum(used.values())
         parts = ", ".join(f"{name} {100 * u / wall:.0f}%" for name, u in used.items())
-        return (f"CPU over {wall:.1f} s, in % of one core: {parts}; everything else on the machine "
+        line = (f"CPU over {wall:.1f} s, in % of one core: {parts}; everything else on the machine "
                 f"{100 * max(others, 0) / wall:.0f}%; the machine's {os.cpu_count()} cores were "
                 f"{100 * machine / (wall * (os.cpu_count() or 1)):.0f}% busy")
+        if tx:
+            line += "\n  CPU per transaction: " + ", ".join(f"{name} {1e6 * u / tx:.0f} µs" for name, u in used.items())
+            workers = [u for name, u in used.items() if name.startswith("worker")]
+            if len(workers) > 1:
+                line += (f"; workers' shares {', '.join(f'{100 * u / sum(workers):.0f}%' for u in workers)}, "
+                         f"busiest / mean {max(workers) / statistics.mean(workers):.2f}")
+        return line
 
 
 def batch_log(path: Path, start: float, end: float) -> tuple[np.ndarray, np.ndarray]:
@@ -305,7 +315,7 @@ def main() -> None:
             pids = {f"worker {i + 1}" if len(workers) > 1 else "worker": w.pid for i, w in enumerate(workers)}
             meter = CpuMeter({**pids, **services})
             plan, start, summary = run("full", "the full replay")
-            cpu_full = meter.report()
+            cpu_full = meter.report(tx=plan.count)
             if profiler:
                 profiler.stop()
             stats = collector.stats_of("full")
@@ -352,7 +362,7 @@ def main() -> None:
                 meter = CpuMeter({**pids, **services})
                 plan, start, summary = run(replay_id, "the paced replay", first, last, rate=rate, progress=progress)
                 done = time.time()
-                cpu = meter.report(done)
+                cpu = meter.report(done, tx=plan.count)
                 claimed = claimed_alert_ids(client, replay_id)
                 wait_for(lambda: claimed <= {a["alert_id"] for _, a in collector.alerts_of(replay_id)},
                          args.timeout, "the paced replay's alerts", pipeline=pipeline)
