@@ -53,12 +53,19 @@ WRITE_BATCH = """
 -- has arrived keeps its record: the same seq again with another tx id or other features is a conflict,
 -- written nowhere (nor its edges: an edge belongs to its later end), and returned for the dead letters.
 -- KEYS[1]: the step's seen bitmap (routes the call to the step's slot; all keys share its hash tag).
+-- A late seq (its record came after its partition's step_end) must have arrived already: one that has not is
+-- refused the same way (the step may have closed without it).
 -- ARGV: prefix, records per chunk, record bytes, runs (int32 first seq, count; within one chunk),
---       the records of the runs in order, edges (int32 src seq, int32 dst seq), the batch's seqs as a bitmap.
--- Returns {new edges, the conflicting seqs as int32}.
+--       the records of the runs in order, edges (int32 src seq, int32 dst seq), the batch's seqs that may be
+--       marked seen as a bitmap (the late ones left out), the late seqs as a bitmap.
+-- Returns {new edges, the conflicting seqs as int32, the refused late seqs as int32}.
 local p, per, rb = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local runs, recs, edges = ARGV[4], ARGV[5], ARGV[6]
-local pos, ids, bad, conflicts = 1, {}, {}, {}
+local runs, recs, edges, late = ARGV[4], ARGV[5], ARGV[6], ARGV[8]
+local pos, ids, bad, conflicts, lates = 1, {}, {}, {}, {}
+local function is_late(s)
+  local byte = string.byte(late, math.floor(s / 8) + 1) or 0
+  return bit.band(byte, bit.rshift(128, s % 8)) ~= 0
+end
 for r = 1, #runs, 8 do
   local s, n = struct.unpack('<i4i4', runs, r)
   local c = math.floor(s / per)
@@ -69,7 +76,7 @@ for r = 1, #runs, 8 do
   end
   local fresh = true
   for i = 0, n - 1 do
-    if redis.call('GETBIT', KEYS[1], s + i) == 1 then fresh = false; break end
+    if redis.call('GETBIT', KEYS[1], s + i) == 1 or is_late(s + i) then fresh = false; break end
   end
   if fresh then  -- the common case: one SETRANGE for the run, every node into the id log
     for i = 0, n - 1 do
@@ -81,7 +88,10 @@ for r = 1, #runs, 8 do
     for i = 0, n - 1 do
       local at, off = pos + i * rb, (s + i - c * per) * rb
       local rec = string.sub(recs, at, at + rb - 1)
-      if redis.call('GETBIT', KEYS[1], s + i) == 0 then
+      if redis.call('GETBIT', KEYS[1], s + i) == 0 and is_late(s + i) then
+        bad[s + i] = true
+        lates[#lates + 1] = struct.pack('<i4', s + i)
+      elseif redis.call('GETBIT', KEYS[1], s + i) == 0 then
         ids[#ids + 1] = string.sub(rec, 1, 8) .. struct.pack('<i4', s + i)
         redis.call('SETRANGE', key, off, rec)
       else  -- tx id (bytes 1-8) and features (17-) must match; the event time may differ (a re-sent replay)
@@ -113,7 +123,7 @@ for e = 1, #edges, 8 do
 end
 if #log > 0 then redis.call('APPEND', p .. 'edges', table.concat(log)) end
 if tri > 0 then redis.call('INCRBY', p .. 'tri', tri) end
-return {#log, table.concat(conflicts)}
+return {#log, table.concat(conflicts), table.concat(lates)}
 """
 
 STORE_ARRIVAL = """
@@ -263,23 +273,28 @@ class GraphStore:
 
     # -- arrival path ---------------------------------------------------------------------------------------------
 
-    def write_batch(self, keys: StepKeys, batch: NodeBatch) -> tuple[StepGraph, NDArray[np.int64]]:
-        """Write the batch and read back the step graph, in one round trip; also the batch's seqs that
-        conflict with what the step holds (the same seq with another tx id or other features: not written)."""
+    def write_batch(self, keys: StepKeys, batch: NodeBatch, late: NDArray[np.int64] | None = None
+                    ) -> tuple[StepGraph, NDArray[np.int64], NDArray[np.int64]]:
+        """Write the batch and read back the step graph, in one round trip; also the batch's seqs that conflict
+        with what the step holds (the same seq with another tx id or other features) and those of ``late`` (seqs
+        whose record came after its partition's step_end) that had not arrived before: neither is written."""
+        late = np.zeros(0, np.int64) if late is None else late
         first, count = _runs(batch.seqs)
         runs = np.stack([first, count], axis=1).astype(EDGE).tobytes()
         edges = batch.edges.astype(EDGE).tobytes()
 
         def build(pipe: redis.client.Pipeline) -> None:
             pipe.evalsha(self._sha("write"), 1, keys.seen, keys.prefix, NODES_PER_CHUNK, RECORD.itemsize,
-                         runs, batch.records.tobytes(), edges, bitmap(batch.seqs))
+                         runs, batch.records.tobytes(), edges, bitmap(batch.seqs[~np.isin(batch.seqs, late)]),
+                         bitmap(late) if late.size else b"")
             pipe.zadd(REPLAYS, {keys.replay_id: float(batch.records["event_time"].min())}, nx=True)
             pipe.get(keys.seen)
             pipe.get(keys.scored)
             pipe.get(keys.edges)
 
-        (_, conflicts), _, seen, scored, log = self._pipeline(build)
-        return StepGraph.decode(seen, scored, log), np.frombuffer(conflicts or b"", dtype=EDGE).astype(np.int64)
+        (_, conflicts, refused), _, seen, scored, log = self._pipeline(build)
+        return (StepGraph.decode(seen, scored, log), np.frombuffer(conflicts or b"", dtype=EDGE).astype(np.int64),
+                np.frombuffer(refused or b"", dtype=EDGE).astype(np.int64))
 
     def locate(self, replay_id: str, tx_id: int) -> tuple[int, int] | None:
         """(step, seq) of a transaction the worker has written, or None: one round trip reading every

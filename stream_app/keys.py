@@ -110,6 +110,12 @@ class ReplayKeys:
         return self.prefix + "pruned"
 
     @property
+    def markers(self) -> str:
+        """Hash: '<step>:<partition>' -> the offset of that partition's first step_end for the step (what came
+        after it there, for the step, is late)."""
+        return self.prefix + "markers"
+
+    @property
     def declared(self) -> str:
         """Hash: what the replay's first markers declared — 'partitions', 'count:<step>' — which later markers
         must repeat."""

@@ -84,6 +84,18 @@ class Processor:
         self._pruned: set[str] = set()
         self._not_pruned: dict[str, float] = {}  # replay id -> until when "not pruned" is believed
 
+    def late_events(self, events: list[TxEvent], offsets: list[int], partition: int) -> set[int]:
+        """ids of the events whose record came after ``partition``'s step_end for their step (one round trip)."""
+        steps = sorted({(e.replay_id, e.step) for e in events})
+        if not steps:
+            return set()
+        pipe = self.redis.pipeline(transaction=False)
+        for replay_id, step in steps:
+            pipe.hget(ReplayKeys(replay_id).markers, f"{step}:{partition}")
+        marker = {k: int(v) for k, v in zip(steps, pipe.execute(), strict=True) if v is not None}
+        return {id(e) for e, o in zip(events, offsets, strict=True)
+                if (e.replay_id, e.step) in marker and o > marker[(e.replay_id, e.step)]}
+
     def pruned(self, replay_id: str) -> bool:
         """Whether the replay's graph was pruned (stream_app.retention); "no" is remembered for a second."""
         if replay_id in self._pruned:
@@ -125,15 +137,16 @@ class Processor:
     # -- arrival --------------------------------------------------------------------------------------------------
 
     def process_batch(self, events: list[TxEvent], *, checked: bool = False, origin: Origin | None = None,
-                      offsets: list[int] | None = None,
-                      rejects: list[tuple[TxEvent, str]] | None = None) -> list[Alert]:
+                      offsets: list[int] | None = None, rejects: list[tuple[TxEvent, str]] | None = None,
+                      late: set[int] | None = None) -> list[Alert]:
         """Write the batch to Redis, score the arrival windows it completes, return the arrival alerts.
 
         checked: the caller already ran ``check`` on every event (the router does, to dead-letter).
         origin, offsets: the consumed records the events came from (one offset per event), whose claims a
         retry owns (stream_app.claims); default: a direct call, owning only what it claims itself.
         rejects: receives (event, reason) for events that contradict the step (a seq already holding another
-        transaction or other features): nothing of them is written.
+        transaction or other features, or a late event whose seq had not arrived): nothing of them is written.
+        late: ids (``id(event)``) of events whose record came after their partition's step_end for their step.
         """
         origin = origin or Origin.direct()
         at = offsets if offsets is not None else [origin.last] * len(events)
@@ -156,21 +169,25 @@ class Processor:
             # holding that record holds some of the step's events too, so it passes here and re-owns them.
             cause = origin.cause(max(o for _, o in step_events))
             alerts += self._process_step(StepKeys(replay_id, step), [e for e, _ in step_events], origin, cause,
-                                         rejects if rejects is not None else [])
+                                         rejects if rejects is not None else [], late or set())
         return alerts
 
     def _process_step(self, keys: StepKeys, events: list[TxEvent], origin: Origin, cause: bytes,
-                      rejects: list[tuple[TxEvent, str]]) -> list[Alert]:
+                      rejects: list[tuple[TxEvent, str]], late: set[int]) -> list[Alert]:
         unique: dict[int, TxEvent] = {}
         for e in events:  # sorted by seq; the same seq twice in a batch: a redelivery, or a conflict
             first = unique.setdefault(e.seq, e)
             if first is not e and not _same_transaction(first, e):
                 rejects.append((e, _conflict(keys, e.seq)))
         batch = NodeBatch.from_events(list(unique.values()))
-        graph, conflicts = self.store.write_batch(keys, batch)
-        ok = ~np.isin(batch.seqs, conflicts)
+        late_seqs = np.array([s for s, e in unique.items() if id(e) in late], dtype=np.int64)
+        graph, conflicts, refused = self.store.write_batch(keys, batch, late_seqs)
+        ok = ~np.isin(batch.seqs, np.r_[conflicts, refused])
         if not ok.all():
             rejects += [(unique[int(s)], _conflict(keys, int(s))) for s in conflicts]
+            rejects += [(unique[int(s)], f"seq {int(s)} of step {keys.step} of replay {keys.replay_id} came after its "
+                                         f"partition's step_end for the step, which may have closed without it: not "
+                                         f"written") for s in refused]
         self.cache.put(keys, batch.seqs[ok], self.model.scale(batch.records["features"][ok]), batch.records[ok])
         # Windows whose every seq has arrived (here or on another worker): their graph is final.
         unseen = np.flatnonzero(~graph.seen)
@@ -270,6 +287,8 @@ class Processor:
         if self.pruned(replay_id):
             raise MarkerRefused(f"replay {replay_id} has ended and its graph was pruned")
         self.declare(replay_id, n_partitions, step, count)
+        if offset is not None:
+            self.redis.hsetnx(ReplayKeys(replay_id).markers, f"{step}:{partition}", offset)
         origin = origin or Origin.direct()
         cause = origin.cause(origin.last if offset is None else offset)
         if not record_step_end(self.redis, replay_id, step, partition, n_partitions):

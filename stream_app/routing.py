@@ -113,8 +113,9 @@ def route(processor: Processor, batch: list[Consumed], max_record_bytes: int, gr
     def flush() -> None:
         if pending:
             rejects: list[tuple[TxEvent, str]] = []
+            late = processor.late_events(pending, offsets, batch[0].partition)
             for alert in processor.process_batch(pending, checked=True, origin=origin, offsets=offsets,
-                                                 rejects=rejects):
+                                                 rejects=rejects, late=late):
                 out.add_alert(alert)
             for event, why in rejects:
                 out.dead_letters.append(_dead_letter(msgs[id(event)], why))

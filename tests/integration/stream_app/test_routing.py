@@ -273,3 +273,19 @@ def test_a_dead_letter_of_a_record_with_a_huge_key_still_fits(proc: Processor) -
     ((key, value),) = out.dead_letters
     assert key is not None and len(key) == 256 and len(value) < 4096
     assert DeadLetter.model_validate_json(value).key == "k" * 256
+
+
+def test_an_event_after_its_partitions_step_end_is_refused_unless_it_arrived_before(
+        proc: Processor, redis_client: redis.Redis) -> None:
+    """A premature step_end closed step 1 on its one partition; a seq of the step that comes after it there is
+    dead-lettered and not written; the same records again (a retry, a re-sent replay) change nothing."""
+    route(proc, [msg(tx(seq=i), offset=i) for i in range(3)], MAX_BYTES)
+    closed = route(proc, [msg(step_end(count=4), offset=3)], MAX_BYTES)  # says 4, only 3 arrived: premature
+    assert [s.nodes_step for s in closed.stats_records] == [3]
+    keys = StepKeys("r", 1)
+    seen = redis_client.get(keys.seen)
+    late = route(proc, [msg(tx(seq=3), offset=4)], MAX_BYTES)
+    assert "came after its partition's step_end" in _reasons(late)[0] and late.processed == 0
+    assert redis_client.get(keys.seen) == seen  # not marked as arrived
+    again = route(proc, [msg(tx(seq=1), offset=1), msg(tx(seq=2, event_time=1_800_000_000.0), offset=5)], MAX_BYTES)
+    assert not again.dead_letters  # before the marker, or already there: nothing to refuse
