@@ -386,45 +386,61 @@ class FeatureCache:
 
     A node's record never changes once written, so caching it is safe; the worker's own events fill
     the cache and only other workers' nodes are read from Redis. An optimisation only: nothing here
-    is needed by another worker, and a fresh worker starts empty.
+    is needed by another worker, and a fresh worker starts empty. Held in chunks of CACHE_CHUNK seqs made on
+    first use, so memory follows the nodes cached, not the largest seq a record names (one record with seq
+    2^20 - 1 used to grow the step's arrays to 660 MB).
     """
 
     def __init__(self, n_features: int, max_steps: int = 4) -> None:
         self.n_features = n_features
         self.max_steps = max_steps
-        self._steps: dict[StepKeys, tuple[NDArray[np.float32], NDArray, NDArray[np.bool_]]] = {}
+        self._steps: dict[StepKeys, dict[int, tuple[NDArray[np.float32], NDArray, NDArray[np.bool_]]]] = {}
 
-    def _arrays(self, keys: StepKeys, size: int) -> tuple[NDArray[np.float32], NDArray, NDArray[np.bool_]]:
-        """(scaled features, (tx id, event time) records, have) of the step, grown to ``size`` seqs."""
-        x, meta, have = self._steps.pop(keys, (np.zeros((0, self.n_features), np.float32), np.zeros(0, _META),
-                                               np.zeros(0, bool)))
-        if size > have.size:  # grow by doubling
-            cap = max(size, 2 * have.size, 256)
-            x = np.concatenate([x, np.zeros((cap - have.size, self.n_features), np.float32)])
-            meta = np.concatenate([meta, np.zeros(cap - have.size, _META)])
-            have = np.concatenate([have, np.zeros(cap - have.size, bool)])
-        self._steps[keys] = (x, meta, have)  # most recently used last
+    def _chunks(self, keys: StepKeys) -> dict[int, tuple[NDArray[np.float32], NDArray, NDArray[np.bool_]]]:
+        chunks = self._steps.pop(keys, None) or {}
+        self._steps[keys] = chunks  # most recently used last
         while len(self._steps) > self.max_steps:
             del self._steps[next(iter(self._steps))]
-        return x, meta, have
+        return chunks
+
+    @staticmethod
+    def _split(seqs: NDArray[np.int64]) -> list[tuple[int, NDArray[np.bool_], NDArray[np.int64]]]:
+        """(chunk, which of ``seqs`` are in it, their offsets in it) for each chunk ``seqs`` touch."""
+        cid = seqs // CACHE_CHUNK
+        return [(int(c), sel, seqs[sel] - int(c) * CACHE_CHUNK) for c in np.unique(cid) for sel in [cid == c]]
 
     def put(self, keys: StepKeys, seqs: NDArray[np.int64], x: NDArray[np.float32], records: NDArray) -> None:
         """``records``: RECORD rows (or anything with tx_id and event_time fields) of ``seqs``."""
-        cx, meta, have = self._arrays(keys, int(seqs.max()) + 1 if seqs.size else 0)
-        cx[seqs], have[seqs] = x, True
-        meta["tx_id"][seqs], meta["event_time"][seqs] = records["tx_id"], records["event_time"]
+        chunks = self._chunks(keys)
+        for c, sel, off in self._split(seqs):
+            if c not in chunks:
+                chunks[c] = (np.zeros((CACHE_CHUNK, self.n_features), np.float32), np.zeros(CACHE_CHUNK, _META),
+                             np.zeros(CACHE_CHUNK, bool))
+            cx, meta, have = chunks[c]
+            cx[off], have[off] = x[sel], True
+            meta["tx_id"][off], meta["event_time"][off] = records["tx_id"][sel], records["event_time"][sel]
 
     def missing(self, keys: StepKeys, seqs: NDArray[np.int64]) -> NDArray[np.int64]:
-        _, _, have = self._arrays(keys, int(seqs.max()) + 1 if seqs.size else 0)
-        return seqs[~have[seqs]]
+        chunks = self._chunks(keys)
+        have = np.zeros(seqs.size, dtype=bool)
+        for c, sel, off in self._split(seqs):
+            if c in chunks:
+                have[sel] = chunks[c][2][off]
+        return seqs[~have]
 
     def get(self, keys: StepKeys, seqs: NDArray[np.int64]) -> tuple[NDArray[np.float32], NDArray]:
-        """(scaled features, records with tx_id and event_time) of cached ``seqs``."""
-        x, meta, _ = self._arrays(keys, int(seqs.max()) + 1 if seqs.size else 0)
-        return x[seqs], meta[seqs]
+        """(scaled features, records with tx_id and event_time) of cached ``seqs`` (zeros for others)."""
+        chunks = self._chunks(keys)
+        x = np.zeros((seqs.size, self.n_features), dtype=np.float32)
+        meta = np.zeros(seqs.size, dtype=_META)
+        for c, sel, off in self._split(seqs):
+            if c in chunks:
+                x[sel], meta[sel] = chunks[c][0][off], chunks[c][1][off]
+        return x, meta
 
     def drop(self, keys: StepKeys) -> None:
         self._steps.pop(keys, None)
 
 
+CACHE_CHUNK = 1024
 _META = np.dtype([("tx_id", "<i8"), ("event_time", "<f8")])

@@ -202,8 +202,8 @@ class Processor:
         yet), claimed here for ``cause``, and those an earlier try of its records claimed. A node of window w is
         scored on the step's arrived nodes with seq < (w + 1) * window_size. Store the scores; claim the alerts."""
         owned = claim_windows(self.redis, keys, [int(w) for w in np.unique(new // self.window_size)], cause, origin)
-        in_owned = np.isin(np.arange(graph.size) // self.window_size, [w for w in owned if w < n_windows])
-        todo = np.flatnonzero(graph.seen & in_owned)
+        arrived = np.flatnonzero(graph.seen)  # in proportion to the nodes, not to the largest seq named
+        todo = arrived[np.isin(arrived // self.window_size, [w for w in owned if w < n_windows])]
         if todo.size == 0:
             return []
         adj = graph.adjacency()
