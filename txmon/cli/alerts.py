@@ -188,7 +188,6 @@ class Tail:
             self.consumer = KafkaConsumer(
                 bootstrap_servers=self.bootstrap, group_id=self.group, client_id="txmon-alerts-tail",
                 enable_auto_commit=False,  # we commit what we handled, see commit()
-                isolation_level="read_committed",  # a worker's aborted transactions are never shown
                 auto_offset_reset="earliest" if self.from_beginning else "latest",
                 session_timeout_ms=6000, heartbeat_interval_ms=1000,  # Tansu: joins take session / 2
                 fetch_max_wait_ms=200,  # Tansu sometimes holds a fetch for the whole wait

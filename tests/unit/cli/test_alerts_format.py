@@ -78,3 +78,4 @@ def test_since_reads_iso_times_and_spans_before_now() -> None:
     for bad in ("yesterday", "15 minutes", "-5m", ""):
         with pytest.raises(ValueError, match="ISO 8601"):
             parse_since(bad, now)
+
