@@ -164,7 +164,7 @@ def create_app(settings: Settings, model: LoadedModel | None = None) -> faust.Ap
             by_partition[e.message.partition].append(e)
         work = []
         for partition, events in by_partition.items():
-            start = await retrying(partial(delivery.admit, partition, [e.message.offset for e in events]),
+            start = await retrying(partial(delivery.admit, partition),
                                    f"partition {partition}: taking it over", settings.batch_retry_s)
             events = [e for e in events if e.message.offset >= start] if start >= 0 else []
             if not events:

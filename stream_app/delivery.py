@@ -64,7 +64,7 @@ class OutputTopics:
 class Delivery(Protocol):
     transactional: bool
 
-    async def admit(self, partition: int, offsets: list[int]) -> int:
+    async def admit(self, partition: int) -> int:
         """The lowest offset of ``partition`` still to process (records below it are done), -1: not ours now."""
         ...
 
@@ -107,7 +107,7 @@ class ExactlyOnce:
     def transactional_id(self, partition: int) -> str:
         return f"{self.group_id}-{self.input_topic}-{partition}"
 
-    async def admit(self, partition: int, offsets: list[int]) -> int:
+    async def admit(self, partition: int) -> int:
         if not self.assigned(partition):
             return -1
         if partition in self._owners:
@@ -221,7 +221,7 @@ class AtLeastOnce:
         self._send = send
         self._flush = flush
 
-    async def admit(self, partition: int, offsets: list[int]) -> int:
+    async def admit(self, partition: int) -> int:
         return 0
 
     async def deliver(self, partition: int, out: Outputs, first_offset: int, next_offset: int) -> bool:
