@@ -83,6 +83,7 @@ class _Owner:
     producer: AIOKafkaProducer
     in_txn: bool
     last_commit: float
+    revoked: bool = False  # closed by a rebalance, maybe while one of its batches was being published
 
 
 class ExactlyOnce:
@@ -173,7 +174,7 @@ class ExactlyOnce:
             return True
         except (*FENCED, ProducerClosed) as e:
             await self._drop(partition)
-            if isinstance(e, ProducerClosed) and self.assigned(partition):
+            if isinstance(e, ProducerClosed) and not owner.revoked:
                 raise DeliveryError(f"partition {partition}: producer closed mid-transaction") from e
             log.warning("partition %d: no longer ours (%s); its next owner publishes this batch", partition,
                         type(e).__name__)
@@ -200,6 +201,8 @@ class ExactlyOnce:
 
     async def revoke(self, partitions: set[int]) -> None:
         for p in partitions:
+            if (owner := self._owners.get(p)) is not None:
+                owner.revoked = True
             await self._drop(p)
 
     async def close(self) -> None:
