@@ -130,8 +130,8 @@ class Processor:
         if not math.isfinite(event.event_time):
             return f"event_time {event.event_time} is not finite"
         for _, s in event.inputs_from + event.outputs_to:
-            if not 0 <= s < MAX_SEQ or s == event.seq:
-                return f"neighbour seq {s} is out of range or the event's own"
+            if not 0 <= s < event.seq:  # the contract: edges travel with the later of their two transactions
+                return f"neighbour seq {s} is not an earlier seq of the step (the event's seq is {event.seq})"
         return None
 
     # -- arrival --------------------------------------------------------------------------------------------------
@@ -310,7 +310,11 @@ class Processor:
         n_windows = -(-graph.size // self.window_size)
         arrivals = self._score_arrivals(keys, graph, np.flatnonzero(graph.seen & ~graph.scored), n_windows,
                                         origin, cause)
-        result = finalise(self.store, self.model, replay_id, step, self.window, origin, cause, unfinished)
+        result = finalise(self.store, self.model, replay_id, step, self.window, origin, cause, unfinished, count)
+        if result.stats.missing_transactions or result.stats.dangling_edges:
+            log.warning("step %d of replay %s closed partial: %d declared transaction(s) never arrived, %d edge(s) "
+                        "name a seq that never arrived; its statistics record says so", step, replay_id,
+                        result.stats.missing_transactions, result.stats.dangling_edges)
         mark_finalised(self.redis, replay_id, step, cause)
         self.cache.drop(keys)
         return replace(result, alerts=arrivals + result.alerts) if arrivals else result

@@ -96,10 +96,12 @@ def mark_finalised(client: redis.Redis, replay_id: str, step: int, cause: bytes)
 
 
 def step_stats(replay_id: str, step: int, n: int, src: NDArray[np.int64], dst: NDArray[np.int64], triangles: int,
-               history: dict[int, tuple[int, int]], window: int) -> StepStats:
+               history: dict[int, tuple[int, int]], window: int, missing: int = 0, dangling: int = 0) -> StepStats:
     """Statistics of a step graph on nodes 0..n-1 with directed edges src → dst (each node pair once).
 
-    ``history``: step -> (nodes, edges) of the finalised steps (this one is added if missing).
+    ``history``: step -> (nodes, edges) of the finalised steps (this one is added if missing). ``missing``,
+    ``dangling``: declared transactions that never arrived, edges to seqs that never arrived (the record says
+    it is partial).
     """
     e = int(src.size)
     deg = np.bincount(np.r_[src, dst], minlength=n)  # undirected: the log holds each pair once
@@ -118,7 +120,8 @@ def step_stats(replay_id: str, step: int, n: int, src: NDArray[np.int64], dst: N
         in_degree_fit=fit_power_law(np.bincount(dst, minlength=n)),
         out_degree_fit=fit_power_law(np.bincount(src, minlength=n)),
         densification_alpha=dens.alpha if dens else None, densification_r2=dens.r2 if dens else None,
-        densification_alpha_window=dens_w.alpha if dens_w else None, window=window, computed_at=time.time(),
+        densification_alpha_window=dens_w.alpha if dens_w else None, window=window,
+        missing_transactions=missing, dangling_edges=dangling, computed_at=time.time(),
     )
 
 
@@ -126,10 +129,12 @@ def step_stats(replay_id: str, step: int, n: int, src: NDArray[np.int64], dst: N
 
 
 def finalise(store: GraphStore, model: LoadedModel, replay_id: str, step: int, window: int, origin: Origin,
-             cause: bytes, unfinished: dict[int, tuple[int, int]] | None = None) -> StepResult:
+             cause: bytes, unfinished: dict[int, tuple[int, int]] | None = None,
+             declared: int | None = None) -> StepResult:
     """Re-score the whole step from Redis, store final scores and history, claim final/retracted alerts.
 
-    ``unfinished``: (nodes, edges) of earlier steps whose close has not stored them in the history yet."""
+    ``unfinished``: (nodes, edges) of earlier steps whose close has not stored them in the history yet;
+    ``declared``: the transactions the step's markers say it has."""
     keys = StepKeys(replay_id, step)
     data = store.read_step(keys)
     g = data.graph
@@ -147,7 +152,9 @@ def finalise(store: GraphStore, model: LoadedModel, replay_id: str, step: int, w
     by_seq = np.zeros(g.size, dtype=np.float64)
     by_seq[seqs] = fin
     history = {**(unfinished or {}), **store.store_final(keys, by_seq, n, int(src.size))}
-    stats = step_stats(replay_id, step, n, src, dst, data.triangles, history, window)
+    missing = max((declared or 0) - n, 0)
+    dangling = int(g.edges.shape[0] - e.shape[0])  # every partition passed step_end: these never arrive
+    stats = step_stats(replay_id, step, n, src, dst, data.triangles, history, window, missing, dangling)
 
     thr = model.threshold
     has_arr = g.scored[seqs]

@@ -230,6 +230,10 @@ def _stats_rows(ds: EllipticDataset, stats: list[StepStats], replay_id: str, fir
     if missing:
         warnings.append(_warn("missing_step_stats", "steps of the period with transactions but no statistics "
                                                     "record", missing))
+    partial = sorted(s for s, rec in kept.items() if rec.missing_transactions or rec.dangling_edges)
+    if partial:
+        warnings.append(_warn("partial_steps", "steps that closed without some of their transactions or edges "
+                                               "(their statistics and final scores are partial)", partial))
     empty = [s for s in range(first, last + 1) if s not in present]
     if empty:
         warnings.append(_warn("empty_steps", "steps of the period with no transactions in the data set (nothing "

@@ -28,7 +28,7 @@ from pydantic import (
 
 from txmon.core.elliptic_format import N_FEATURES, STEP_MAX, STEP_MIN
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # -- vocabulary: the words and numbers the records share, spelled once ----------------------------------------------
 
@@ -232,6 +232,12 @@ class StepStats(_Record):
     densification_alpha_window: float | None = Field(None, description="α over the last `window` closed steps; "
                                                                        "null likewise")
     window: int = Field(description="steps in the rolling densification window")
+    missing_transactions: int = Field(0, ge=0, description="transactions the step's markers declared that had not "
+                                                          "arrived when it closed (dead-lettered, or never sent); "
+                                                          "not 0: the step's statistics and final scores are partial")
+    dangling_edges: int = Field(0, ge=0, description="edges named by the step's transactions whose other end never "
+                                                     "arrived; left out of the graph. Not 0: the statistics and final "
+                                                     "scores are partial")
     computed_at: float = Field(description="when the worker closed the step, Unix seconds")
 
 

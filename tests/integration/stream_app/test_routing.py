@@ -57,9 +57,11 @@ BAD = {  # name: (value, fragments the reason must contain)
     "step beyond the data": (dict(tx(), step=50), ["step 50 is beyond 49"]),
     "negative seq": (dict(tx(), seq=-1), ["seq", "greater than or equal to 0"]),
     "seq too large": (tx(seq=MAX_SEQ), [f"seq {MAX_SEQ} is beyond"]),
-    "neighbour seq out of range": (tx(seq=3, inputs_from=[(7, MAX_SEQ)]), ["neighbour seq", "out of range"]),
-    "negative neighbour seq": (tx(seq=3, inputs_from=[(7, -2)]), ["neighbour seq -2"]),
-    "edge to itself": (tx(seq=3, outputs_to=[[7, 3]]), ["neighbour seq 3", "the event's own"]),
+    "neighbour seq out of range": (tx(seq=3, inputs_from=[(7, MAX_SEQ)]), [f"neighbour seq {MAX_SEQ} is not an "
+                                                                           "earlier seq"]),
+    "negative neighbour seq": (tx(seq=3, inputs_from=[(7, -2)]), ["neighbour seq -2 is not an earlier seq"]),
+    "edge to itself": (tx(seq=3, outputs_to=[[7, 3]]), ["neighbour seq 3 is not an earlier seq", "seq is 3"]),
+    "edge to a later seq": (tx(seq=3, inputs_from=[(7, 4)]), ["neighbour seq 4 is not an earlier seq"]),
     "bad replay id": (tx(replay_id="a{b}"), ["replay id 'a{b}'"]),
     "empty replay id": (tx(replay_id=""), ["replay id ''"]),
     "event time not a number": (NAN_TIME, ["event_time nan is not finite"]),
@@ -268,6 +270,22 @@ def test_a_step_end_for_a_step_without_transactions_yields_no_statistics(proc: P
     assert not out.stats and "none of its 120 transactions has arrived" in _reasons(out)[0]
 
 
+def test_a_complete_step_says_nothing_is_missing(proc: Processor) -> None:
+    route(proc, [msg(tx(seq=0), offset=0), msg(tx(seq=1, inputs_from=[(1001, 0)]), offset=1)], MAX_BYTES)
+    (stats,) = route(proc, [msg(step_end(count=2), offset=2)], MAX_BYTES).stats_records
+    assert (stats.nodes_step, stats.edges_step, stats.missing_transactions, stats.dangling_edges) == (2, 1, 0, 0)
+
+
+def test_edges_to_seqs_that_never_arrive_are_left_out_and_counted(proc: Processor) -> None:
+    """seq 1 never comes (dead-lettered upstream, say): the edges to it are left out of the graph, and the step's
+    statistics record says how many there were and that a declared transaction is missing."""
+    route(proc, [msg(tx(seq=0), offset=0), msg(tx(seq=2, inputs_from=[(1001, 0), (1002, 1)]), offset=1),
+                 msg(tx(seq=3, outputs_to=[(1002, 1)]), offset=2)], MAX_BYTES)
+    (stats,) = route(proc, [msg(step_end(count=4), offset=3)], MAX_BYTES).stats_records
+    assert (stats.nodes_step, stats.edges_step) == (3, 1)
+    assert (stats.missing_transactions, stats.dangling_edges) == (1, 2)
+
+
 def test_a_dead_letter_of_a_record_with_a_huge_key_still_fits(proc: Processor) -> None:
     out = route(proc, [msg(b"not json", key=b"k" * 200_000)], MAX_BYTES)
     ((key, value),) = out.dead_letters
@@ -281,7 +299,7 @@ def test_an_event_after_its_partitions_step_end_is_refused_unless_it_arrived_bef
     dead-lettered and not written; the same records again (a retry, a re-sent replay) change nothing."""
     route(proc, [msg(tx(seq=i), offset=i) for i in range(3)], MAX_BYTES)
     closed = route(proc, [msg(step_end(count=4), offset=3)], MAX_BYTES)  # says 4, only 3 arrived: premature
-    assert [s.nodes_step for s in closed.stats_records] == [3]
+    assert [(s.nodes_step, s.missing_transactions) for s in closed.stats_records] == [(3, 1)]  # says it is partial
     keys = StepKeys("r", 1)
     seen = redis_client.get(keys.seen)
     late = route(proc, [msg(tx(seq=3), offset=4)], MAX_BYTES)

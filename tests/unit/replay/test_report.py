@@ -312,6 +312,14 @@ def test_top_alerts_ranked_by_final_else_arrival_score(report: Report) -> None:
 # -- warnings ---------------------------------------------------------------------------------------------------------
 
 
+def test_steps_whose_statistics_say_they_are_partial_are_listed() -> None:
+    assert "partial_steps" not in {x.code for x in build().warnings}
+    partial = [s.model_copy(update={"missing_transactions": 2}) if s.step == 4 else
+               s.model_copy(update={"dangling_edges": 1}) if s.step == 1 and s.replay_id == R else s for s in STATS]
+    w = {x.code: x for x in build(stats_=partial).warnings}
+    assert w["partial_steps"].items == [1, 4]
+
+
 def test_warnings_list_what_does_not_fit(report: Report) -> None:
     w = {x.code: x for x in report.warnings}
     assert w["missing_step_stats"].items == [2]
