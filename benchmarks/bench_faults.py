@@ -8,14 +8,18 @@ would (restart what died), and counts against the reference:
 - lost: transactions without a final score in Redis, and reference alerts (tx, kind) missing on the topic;
 - duplicated: alert ids and statistics records that a read-committed consumer sees more than once;
 - wrong: final scores off the offline GCN by more than 1e-5, and alerts on the topic the reference lacks;
-- recovery: seconds from the fault until every partition passed the replay's replay_end;
+- recovery: seconds from the fault until every partition passed the replay's replay_end (after a loud stop: with
+  the worker restarted, as an operator would);
 - loud: the run ended in a stated error (worker exit 70 with its reason) rather than a result.
 
 Faults: ``kill9`` (the only worker, at a random moment, restarted at once), ``precommit`` (the worker exits
 right before committing a transaction that carries alerts, restarted), ``redis-stop`` (redis-server frozen 8 s),
-``redis-empty`` (redis-server killed and restarted empty: the worker must stop loudly).
+``redis-restart`` (redis-server killed and restarted from its append-only file: exact, or a loud stop when the
+last second of writes was lost), ``redis-empty`` (redis-server killed and restarted empty: the worker must stop
+loudly), ``broker-bounce`` (the Apache Kafka broker killed and restarted on its data while the worker works
+through a replay sent in full beforehand: the producer is not part of this fault).
 
-    python benchmarks/bench_faults.py [--runs 5] [--faults kill9,precommit,redis-stop,redis-empty] [--scale 0.02]
+    python benchmarks/bench_faults.py [--runs 5] [--faults kill9,precommit,...] [--scale 0.02]
 """
 
 from __future__ import annotations
@@ -38,9 +42,10 @@ from producer.plan import ReplayPlan, plan_replay
 from replay.data.dataset import EllipticDataset
 from replay.synth import generate
 from stream_app.delivery import CRASH_BEFORE_COMMIT
+from stream_app.keys import ReplayKeys
 from txmon.core.contracts import Alert, StepStats
 from txmon.core.settings import Settings
-from txmon.embedded import RedisServer
+from txmon.embedded import KafkaBroker, RedisServer
 from txmon.pipeline.runner import Pipeline
 from txmon.testing.e2e import TopicReader, read_step_scores, train_small_gcn, unique_settings
 
@@ -59,11 +64,45 @@ def _count(reader: TopicReader, replay_id: str, kind: str) -> tuple[Counter, set
     return Counter(s.step for s in steps if s.replay_id == replay_id), set()
 
 
+def bounce_broker(p: Pipeline, broker: KafkaBroker, plan: ReplayPlan, app_id: str, at: float) -> float:
+    """The replay on the broker first, then a worker on it, and the broker killed and restarted on its data once
+    the worker has closed about ``at`` of the replay's steps (read in Redis): returns when the fault hit."""
+    p.stop_workers()
+    p.send(plan)
+    closed = ReplayKeys(plan.replay_id).stats  # a step's statistics, written just before its commit
+    p.start_workers(1, TIMEOUT, app_id=app_id)
+    deadline = time.monotonic() + 60
+    while p.client.hlen(closed) < at * len(plan) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    t_fault = time.monotonic()
+    broker.restart(kill=True)
+    if p.client.hlen(closed) >= len(plan):
+        raise RuntimeError("the replay ended before the broker was killed: no fault injected")
+    return t_fault
+
+
 def one_run(fault: str, p: Pipeline, servers: list[RedisServer], plan: ReplayPlan, offline: np.ndarray,
-            reference: set, rate: float, at: float, app_id: str) -> dict[str, object]:
+            reference: set, rate: float, at: float, app_id: str, broker: KafkaBroker | None = None
+            ) -> dict[str, object]:
     """One replay with ``fault`` injected; ``servers[-1]`` is the running redis-server (replaced when restarted)."""
     redis_server = servers[-1]
     replay_id = plan.replay_id
+    if fault == "broker-bounce":
+        assert broker is not None, "broker-bounce needs the embedded Apache Kafka broker"
+        t_fault = bounce_broker(p, broker, plan, app_id, at)
+        worker = p.running[0]
+        worker.stopped = True  # it may stop (exit 70) when a batch cannot be published within its retry budget
+        deadline = time.monotonic() + TIMEOUT
+        while worker.exit_code is None and time.monotonic() < deadline and \
+                p.client.scard(ReplayKeys(replay_id).replay_end) < PARTITIONS:
+            time.sleep(0.1)
+        loud = ""
+        if worker.exit_code is not None:  # said why; a restarted worker must then finish the replay exact
+            why = [line for line in worker.log_path.read_text(errors="replace").splitlines() if "CRITICAL" in line]
+            loud = f"exit {worker.exit_code}: {why[-1].split('stopping the worker: ')[-1][:160] if why else '?'}"
+            worker.stop()
+            p.start_workers(1, TIMEOUT, app_id=app_id)
+        return _outcome(p, plan, offline, reference, t_fault, loud)
     worker = p.running[0]
     if fault == "precommit":  # the failpoint is an environment variable: a worker of its own
         worker.stop()
@@ -89,6 +128,20 @@ def one_run(fault: str, p: Pipeline, servers: list[RedisServer], plan: ReplayPla
         os.kill(redis_server.pid, signal.SIGSTOP)
         time.sleep(8.0)
         os.kill(redis_server.pid, signal.SIGCONT)
+    elif fault == "redis-restart":
+        t_fault = time.monotonic()
+        redis_server.restart(kill=True)
+        deadline = time.monotonic() + 15  # a lost second of writes is found at the next batch
+        while worker.exit_code is None and time.monotonic() < deadline and \
+                p.client.scard(ReplayKeys(replay_id).replay_end) < PARTITIONS:
+            time.sleep(0.1)
+        if worker.exit_code is not None:
+            text = worker.log_path.read_text(errors="replace")
+            loud = "exit 70: Redis lost its latest writes" if worker.exit_code == 70 and \
+                "lost its latest writes" in text else f"NOT loud: worker exit {worker.exit_code}"
+            sender.join(TIMEOUT)
+            p.start_workers(1, TIMEOUT, app_id=app_id)
+            return {"loud": loud, "recovery_s": None, "lost": None, "dup": None, "wrong": None}
     elif fault == "redis-empty":
         t_fault = time.monotonic()
         port = redis_server.port
@@ -109,6 +162,13 @@ def one_run(fault: str, p: Pipeline, servers: list[RedisServer], plan: ReplayPla
         worker.stop()
         p.start_workers(1, TIMEOUT, app_id=app_id)
     sender.join(TIMEOUT)
+    return _outcome(p, plan, offline, reference, t_fault, loud)
+
+
+def _outcome(p: Pipeline, plan: ReplayPlan, offline: np.ndarray, reference: set, t_fault: float,
+             loud: str) -> dict[str, object]:
+    """Wait for the replay's end and count what consumers see against the reference."""
+    replay_id = plan.replay_id
     p.wait_replay_end(replay_id, TIMEOUT)
     recovery = time.monotonic() - t_fault
     client = p.client
@@ -141,7 +201,7 @@ def one_run(fault: str, p: Pipeline, servers: list[RedisServer], plan: ReplayPla
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=5)
-    ap.add_argument("--faults", default="kill9,precommit,redis-stop,redis-empty")
+    ap.add_argument("--faults", default="kill9,precommit,redis-stop,redis-restart,redis-empty,broker-bounce")
     ap.add_argument("--scale", type=float, default=0.02)
     ap.add_argument("--rate", type=float, default=1000.0, help="replay rate, tx/s")
     ap.add_argument("--at", type=float, default=0.4, help="when to inject, as a share of the replay's send time")
@@ -157,6 +217,7 @@ def main() -> None:
           f"{args.runs} runs a fault")
     print("| fault | runs | lost | duplicated | wrong | loud stops | recovery s (median, max) |")
     print("|---|---|---|---|---|---|---|")
+    reasons: list[str] = []
     for fault in args.faults.split(","):
         servers = [RedisServer().start()]
         try:
@@ -174,6 +235,9 @@ def main() -> None:
         print(f"| {fault} | {len(results)} | {' | '.join(cells)} | "
               f"{sum(s.startswith('exit 70') for s in loud)} of {len(results)}{' ' + quiet if quiet else ''}"
               f" | {recovery} |", flush=True)
+        reasons.extend(f"{fault}: {why} ({n}×)" for why, n in Counter(loud).items() if why.startswith("exit"))
+    for line in reasons:  # after the table: what each loud stop said
+        print(f"- {line}")
 
 
 def run_fault(fault: str, servers: list[RedisServer], ds: EllipticDataset, offline: np.ndarray,
@@ -196,7 +260,9 @@ def run_fault(fault: str, servers: list[RedisServer], ds: EllipticDataset, offli
             results = []
             for i in range(args.runs):
                 plan = plan_replay(ds, replay_id=f"{fault}-{tag}-{i}")
-                results.append(one_run(fault, p, servers, plan, offline, reference, args.rate, args.at, app_id))
+                broker = stack.stack.broker if stack.stack else None
+                results.append(one_run(fault, p, servers, plan, offline, reference, args.rate, args.at, app_id,
+                                       broker if isinstance(broker, KafkaBroker) else None))
                 if not p.running:
                     p.start_workers(1, TIMEOUT, app_id=app_id)
             p.stop_workers()

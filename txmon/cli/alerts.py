@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -152,7 +151,13 @@ class TailError(TxmonError, RuntimeError):
 
 
 class Tail:
-    """A kafka-python consumer in its own group on the alert topic.
+    """A kafka-python consumer of every partition of the alert topic, reading committed records only.
+
+    The partitions are assigned, not taken in a consumer group: a tail reads them all itself, so it
+    never waits for a group to form, and ``--group`` names only where its position is committed so
+    that a restart resumes. It reads ``read_committed``: on Apache Kafka a worker's aborted
+    transactions (a worker that died before its commit) are never shown. New partitions of the topic
+    are picked up within ``RESCAN_S``.
 
     Tansu (docs/tansu.md) reports a partition's end offset as the start of its last batch, so a
     consumer placed "at the latest offset" is handed the rest of that batch. A partition that
@@ -160,10 +165,13 @@ class Tail:
     the tail started, until the first one that is not; on real Kafka this skips nothing.
     """
 
-    def __init__(self, bootstrap: str, topic: str, group: str, from_beginning: bool, commit: bool,
+    RESCAN_S = 5.0  # how often the topic's partitions are looked up again
+
+    def __init__(self, bootstrap: str, topic: str, group: str | None, from_beginning: bool,
                  since_ms: int | None = None) -> None:
         self.bootstrap, self.topic, self.group = bootstrap, topic, group
-        self.from_beginning, self.commit_offsets = from_beginning, commit
+        self.from_beginning = from_beginning
+        self.commit_offsets = group is not None
         self.since_ms = since_ms  # start each partition at its first record stamped at or after this
         self.started_ms = int(time.time() * 1000)
         self.consumer: KafkaConsumer | None = None
@@ -172,10 +180,11 @@ class Tail:
         self.done: dict[TopicPartition, int] = {}  # partition → offset after the last record handled
         self.committed: dict[TopicPartition, int] = {}
         self.last_commit = time.monotonic()
+        self.last_scan = 0.0
+        self.waiting_noted = False
 
     def open(self) -> None:
         from kafka import KafkaConsumer
-        from kafka.consumer.subscription_state import ConsumerRebalanceListener
         from kafka.errors import KafkaError
 
         from producer.kafka_io import BOOTSTRAP_TIMEOUT_MS, ProducerError, check_reachable
@@ -188,76 +197,81 @@ class Tail:
             self.consumer = KafkaConsumer(
                 bootstrap_servers=self.bootstrap, group_id=self.group, client_id="txmon-alerts-tail",
                 enable_auto_commit=False,  # we commit what we handled, see commit()
+                isolation_level="read_committed",  # a worker's aborted transactions are never shown
                 auto_offset_reset="earliest" if self.from_beginning else "latest",
-                session_timeout_ms=6000, heartbeat_interval_ms=1000,  # Tansu: joins take session / 2
                 fetch_max_wait_ms=200,  # Tansu sometimes holds a fetch for the whole wait
                 bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS, allow_auto_create_topics=False,
-                metadata_max_age_ms=5000,  # notice a topic created after we started
+                metadata_max_age_ms=int(self.RESCAN_S * 1000),  # notice a topic or partitions created later
             )
-            if self.topic not in self.consumer.topics():
-                _note(f"topic {self.topic} does not exist yet at {self.bootstrap} (TXMON_TOPIC_ALERTS names it); "
-                      f"waiting for it")
+            self.scan()
         except KafkaError as e:
             raise TailError(f"cannot reach Kafka at {self.bootstrap}: {e} (is a broker running there?)") from None
-        tail = self
 
-        class Listener(ConsumerRebalanceListener):
-            def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
-                tail.commit()  # the next owner resumes after what we printed
-                for tp in revoked:  # and we must not overwrite its progress later
-                    tail.done.pop(tp, None)
-                    tail.committed.pop(tp, None)
-                    tail.stale_until_new.discard(tp)
+    def scan(self) -> None:
+        """Assign every partition the topic has now and place the new ones (see ``place``)."""
+        assert self.consumer is not None, "scan() before open()"
+        from kafka import TopicPartition
 
-            def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
-                pass  # --since seeks in poll(): kafka-python refuses network calls from inside this callback
+        self.last_scan = time.monotonic()
+        found = self.consumer.partitions_for_topic(self.topic) or set()
+        if not found:
+            if not self.waiting_noted:
+                _note(f"topic {self.topic} does not exist yet at {self.bootstrap} (TXMON_TOPIC_ALERTS names it); "
+                      f"waiting for it")
+                self.waiting_noted = True
+            return
+        now = {TopicPartition(self.topic, p) for p in found}
+        new = now - self.known
+        if not new:
+            return
+        self.consumer.assign(sorted(now, key=lambda tp: tp.partition))
+        start = self.place(new)
+        self.known = now
+        parts = ",".join(str(tp.partition) for tp in sorted(now, key=lambda tp: tp.partition))
+        who = f"group {self.group}" if self.group else "no group"
+        _note(f"following {self.topic} at {self.bootstrap}: partitions {parts}, {who}, {start}")
 
-        self.consumer.subscribe([self.topic], listener=Listener())
+    def place(self, partitions: set[TopicPartition]) -> str:
+        """Position new partitions: --since by time (``offsets_for_times``, Apache Kafka's time index), else a
+        named group's committed offset, else the beginning or the end. Returns where the tail starts, in words."""
+        assert self.consumer is not None
+        if self.since_ms is not None:
+            found = self.consumer.offsets_for_times({tp: self.since_ms for tp in partitions})
+            for tp in partitions:
+                hit = found.get(tp)
+                if hit is None:
+                    self.consumer.seek_to_end(tp)
+                else:
+                    self.consumer.seek(tp, hit.offset)
+            return f"from records stamped {datetime.fromtimestamp(self.since_ms / 1000, UTC):%Y-%m-%dT%H:%M:%SZ} on"
+        resumed = False
+        for tp in partitions:
+            committed = self.consumer.committed(tp) if self.commit_offsets else None
+            if committed is not None:
+                self.consumer.seek(tp, committed)
+                self.committed[tp] = committed
+                resumed = True
+            elif self.from_beginning:
+                self.consumer.seek_to_beginning(tp)
+            else:
+                self.consumer.seek_to_end(tp)
+                self.stale_until_new.add(tp)
+        if resumed:
+            return "from the group's committed offsets"
+        return "from the beginning" if self.from_beginning else "from the latest offsets"
 
     def poll(self, timeout_ms: int = 500) -> list[ConsumerRecord]:
-        """The next records, oldest first per partition, after announcing any new assignment."""
+        """The next records, oldest first per partition, after taking in any new partition of the topic."""
         assert self.consumer is not None, "poll() before open()"
+        if time.monotonic() - self.last_scan > self.RESCAN_S or not self.known:
+            self.scan()
+        if not self.known:
+            time.sleep(timeout_ms / 1000)
+            return []
         batches = self.consumer.poll(timeout_ms=timeout_ms)
-        assigned = set(self.consumer.assignment())
-        if assigned != self.known:
-            new = assigned - self.known
-            if self.since_ms is not None and new:
-                self.seek_to_time(new)  # what came from the default position is fetched again from there
-                batches = {tp: records for tp, records in batches.items() if tp not in new}
-            self._assigned(new)
-            self.known = assigned
         if self.commit_offsets and time.monotonic() - self.last_commit > COMMIT_EVERY_S:
             self.commit()
         return [r for records in batches.values() for r in records]
-
-    def seek_to_time(self, partitions: set[TopicPartition]) -> None:
-        """Place ``partitions`` at their first record stamped at or after ``since_ms`` (the end where none is):
-        ``offsets_for_times``, which Apache Kafka answers from its time index."""
-        assert self.consumer is not None and self.since_ms is not None
-        found = self.consumer.offsets_for_times({tp: self.since_ms for tp in partitions})
-        for tp in partitions:
-            hit = found.get(tp)
-            if hit is None:
-                self.consumer.seek_to_end(tp)
-            else:
-                self.consumer.seek(tp, hit.offset)
-            self.done.pop(tp, None)
-
-    def _assigned(self, new: set[TopicPartition]) -> None:
-        if not new:
-            return
-        assert self.consumer is not None, "_assigned() before open()"
-        start = "from the beginning" if self.from_beginning else "from the latest offsets"
-        if self.since_ms is not None:  # placed by seek_to_time
-            start = f"from records stamped {datetime.fromtimestamp(self.since_ms / 1000, UTC):%Y-%m-%dT%H:%M:%SZ} on"
-        for tp in new if self.since_ms is None else ():
-            committed = self.consumer.committed(tp) if self.commit_offsets else None
-            if committed is None and not self.from_beginning:
-                self.stale_until_new.add(tp)
-            elif committed is not None:
-                start = "from the group's committed offsets"
-        parts = ",".join(str(tp.partition) for tp in sorted(self.known | new, key=lambda tp: tp.partition))
-        _note(f"following {self.topic} at {self.bootstrap}: partitions {parts}, group {self.group}, {start}")
 
     def stale(self, record: ConsumerRecord) -> bool:
         """True for a record Tansu handed over from before the tail started (see the class docstring)."""
@@ -286,7 +300,7 @@ class Tail:
         try:
             self.consumer.commit(todo)
             self.committed.update((tp, om.offset) for tp, om in todo.items())
-        except KafkaError as e:  # e.g. a rebalance took the partitions away: their new owner goes on
+        except KafkaError as e:
             _note(f"warning: could not commit the group's offsets: {e}")
 
     def close(self) -> None:
@@ -346,9 +360,10 @@ def tail_command(
                                              "published")] = False,
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="stop after printing this many alerts")]
     = None,
-    group: Annotated[str | None, typer.Option("--group", help="consumer group to join, whose offsets are "
-                                              "committed so a restart resumes (default: a new "
-                                              "txmon-tail-<random> group each time, committing nothing)")]
+    group: Annotated[str | None, typer.Option("--group", help="consumer group whose committed offsets keep "
+                                              "the tail's position, so a restart resumes after what it printed "
+                                              "(default: none, nothing committed). The tail reads every "
+                                              "partition itself: two tails of one group both print everything")]
     = None,
     since: Annotated[str | None, typer.Option("--since", help="start at the alerts published at or after this "
                                               "time: ISO 8601 (UTC unless zoned, e.g. 2026-11-30T08:00:00Z) or a "
@@ -376,8 +391,7 @@ def tail_command(
             fail(f"--since: {e}")
     quiet_kafka_logs()
     keep = AlertFilter(frozenset(k.value for k in kind or ()), min_score, replay)
-    tail = Tail(settings.kafka_bootstrap, settings.topic_alerts, group or f"txmon-tail-{secrets.token_hex(4)}",
-                from_beginning, commit=group is not None, since_ms=since_ms)
+    tail = Tail(settings.kafka_bootstrap, settings.topic_alerts, group, from_beginning, since_ms=since_ms)
     from kafka.errors import KafkaError
 
     code = 0

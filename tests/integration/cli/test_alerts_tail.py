@@ -23,7 +23,7 @@ from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
 
 from txmon.core.contracts import Alert, Influence
-from txmon.embedded import free_port
+from txmon.embedded import TansuBroker, free_port
 from txmon.testing.records import alert as _alert
 
 REPO = Path(__file__).resolve().parents[3]
@@ -198,6 +198,33 @@ def test_without_from_beginning_only_alerts_sent_after_the_start_are_shown(kafka
     code, out = run.finish()
     assert code == 0, run.stderr
     assert sorted(a.alert_id for a in _lines(out)) == sorted(a.alert_id for a in new)
+
+
+@pytest.mark.integration
+def test_alerts_of_an_aborted_transaction_are_never_shown(broker: object, kafka_bootstrap: str) -> None:
+    """What a worker that died before its commit leaves on the topic: the tail reads committed records only."""
+    if isinstance(broker, TansuBroker):
+        pytest.skip("Tansu has no transactions (docs/tansu.md)")
+    topic = _new_topic(kafka_bootstrap)
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, transactional_id=f"tail-{uuid.uuid4().hex[:8]}")
+    try:
+        producer.init_transactions()
+        for ids, commit in (((1, 2, 3, 4), False), ((5, 6), True)):
+            producer.begin_transaction()
+            for i in ids:  # one partition: the aborted records come first in it
+                a = _alert(i)
+                producer.send(topic, key=b"k", value=a.model_dump_json().encode(), partition=0)
+            if commit:
+                producer.commit_transaction()
+            else:
+                producer.flush()
+                producer.abort_transaction()
+    finally:
+        producer.close()
+    run = Running(_env(kafka_bootstrap, topic), "--json", "--from-beginning", "--limit", "2")
+    code, out = run.finish()
+    assert code == 0, run.stderr
+    assert [a.tx_id for a in _lines(out)] == [5, 6]
 
 
 def test_since_starts_at_the_first_alert_stamped_then(kafka_bootstrap: str) -> None:
