@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import shutil
 import signal
 import statistics
 import tempfile
@@ -100,6 +101,9 @@ def one_run(fault: str, p: Pipeline, servers: list[RedisServer], plan: ReplayPla
         if worker.exit_code is not None:  # said why; a restarted worker must then finish the replay exact
             why = [line for line in worker.log_path.read_text(errors="replace").splitlines() if "CRITICAL" in line]
             loud = f"exit {worker.exit_code}: {why[-1].split('stopping the worker: ')[-1][:160] if why else '?'}"
+            if broker.log_path is not None:  # the broker's side of it, kept beside the worker's log
+                shutil.copy(broker.log_path, worker.log_path.with_name(f"{worker.log_path.stem}-broker.log"))
+                loud += f" (logs: {worker.log_path.parent})"
             worker.stop()
             p.start_workers(1, TIMEOUT, app_id=app_id)
         return _outcome(p, plan, offline, reference, t_fault, loud)

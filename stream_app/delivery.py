@@ -23,7 +23,7 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from aiokafka import AIOKafkaProducer, TopicPartition
@@ -84,6 +84,7 @@ class _Owner:
     in_txn: bool
     last_commit: float
     revoked: bool = False  # closed by a rebalance, maybe while one of its batches was being published
+    closed: asyncio.Event = field(default_factory=asyncio.Event)  # set with ``revoked``: wakes that publish
 
 
 class ExactlyOnce:
@@ -156,21 +157,22 @@ class ExactlyOnce:
                                     f"while this one held records from {first_offset}")
         if out.empty and time.monotonic() - owner.last_commit < self.commit_interval_s:
             return True  # nothing to publish: the offset rides along with the partition's next transaction
+        # The transaction runs as a task of its own, abandoned when a rebalance takes the partition: a producer
+        # stopped mid-transaction (the broker was down) can leave its awaits unresolved for good.
+        publish = asyncio.ensure_future(self._transact(owner, partition, out, next_offset))
+        revoked = asyncio.ensure_future(owner.closed.wait())
         try:
-            if not owner.in_txn:
-                await owner.producer.begin_transaction()
-                owner.in_txn = True
-            sent = [await owner.producer.send(topic, value=value, key=key) for topic, key, value in
-                    self.topics.records(out)]
-            await owner.producer.send_offsets_to_transaction(
-                {TopicPartition(self.input_topic, partition): next_offset}, self.group_id)
-            if self._crash_at and out.alerts:
-                await self._failpoint(owner)
-            await owner.producer.commit_transaction()
-            await asyncio.gather(*sent)  # acknowledged: commit_transaction flushed them
-            self._committed_by_us[partition] = next_offset
-            owner.in_txn = False
-            owner.last_commit = time.monotonic()
+            await asyncio.wait({publish, revoked}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            revoked.cancel()
+            if not publish.done():
+                publish.cancel()
+        if not publish.done() or publish.cancelled():
+            log.warning("partition %d: revoked while its batch was being published; its next owner publishes it",
+                        partition)
+            return False
+        try:
+            publish.result()
             return True
         except (*FENCED, ProducerClosed) as e:
             await self._drop(partition)
@@ -182,6 +184,22 @@ class ExactlyOnce:
         except KafkaError:
             await self._drop(partition)  # its transaction is aborted when the id is initialised again
             raise
+
+    async def _transact(self, owner: _Owner, partition: int, out: Outputs, next_offset: int) -> None:
+        if not owner.in_txn:
+            await owner.producer.begin_transaction()
+            owner.in_txn = True
+        sent = [await owner.producer.send(topic, value=value, key=key) for topic, key, value in
+                self.topics.records(out)]
+        await owner.producer.send_offsets_to_transaction(
+            {TopicPartition(self.input_topic, partition): next_offset}, self.group_id)
+        if self._crash_at and out.alerts:
+            await self._failpoint(owner)
+        await owner.producer.commit_transaction()
+        await asyncio.gather(*sent)  # acknowledged: commit_transaction flushed them
+        self._committed_by_us[partition] = next_offset
+        owner.in_txn = False
+        owner.last_commit = time.monotonic()
 
     async def _failpoint(self, owner: _Owner) -> None:
         self._with_alerts += 1
@@ -203,6 +221,7 @@ class ExactlyOnce:
         for p in partitions:
             if (owner := self._owners.get(p)) is not None:
                 owner.revoked = True
+                owner.closed.set()
             await self._drop(p)
 
     async def close(self) -> None:
