@@ -17,7 +17,7 @@ from txmon.core.contracts import Alert, AlertKind, Influence
 class Candidate:
     """What an alert says, before its id is claimed."""
 
-    kind: AlertKind  # arrival | final | retracted
+    kind: AlertKind  # arrival | confirmed | retracted | final
     tx_id: int
     step: int
     arrival_score: float

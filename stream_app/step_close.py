@@ -1,4 +1,4 @@
-"""Step close: who finalises a step, the final re-scoring, final/retracted alerts and the step's statistics.
+"""Step close: who finalises a step, the final re-scoring, the alerts that resolve it, the step's statistics.
 
 Statistics follow ``replay.analysis.network`` (the offline report) so the two can be compared:
 edges are directed (each edge row once), avg_degree = edges / nodes (the average in- and out-degree),
@@ -26,7 +26,7 @@ from stream_app.claims import Origin
 from stream_app.graph_store import GraphStore
 from stream_app.keys import ReplayKeys, StepKeys
 from stream_app.scorer import LoadedModel, score, top_neighbours
-from txmon.core.contracts import Alert, StepStats
+from txmon.core.contracts import Alert, AlertKind, StepStats
 from txmon.core.fits import densification_series, fit_power_law
 from txmon.core.graph import undirected_adjacency
 
@@ -131,7 +131,8 @@ def step_stats(replay_id: str, step: int, n: int, src: NDArray[np.int64], dst: N
 def finalise(store: GraphStore, model: LoadedModel, replay_id: str, step: int, window: int, origin: Origin,
              cause: bytes, unfinished: dict[int, tuple[int, int]] | None = None,
              declared: int | None = None) -> StepResult:
-    """Re-score the whole step from Redis, store final scores and history, claim final/retracted alerts.
+    """Re-score the whole step from Redis, store final scores and history, claim the step-close alerts: each
+    arrival alert confirmed or retracted, a final alert for a transaction first flagged now.
 
     ``unfinished``: (nodes, edges) of earlier steps whose close has not stored them in the history yet;
     ``declared``: the transactions the step's markers say it has."""
@@ -160,14 +161,16 @@ def finalise(store: GraphStore, model: LoadedModel, replay_id: str, step: int, w
     has_arr = g.scored[seqs]
     arr = np.where(has_arr, data.arr[seqs], fin)  # never scored on arrival (crash): the final score stands in
     arrival_alert = has_arr & (arr >= thr)
-    kinds = np.where(arrival_alert & (fin < thr), 1, np.where(~arrival_alert & (fin >= thr), 2, 0))
+    # Every arrival alert is resolved (confirmed or retracted); a transaction first flagged now gets "final".
+    kind_of: dict[int, AlertKind] = {1: "retracted", 2: "final", 3: "confirmed"}
+    kinds = np.where(arrival_alert, np.where(fin >= thr, 3, 1), np.where(fin >= thr, 2, 0))
     chosen = np.flatnonzero(kinds)
     candidates: list[Candidate] = []
     if chosen.size and scored is not None:
         ids = records["tx_id"]
         for i, nbs in zip(chosen, top_neighbours(model, scored, chosen), strict=True):
             candidates.append(Candidate(
-                kind="retracted" if kinds[i] == 1 else "final", tx_id=int(ids[i]), step=step,
+                kind=kind_of[int(kinds[i])], tx_id=int(ids[i]), step=step,
                 arrival_score=float(arr[i]), final_score=float(fin[i]), event_time=float(records["event_time"][i]),
                 neighbours=[(int(ids[j]), w) for j, w in nbs]))
     alerts = claim(store.redis, replay_id, candidates, thr, model.version, origin, cause)

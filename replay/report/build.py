@@ -50,7 +50,7 @@ from txmon.core.fits import fit_densification
 TOP_N = 20
 HIST_BINS = 30
 # The alert kind whose explanation and final score describe the transaction best: the latest one emitted.
-KIND_PRIORITY = ("final", "retracted", "arrival")
+KIND_PRIORITY = ("final", "confirmed", "retracted", "arrival")
 
 
 # -- meta: the caller's free-form key/value rows, made into plain, sorted JSON values ---------------------------------
@@ -262,9 +262,11 @@ def _alert_warnings(ds: EllipticDataset, alerts: list[Alert], first: int, last: 
     kinds: dict[int, set[str]] = defaultdict(set)
     for a in alerts:
         kinds[a.tx_id].add(a.kind)
-    valid = ({"arrival"}, {"final"}, {"arrival", "retracted"})
+    # An arrival alert alone: its step had not closed when the alerts were collected.
+    valid = ({"arrival"}, {"final"}, {"arrival", "retracted"}, {"arrival", "confirmed"})
     add("inconsistent_alerts", "transactions whose alerts contradict each other (e.g. a retraction without an "
-                               "arrival alert): verdicts still follow the rule",
+                               "arrival alert, or both a confirmation and a retraction): verdicts still follow "
+                               "the rule",
         [tx for tx, k in kinds.items() if k not in valid])
     add("model_mismatch", f"alerts from another model version than {model_version}",
         [a.alert_id for a in alerts if a.model_version != model_version])

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue
 from replay.report.evaluate import Scores
 from txmon.core.contracts import AlertKind, Verdict
 
-REPORT_SCHEMA_VERSION = 1
+REPORT_SCHEMA_VERSION = 2  # 2: per-step alert counts gained `confirmed`
 Label = Literal["illicit", "licit", "unknown", "not in data set"]
 
 
@@ -60,8 +60,9 @@ class Metrics(_Model):
 class StepAlertCounts(_Model):
     step: int
     arrival: int
-    final: int
+    confirmed: int
     retracted: int
+    final: int
 
 
 class AlertCounts(_Model):

@@ -13,7 +13,7 @@ from replay.analysis.plots import alpha_axis, figure
 from replay.report.model import DegreeFit, Report
 from txmon.core.contracts import ALERT_KINDS, VERDICTS
 
-KIND_COLOURS = {"arrival": "tab:blue", "final": "tab:orange", "retracted": "tab:gray"}
+KIND_COLOURS = {"arrival": "tab:blue", "confirmed": "tab:red", "retracted": "tab:gray", "final": "tab:orange"}
 
 
 def _step_axis(ax: Axes, r: Report) -> None:

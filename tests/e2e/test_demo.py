@@ -77,9 +77,9 @@ def test_demo_runs_end_to_end_and_leaves_nothing_running(workdir: Path, broker_k
     assert re.search(r"steps closed 49/49", out), out
 
     # The summary: alert counts by kind, throughput, the label join.
-    m = re.search(r"alerts\s+│ arrival ([\d,]+) · final ([\d,]+) · retracted ([\d,]+)", out)
+    m = re.search(r"alerts\s+│ arrival ([\d,]+) · confirmed ([\d,]+) · retracted ([\d,]+) · final ([\d,]+)", out)
     assert m, out
-    arrival, final, retracted = (int(g.replace(",", "")) for g in m.groups())
+    arrival, confirmed, retracted, final = (int(g.replace(",", "")) for g in m.groups())
     assert arrival > 0
     assert re.search(r"throughput\s+│ [\d,]+ tx/s end to end", out), out
     assert "worker exit code 0" in out
@@ -89,7 +89,8 @@ def test_demo_runs_end_to_end_and_leaves_nothing_running(workdir: Path, broker_k
     runs = list((workdir / f"tmp-{broker_kind}").glob("txmon-demo-*/summary.json"))
     assert len(runs) == 1
     summary = json.loads(runs[0].read_text())
-    assert summary["alerts"] == {"arrival": arrival, "final": final, "retracted": retracted}
+    assert summary["alerts"] == {"arrival": arrival, "confirmed": confirmed, "retracted": retracted, "final": final}
+    assert confirmed + retracted == arrival  # every arrival alert resolved at its step's close
     assert summary["events"] == 4075 and summary["throughput_tx_s"] > 0
     assert summary["alerted"] == arrival + final - retracted  # a retraction always follows an arrival alert
     # Streaming final scores are exact, so the alerts on the model's test set score what training measured.

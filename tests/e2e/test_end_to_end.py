@@ -30,7 +30,7 @@ from replay.data.dataset import EllipticDataset
 from replay.synth import generate
 from stream_app.keys import ReplayKeys, StepKeys
 from stream_app.scorer import LoadedModel
-from txmon.core.contracts import Alert, DeadLetter, StepStats, TxEvent, encode_features
+from txmon.core.contracts import ALERT_KINDS, Alert, DeadLetter, StepStats, TxEvent, encode_features
 from txmon.core.elliptic_format import N_FEATURES
 from txmon.core.settings import Settings
 from txmon.pipeline.runner import Pipeline
@@ -211,7 +211,7 @@ def test_final_scores_equal_the_offline_gcn(pipeline: E2E, first_replay: FirstRe
 def test_alerts_agree_with_the_scores(pipeline: E2E, first_replay: FirstReplay) -> None:
     thr, ds = pipeline.model.threshold, pipeline.ds
     alerts = [a for a in pipeline.all_alerts() if a.replay_id == R1]
-    kinds: dict[str, dict[int, Alert]] = {"arrival": {}, "final": {}, "retracted": {}}
+    kinds: dict[str, dict[int, Alert]] = {k: {} for k in ALERT_KINDS}
     for a in alerts:
         assert a.alert_id == f"{R1}:{a.tx_id}:{a.kind}"
         assert a.model_version == pipeline.model.version and a.threshold == pytest.approx(thr)
@@ -240,8 +240,16 @@ def test_alerts_agree_with_the_scores(pipeline: E2E, first_replay: FirstReplay) 
         assert fin[row[tx]] < thr and a.final_score is not None and a.final_score < thr
     # Arrival alerts that were not retracted are exactly the flagged ones that alerted on arrival.
     assert set(kinds["arrival"]) - set(kinds["retracted"]) == flagged & set(kinds["arrival"])
-    print(f"alerts: {len(kinds['arrival'])} arrival, {len(kinds['final'])} final, "
-          f"{len(kinds['retracted'])} retracted; {len(flagged)} of {ds.n_nodes} flagged at the final score")
+    # The lifecycle: each arrival alert ends in exactly one confirmed (with its final score) or retracted.
+    assert set(kinds["confirmed"]) == flagged & set(kinds["arrival"])
+    assert not set(kinds["confirmed"]) & set(kinds["retracted"])
+    assert set(kinds["confirmed"]) | set(kinds["retracted"]) == set(kinds["arrival"])
+    for tx, a in kinds["confirmed"].items():
+        assert a.final_score == pytest.approx(fin[row[tx]], abs=1e-6) and a.final_score >= thr
+        assert a.arrival_score == pytest.approx(arr[row[tx]], abs=1e-6)
+    print(f"alerts: {len(kinds['arrival'])} arrival, {len(kinds['confirmed'])} confirmed, "
+          f"{len(kinds['retracted'])} retracted, {len(kinds['final'])} final; {len(flagged)} of {ds.n_nodes} "
+          f"flagged at the final score")
 
 
 # -- the worker's web server: views and metrics ----------------------------------------------------------------------

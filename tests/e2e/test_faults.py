@@ -23,7 +23,7 @@ import redis
 from producer.plan import plan_replay
 from replay.data.dataset import EllipticDataset
 from replay.synth import generate
-from txmon.core.contracts import Alert, StepStats
+from txmon.core.contracts import ALERT_KINDS, Alert, StepStats
 from txmon.embedded import RedisServer
 from txmon.embedded.kafka_broker import KafkaBroker
 from txmon.embedded.tansu_broker import TansuBroker
@@ -51,7 +51,7 @@ def _dataset(seed: int) -> EllipticDataset:
 
 
 def _verdicts(alerts: list[Alert]) -> set[int]:
-    kinds: dict[str, set[int]] = {"arrival": set(), "final": set(), "retracted": set()}
+    kinds: dict[str, set[int]] = {k: set() for k in ALERT_KINDS}
     for a in alerts:
         kinds[a.kind].add(a.tx_id)
     return (kinds["arrival"] | kinds["final"]) - kinds["retracted"]

@@ -21,7 +21,7 @@ import pytest
 
 from replay.data.elliptic import load_elliptic
 from replay.synth import synthesize
-from txmon.core.contracts import Alert
+from txmon.core.contracts import ALERT_KINDS, Alert
 from txmon.core.elliptic_format import ILLICIT, UNKNOWN
 from txmon.pipeline.runner import Pipeline
 from txmon.testing.e2e import TopicReader, clean_env, isolated_redis, train_small_gcn, unique_settings, wait_for
@@ -122,7 +122,7 @@ def test_replay_report_is_repeatable_and_matches_the_alert_topic(data_dir: Path,
            if al.replay_id == "rep-a"}
     alerts.close()
     assert {x.alert_id for x in followed} == set(got)
-    kinds = {k: {al.tx_id for al in got.values() if al.kind == k} for k in ("arrival", "final", "retracted")}
+    kinds = {k: {al.tx_id for al in got.values() if al.kind == k} for k in ALERT_KINDS}
     assert a["alerts"]["by_kind"] == {k: len(v) for k, v in kinds.items()}
     verdicts = {"arrival": kinds["arrival"], "final": (kinds["arrival"] | kinds["final"]) - kinds["retracted"]}
     in_period = (ds.steps >= FIRST) & (ds.steps <= LAST) & (ds.labels != UNKNOWN)

@@ -20,7 +20,7 @@ import pytest
 from producer.plan import plan_replay
 from replay.data.dataset import EllipticDataset
 from replay.synth import generate
-from txmon.core.contracts import Alert, StepStats
+from txmon.core.contracts import ALERT_KINDS, Alert, StepStats
 from txmon.pipeline.runner import Pipeline
 from txmon.testing.e2e import TopicReader, isolated_redis, train_small_gcn, unique_settings, wait_for
 
@@ -32,7 +32,7 @@ REDIS_DB = 6  # the session's redis-server, a database no other test uses
 
 
 def _verdicts(alerts: list[Alert], replay_id: str) -> set[int]:
-    kinds: dict[str, set[int]] = {"arrival": set(), "final": set(), "retracted": set()}
+    kinds: dict[str, set[int]] = {k: set() for k in ALERT_KINDS}
     for a in alerts:
         if a.replay_id == replay_id:
             kinds[a.kind].add(a.tx_id)

@@ -70,7 +70,7 @@ def parse_alert(value: bytes | None) -> Alert:
         raise ValueError(validation_reason(e)) from None
 
 
-KIND_STYLE = {"arrival": "yellow", "final": "bold red", "retracted": "green"}
+KIND_STYLE = {"arrival": "yellow", "confirmed": "red", "retracted": "green", "final": "bold red"}
 
 
 def _score(x: float | None) -> str:

@@ -44,7 +44,7 @@ def render(state: DemoState, worker: WorkerProcess, max_rows: int) -> Group:
     status = Text.from_markup(
         f"replay [bold]{state.replay_id}[/]: sent {sent:,}/{state.total_events:,} · "
         f"steps closed {len(stats)}/{state.last_step - state.first_step + 1} · "
-        f"alerts: arrival {totals['arrival']:,} · final {totals['final']:,} · retracted {totals['retracted']:,} · "
+        f"alerts: {' · '.join(f'{k} {totals[k]:,}' for k in ALERT_KINDS)} · "
         f"worker pid {worker.pid} {wstate} · {elapsed:.1f} s")
 
     steps = Table(title="per step (alerts counted cumulatively)", header_style="bold", title_justify="left")

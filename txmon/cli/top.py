@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from txmon.cli.common import console, err_console, fail, read_settings
+from txmon.core.contracts import ALERT_KINDS
 
 if TYPE_CHECKING:  # imported where used: `txmon --help` stays fast
     from stream_app.metrics_read import Figures, Scrape
@@ -32,7 +33,7 @@ def _table(urls: list[str], per_worker: list[tuple[str, Figures]], total: Figure
               title_justify="left", header_style="bold", caption=caption, caption_justify="left",
               caption_style="red")
     for col in ("worker", "tx/s", "processed", "step", "batch p50/p99", "event→alert p50/p99", "redis p99",
-                "step close p99", "alerts arr/fin/retr", "alerts/s", "dead letters", "model"):
+                "step close p99", "alerts arr/conf/retr/fin", "alerts/s", "dead letters", "model"):
         t.add_column(col, justify="left" if col in ("worker", "model") else "right", no_wrap=col == "worker")
 
     def row(name: str, f: Figures) -> list[str]:
@@ -41,7 +42,7 @@ def _table(urls: list[str], per_worker: list[tuple[str, Figures]], total: Figure
                 "–" if f.current_step is None else f"{f.current_step:.0f}",
                 f"{_ms(f.batch_p50)} / {_ms(f.batch_p99)}", f"{_ms(f.alert_p50)} / {_ms(f.alert_p99)}",
                 _ms(f.redis_p99), _ms(f.close_p99),
-                f"{a['arrival']:,.0f} / {a['final']:,.0f} / {a['retracted']:,.0f}", f"{f.alerts_per_s:,.1f}",
+                " / ".join(f"{a[k]:,.0f}" for k in ALERT_KINDS), f"{f.alerts_per_s:,.1f}",
                 f"{f.dead_letters:,.0f}", ", ".join(f.model_versions) or "–"]
 
     for url, f in per_worker:

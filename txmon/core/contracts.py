@@ -32,7 +32,7 @@ SCHEMA_VERSION = 2
 
 # -- vocabulary: the words and numbers the records share, spelled once ----------------------------------------------
 
-AlertKind = Literal["arrival", "final", "retracted"]
+AlertKind = Literal["arrival", "confirmed", "retracted", "final"]  # an arrival alert ends confirmed or retracted
 ALERT_KINDS: tuple[AlertKind, ...] = get_args(AlertKind)
 Verdict = Literal["arrival", "final"]  # the two verdicts a replay is judged by: as raised on arrival, at step close
 VERDICTS: tuple[Verdict, ...] = get_args(Verdict)
@@ -166,13 +166,20 @@ class Influence(BaseModel):
 
 
 class Alert(_Record):
-    """A transaction the model flags (arrival, final) or stops flagging (retracted); keyed by tx id."""
+    """A transaction the model flags, and how that ends; keyed by tx id.
+
+    The lifecycle: an ``arrival`` alert is resolved once its step closes, by exactly one ``confirmed``
+    (the final score is still at or above the threshold) or ``retracted`` (it fell below); a transaction
+    first flagged at step close gets one ``final`` alert."""
 
     alert_id: str = Field(description="deterministic: '<replay_id>:<tx_id>:<kind>', so a consumer can drop "
                                       "re-delivered copies (delivery is at-least-once)")
     kind: AlertKind = Field(
-        description="arrival: scored at or above the threshold when the transaction arrived; final: at or above "
-                    "it only when its step was closed; retracted: an arrival alert whose final score fell below it")
+        description="arrival: scored at or above the threshold when the transaction arrived (act early); "
+                    "confirmed: an arrival alert whose final score at step close is still at or above it (keep it); "
+                    "retracted: an arrival alert whose final score fell below it (withdraw it); final: at or above "
+                    "it only at step close, never on arrival (act now). Every arrival alert ends in exactly one "
+                    "confirmed or retracted")
     replay_id: ReplayId
     tx_id: TxId
     step: Step
@@ -182,7 +189,7 @@ class Alert(_Record):
                                                          "the last window is scored at step close)")
     final_score: float | None = Field(None, ge=0, le=1, description="probability of illicit when the whole step "
                                                                     "is re-scored at its close, in [0, 1]; null on "
-                                                                    "arrival alerts")
+                                                                    "arrival alerts, set on the other kinds")
     threshold: float = Field(ge=0, le=1, description="the model's decision threshold, in [0, 1]: a score at or "
                                                      "above it is an alert")
     model_version: str = Field(description="the stored model version that scored, e.g. gcn-v3")

@@ -285,7 +285,11 @@ def test_alerts_follow_the_scores_and_are_unique(r: redis.Redis, ds: EllipticDat
     assert kinds["arrival"] == set(np.flatnonzero(arr >= thr))
     assert kinds["final"] == set(np.flatnonzero((fin >= thr) & (arr < thr)))
     assert kinds["retracted"] == set(np.flatnonzero((arr >= thr) & (fin < thr)))
-    assert kinds["final"] and kinds["retracted"]
+    assert kinds["confirmed"] == set(np.flatnonzero((arr >= thr) & (fin >= thr)))
+    assert kinds["final"] and kinds["retracted"] and kinds["confirmed"]
+    # The lifecycle: every arrival alert ends in exactly one of confirmed and retracted, nothing else does.
+    assert kinds["confirmed"] | kinds["retracted"] == kinds["arrival"]
+    assert not kinds["confirmed"] & kinds["retracted"] and not kinds["final"] & kinds["arrival"]
 
     # Explanations name real neighbours (at close: 3 of them, or all), the largest contributions first.
     adj = undirected_adjacency(ds.n_nodes, ds.edge_rows[:, 0], ds.edge_rows[:, 1]).tolil()

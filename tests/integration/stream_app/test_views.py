@@ -10,6 +10,7 @@ from redis.retry import Retry
 from stream_app import views
 from stream_app.processor import Processor
 from stream_app.routing import record_published, route
+from txmon.core.contracts import ALERT_KINDS
 from txmon.embedded import free_port
 from txmon.testing.records import MAX_BYTES, msg, step_end, tx
 
@@ -67,7 +68,7 @@ def test_nothing_processed_yet(redis_client: redis.Redis) -> None:
 def test_latest_alerts_newest_first_with_filters(proc: Processor) -> None:
     _replay_chain(proc, close=True)
     everything = views.latest_alerts(proc.redis, 50)
-    assert {a["kind"] for a in everything} <= {"arrival", "final", "retracted"} and len(everything) >= 3
+    assert {a["kind"] for a in everything} <= set(ALERT_KINDS) and len(everything) >= 3
     assert [a["tx_id"] for a in views.latest_alerts(proc.redis, 50, "arrival")] == [1003, 1002, 1001]
     assert len(views.latest_alerts(proc.redis, 2)) == 2
     assert views.latest_alerts(proc.redis, 50, replay_id="other") == []

@@ -66,7 +66,8 @@ def test_figures_between_two_scrapes(endpoint: tuple[str, CollectorRegistry]) ->
     m["dlq"].inc(2)
     f = figures(first, scrape(url, at=12.0))
     assert f.events_per_s == pytest.approx(250.0) and f.events_total == 600
-    assert f.alerts == {"arrival": 3, "final": 0, "retracted": 1} and f.alerts_per_s == pytest.approx(2.0)
+    assert f.alerts == {"arrival": 3, "confirmed": 0, "retracted": 1, "final": 0}
+    assert f.alerts_per_s == pytest.approx(2.0)
     assert f.alert_p50 == pytest.approx(0.1) and 0.5 < f.alert_p99 <= 1.0
     assert f.batch_p50 is None  # no batch in the interval
     assert (f.current_step, f.dead_letters, f.model_versions) == (17, 2, ("gcn-v2",))
