@@ -48,6 +48,7 @@ from txmon.core.contracts import Alert, StepStats
 from txmon.core.settings import Settings
 from txmon.embedded import KafkaBroker, RedisServer
 from txmon.pipeline.runner import Pipeline
+from txmon.pipeline.worker import WorkerProcess
 from txmon.testing.e2e import TopicReader, read_step_scores, train_small_gcn, unique_settings
 
 PARTITIONS = 4
@@ -63,6 +64,14 @@ def _count(reader: TopicReader, replay_id: str, kind: str) -> tuple[Counter, set
         return Counter(a.alert_id for a in mine), {(a.tx_id, a.kind) for a in mine}
     steps = [StepStats.model_validate_json(r.value) for r in reader.records]
     return Counter(s.step for s in steps if s.replay_id == replay_id), set()
+
+
+def _end_or_exit(p: Pipeline, worker: WorkerProcess, replay_id: str, timeout: float) -> None:
+    """Wait until every partition passed the replay's replay_end, or the worker exited, or ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while worker.exit_code is None and time.monotonic() < deadline and \
+            p.client.scard(ReplayKeys(replay_id).replay_end) < PARTITIONS:
+        time.sleep(0.1)
 
 
 def bounce_broker(p: Pipeline, broker: KafkaBroker, plan: ReplayPlan, app_id: str, at: float) -> float:
@@ -93,10 +102,7 @@ def one_run(fault: str, p: Pipeline, servers: list[RedisServer], plan: ReplayPla
         t_fault = bounce_broker(p, broker, plan, app_id, at)
         worker = p.running[0]
         worker.stopped = True  # it may stop (exit 70) when a batch cannot be published within its retry budget
-        deadline = time.monotonic() + TIMEOUT
-        while worker.exit_code is None and time.monotonic() < deadline and \
-                p.client.scard(ReplayKeys(replay_id).replay_end) < PARTITIONS:
-            time.sleep(0.1)
+        _end_or_exit(p, worker, replay_id, TIMEOUT)
         loud = ""
         if worker.exit_code is not None:  # said why; a restarted worker must then finish the replay exact
             why = [line for line in worker.log_path.read_text(errors="replace").splitlines() if "CRITICAL" in line]
@@ -135,10 +141,7 @@ def one_run(fault: str, p: Pipeline, servers: list[RedisServer], plan: ReplayPla
     elif fault == "redis-restart":
         t_fault = time.monotonic()
         redis_server.restart(kill=True)
-        deadline = time.monotonic() + 15  # a lost second of writes is found at the next batch
-        while worker.exit_code is None and time.monotonic() < deadline and \
-                p.client.scard(ReplayKeys(replay_id).replay_end) < PARTITIONS:
-            time.sleep(0.1)
+        _end_or_exit(p, worker, replay_id, 15)  # a lost second of writes is found at the next batch
         if worker.exit_code is not None:
             text = worker.log_path.read_text(errors="replace")
             loud = "exit 70: Redis lost its latest writes" if worker.exit_code == 70 and \

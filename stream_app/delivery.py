@@ -83,8 +83,8 @@ class _Owner:
     producer: AIOKafkaProducer
     in_txn: bool
     last_commit: float
-    revoked: bool = False  # closed by a rebalance, maybe while one of its batches was being published
-    closed: asyncio.Event = field(default_factory=asyncio.Event)  # set with ``revoked``: wakes that publish
+    # Set when a rebalance takes the partition: wakes a publish in flight, which is then abandoned.
+    revoked: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class ExactlyOnce:
@@ -160,14 +160,14 @@ class ExactlyOnce:
         # The transaction runs as a task of its own, abandoned when a rebalance takes the partition: a producer
         # stopped mid-transaction (the broker was down) can leave its awaits unresolved for good.
         publish = asyncio.ensure_future(self._transact(owner, partition, out, next_offset))
-        revoked = asyncio.ensure_future(owner.closed.wait())
+        revoked = asyncio.ensure_future(owner.revoked.wait())
         try:
-            await asyncio.wait({publish, revoked}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait({publish, revoked}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             revoked.cancel()
             if not publish.done():
                 publish.cancel()
-        if not publish.done() or publish.cancelled():
+        if publish not in done or publish.cancelled():
             log.warning("partition %d: revoked while its batch was being published; its next owner publishes it",
                         partition)
             return False
@@ -176,7 +176,7 @@ class ExactlyOnce:
             return True
         except (*FENCED, ProducerClosed) as e:
             await self._drop(partition)
-            if isinstance(e, ProducerClosed) and not owner.revoked:
+            if isinstance(e, ProducerClosed) and not owner.revoked.is_set():
                 raise DeliveryError(f"partition {partition}: producer closed mid-transaction") from e
             log.warning("partition %d: no longer ours (%s); its next owner publishes this batch", partition,
                         type(e).__name__)
@@ -220,8 +220,7 @@ class ExactlyOnce:
     async def revoke(self, partitions: set[int]) -> None:
         for p in partitions:
             if (owner := self._owners.get(p)) is not None:
-                owner.revoked = True
-                owner.closed.set()
+                owner.revoked.set()
             await self._drop(p)
 
     async def close(self) -> None:

@@ -44,8 +44,8 @@ def own_redis() -> Iterator[RedisServer]:
         yield server
 
 
-def _dataset(seed: int) -> EllipticDataset:
-    d = generate(0.02, seed=seed)
+def _dataset(seed: int, scale: float = 0.02) -> EllipticDataset:
+    d = generate(scale, seed=seed)
     return EllipticDataset(d.tx_ids, d.steps, d.features.astype(np.float32), d.labels, d.edges,
                            fingerprint=f"faults-{seed}")
 
@@ -225,8 +225,7 @@ def test_a_broker_killed_and_restarted_with_its_data_loses_and_duplicates_nothin
         broker.start()
     except Exception as e:  # noqa: BLE001 - no Java here
         pytest.skip(f"Apache Kafka cannot run here: {e}")
-    d = generate(0.05, seed=16)  # ~10k transactions: a few seconds of work to interrupt
-    ds = EllipticDataset(d.tx_ids, d.steps, d.features.astype(np.float32), d.labels, d.edges, fingerprint="restart")
+    ds = _dataset(16, scale=0.05)  # ~10k transactions: a few seconds of work to interrupt
     model, offline = train_small_gcn(ds, tmp_path / "models")
     tag = uuid.uuid4().hex[:8]
     settings = unique_settings(broker.bootstrap, own_redis.url, tmp_path / "models", tag=tag,

@@ -220,14 +220,14 @@ class Tail:
                       f"waiting for it")
                 self.waiting_noted = True
             return
-        now = {TopicPartition(self.topic, p) for p in found}
-        new = now - self.known
+        now = [TopicPartition(self.topic, p) for p in sorted(found)]
+        new = set(now) - self.known
         if not new:
             return
-        self.consumer.assign(sorted(now, key=lambda tp: tp.partition))
+        self.consumer.assign(now)
         start = self.place(new)
-        self.known = now
-        parts = ",".join(str(tp.partition) for tp in sorted(now, key=lambda tp: tp.partition))
+        self.known = set(now)
+        parts = ",".join(str(tp.partition) for tp in now)
         who = f"group {self.group}" if self.group else "no group"
         _note(f"following {self.topic} at {self.bootstrap}: partitions {parts}, {who}, {start}")
 
