@@ -44,6 +44,7 @@ FENCED = (ProducerFenced, InvalidProducerEpoch, TransactionalIdAuthorizationFail
 # A failpoint for the fault tests: the worker exits at once (as kill -9 would) before committing its Kth
 # transaction that carries alerts, with the alerts already on the broker, uncommitted.
 CRASH_BEFORE_COMMIT = "TXMON_TEST_CRASH_BEFORE_COMMIT"
+STOP_WAIT_S = 3.0  # how long a producer may take to stop before a rebalance goes on without it
 
 
 class DeliveryError(RuntimeError):
@@ -103,6 +104,7 @@ class ExactlyOnce:
         self._owners: dict[int, _Owner] = {}
         self._admin: AIOKafkaAdminClient | None = None
         self._committed_by_us: dict[int, int] = {}  # partition -> the offset this worker last committed
+        self._stopping: set[asyncio.Future[None]] = set()  # producer stops that outlived STOP_WAIT_S
         self._crash_at = int(os.environ.get(CRASH_BEFORE_COMMIT, "0"))
         self._with_alerts = 0
 
@@ -210,12 +212,28 @@ class ExactlyOnce:
             os._exit(137)
 
     async def _drop(self, partition: int) -> None:
+        """Stop the partition's producer, waiting at most ``STOP_WAIT_S``: stop() flushes what the producer holds,
+        and a broker that answers NotEnoughReplicas (restarted, recovering) makes aiokafka retry that without end,
+        which would hang a rebalance. A stop that takes longer goes on in the background; it ends when the next
+        owner's producer fences this one (its sends then fail) or the broker recovers."""
         owner = self._owners.pop(partition, None)
-        if owner is not None:
-            try:
-                await owner.producer.stop()
-            except KafkaError as e:  # stopping is best effort: the broker aborts an open transaction itself
-                log.debug("partition %d: stopping its producer: %s", partition, e)
+        if owner is None:
+            return
+        stopping = asyncio.ensure_future(owner.producer.stop())
+        try:
+            await asyncio.wait_for(asyncio.shield(stopping), STOP_WAIT_S)
+        except TimeoutError:
+            log.warning("partition %d: its producer did not stop within %g s; left to finish in the background",
+                        partition, STOP_WAIT_S)
+            self._stopping.add(stopping)
+            stopping.add_done_callback(self._stopped)
+        except KafkaError as e:  # stopping is best effort: the broker aborts an open transaction itself
+            log.debug("partition %d: stopping its producer: %s", partition, e)
+
+    def _stopped(self, stopping: asyncio.Future[None]) -> None:
+        self._stopping.discard(stopping)
+        if not stopping.cancelled() and (e := stopping.exception()) is not None:
+            log.debug("a producer stopped in the background: %s", e)
 
     async def revoke(self, partitions: set[int]) -> None:
         for p in partitions:

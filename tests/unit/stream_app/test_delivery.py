@@ -1,0 +1,39 @@
+"""stream_app.delivery: a rebalance never waits on a producer that cannot stop (fakes, no broker)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from stream_app import delivery
+from stream_app.delivery import ExactlyOnce, OutputTopics, _Owner
+
+
+class _Stuck:
+    """A producer whose stop() flushes against a broker that never accepts: it does not return."""
+
+    def __init__(self) -> None:
+        self.stopping = False
+
+    async def stop(self) -> None:
+        self.stopping = True
+        await asyncio.sleep(3600)
+
+
+def test_revoke_goes_on_without_a_producer_that_does_not_stop(monkeypatch) -> None:  # noqa: ANN001
+    monkeypatch.setattr(delivery, "STOP_WAIT_S", 0.2)
+
+    async def run() -> tuple[float, _Stuck, ExactlyOnce]:
+        eos = ExactlyOnce("127.0.0.1:1", "g", "t", OutputTopics("a", "s", "d"), assigned=lambda p: True)
+        stuck = _Stuck()
+        eos._owners[0] = _Owner(stuck, in_txn=True, last_commit=0.0)  # type: ignore[arg-type]
+        t0 = time.monotonic()
+        await eos.revoke({0})
+        waited = time.monotonic() - t0
+        assert len(eos._stopping) == 1  # still stopping, in the background
+        for f in eos._stopping:
+            f.cancel()
+        return waited, stuck, eos
+
+    waited, stuck, eos = asyncio.run(run())
+    assert stuck.stopping and waited < 5 and 0 not in eos._owners
