@@ -29,27 +29,34 @@ class Scaler:
         return ((x - self.mean) / self.std).astype(np.float32)
 
 
-def build_gcn(manifest: ModelManifest, state: dict[str, torch.Tensor]) -> GCN:
-    a = manifest.architecture
+def build_gcn(manifest: ModelManifest, state: dict[str, torch.Tensor], arrival: bool = False) -> GCN:
+    """The version's GCN (``arrival``: its arrival model) in eval mode."""
+    a = manifest.arrival.architecture if arrival and manifest.arrival else manifest.architecture
     model = GCN(a["n_features"], hidden=a["hidden"], layers=a["layers"], dropout=a["dropout"])
     model.load_state_dict(state)
     return model.eval()
 
 
-def load_servable_gcn(store: ModelStore, ref: str = "latest") -> tuple[ModelManifest, GCN, Scaler]:
+def load_servable_gcn(store: ModelStore, ref: str = "latest") -> tuple[ModelManifest, GCN, Scaler, GCN | None]:
     """What a worker checks before it serves a GCN, and ``txmon models show`` with it: the weights' sha256 and
     tensors only (``ModelStore.load``), a feature normalisation, and the GCN built from the manifest's
-    architecture with those weights. ModelStoreError says which failed."""
+    architecture with those weights; the same for its arrival model, if it has one (None: the GCN scores on
+    arrival too, as versions trained before txmon stored arrival models). ModelStoreError says which failed."""
     manifest, state = store.load(ref, model_type="gcn")
     if manifest.feature_mean is None or manifest.feature_std is None:
         raise ModelStoreError(f"model {manifest.version} has no feature normalisation")
+    gcn = _built(manifest, state, arrival=False)
+    arrival = _built(manifest, store.load_arrival(manifest), arrival=True) if manifest.arrival else None
+    return manifest, gcn, Scaler(manifest.feature_mean, manifest.feature_std), arrival
+
+
+def _built(manifest: ModelManifest, state: dict[str, torch.Tensor], arrival: bool) -> GCN:
     try:
-        gcn = build_gcn(manifest, state)
+        return build_gcn(manifest, state, arrival)
     except (KeyError, TypeError, ValueError, RuntimeError) as e:  # an architecture the weights do not fit
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ModelStoreError(f"model {manifest.version}: its GCN cannot be built from the manifest's "
-                              f"architecture and its weights: {first}") from None
-    return manifest, gcn, Scaler(manifest.feature_mean, manifest.feature_std)
+        raise ModelStoreError(f"model {manifest.version}: its {'arrival model' if arrival else 'GCN'} cannot be "
+                              f"built from the manifest's architecture and its weights: {first}") from None
 
 
 def gcn_scores(model: GCN, x: NDArray[np.float32], edge_index: torch.Tensor) -> NDArray[np.float64]:

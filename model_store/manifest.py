@@ -11,11 +11,30 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-MANIFEST_VERSION = 2  # 2: serving_sha256
+MANIFEST_VERSION = 3  # 2: serving_sha256; 3: arrival
 # Hyphens are allowed (the trainer has "mlp-local", "rf-local"): "rf-local-v2" parses as ("rf-local", 2).
 MODEL_TYPE_PATTERN = r"[a-z][a-z0-9_]*(?:-[a-z0-9_]+)*"
 # A version id is "<model_type>-v<N>", N >= 1; the directory name and the manifest's version agree.
 VERSION_RE = re.compile(rf"^({MODEL_TYPE_PATTERN})-v([1-9][0-9]*)$")
+
+
+class ArrivalModel(BaseModel):
+    """The model a GCN version serves on arrival, trained on arrival views (model_store.arrival): its own weights
+    file, threshold and metrics; the normalisation is its parent's."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    architecture: dict[str, Any] = Field(description="GCN constructor parameters, n_features as the parent's")
+    threshold: float = Field(ge=0.0, le=1.0, description="an arrival alert if P(illicit) >= threshold")
+    window_size: int = Field(ge=1, description="the arrival window the model was trained and thresholded for")
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    training: dict[str, Any] = Field(default_factory=dict)
+    weights_file: str = Field("arrival.pt", pattern=r"^[A-Za-z0-9_.-]+$")
+    weights_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+    def serving_fields(self) -> dict[str, Any]:
+        return {"architecture": self.architecture, "threshold": self.threshold, "window_size": self.window_size,
+                "weights_sha256": self.weights_sha256}
 
 
 class ModelManifest(BaseModel):
@@ -39,12 +58,14 @@ class ModelManifest(BaseModel):
     # What decides the verdicts besides the weights — the threshold, the architecture, the normalisation —
     # hashed with the weights' sha256 at save: an edit to any of them is refused at load, not served silently.
     serving_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$", description="None in version-1 manifests")
+    arrival: ArrivalModel | None = Field(None, description="the model served on arrival (GCNs from version 3)")
     manifest_version: int = MANIFEST_VERSION
 
     def serving_digest(self) -> str:
         """The sha256 ``serving_sha256`` must hold for this manifest's serving fields."""
         return serving_digest(self.model_type, self.architecture, self.threshold, self.feature_mean,
-                              self.feature_std, self.weights_sha256)
+                              self.feature_std, self.weights_sha256,
+                              self.arrival.serving_fields() if self.arrival else None)
 
     @property
     def n_features(self) -> int:
@@ -90,6 +111,9 @@ class ModelManifest(BaseModel):
             bad = next((i for i, x in enumerate(values) if not math.isfinite(x)), None)
             if bad is not None:
                 raise ValueError(f"{name}[{bad}] is {values[bad]}")
+        if self.arrival is not None and self.arrival.architecture.get("n_features") != n:
+            raise ValueError(f"the arrival model reads {self.arrival.architecture.get('n_features')!r} features, "
+                             f"the model {n}: they share one normalisation")
         if self.feature_std is not None:
             # The worker divides by std: a zero (constant feature) must be clamped by the trainer.
             bad = next((i for i, x in enumerate(self.feature_std) if x <= 0), None)
@@ -99,8 +123,13 @@ class ModelManifest(BaseModel):
 
 
 def serving_digest(model_type: str, architecture: dict[str, Any], threshold: float,
-                   feature_mean: list[float] | None, feature_std: list[float] | None, weights_sha256: str) -> str:
-    """sha256 of the fields that decide what a model serves, as canonical JSON (floats round-trip exactly)."""
+                   feature_mean: list[float] | None, feature_std: list[float] | None, weights_sha256: str,
+                   arrival: dict[str, Any] | None = None) -> str:
+    """sha256 of the fields that decide what a model serves, as canonical JSON (floats round-trip exactly);
+    ``arrival``: the arrival model's serving fields, when there is one (absent from the hash otherwise, so older
+    manifests keep their digest)."""
     fields = {"model_type": model_type, "architecture": architecture, "threshold": threshold,
               "feature_mean": feature_mean, "feature_std": feature_std, "weights_sha256": weights_sha256}
+    if arrival is not None:
+        fields["arrival"] = arrival
     return hashlib.sha256(json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()).hexdigest()

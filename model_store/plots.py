@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.metrics import ConfusionMatrixDisplay  # noqa: E402
 
-SHUTDOWN_STEP = 43
+from txmon.core.elliptic_format import SHUTDOWN_STEP  # noqa: E402
 
 
 def training_curves(curves: dict[str, list[float]], title: str, path: Path) -> Path:
@@ -57,6 +57,30 @@ def f1_per_step(per_model: dict[str, dict[int, float]], title: str, path: Path) 
     ax.axvline(SHUTDOWN_STEP, color="grey", ls="--", label=f"dark market shutdown (step {SHUTDOWN_STEP})")
     ax.set(xlabel="time step", ylabel="illicit F1", title=title, ylim=(0, 1.02))
     ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def arrival_pr(scores: dict[str, np.ndarray], y: np.ndarray, thresholds: dict[str, float], title: str,
+               path: Path) -> Path:
+    """Precision-recall curves of arrival and step-close scores on the same transactions, each model's operating
+    point (its threshold) marked."""
+    from sklearn.metrics import PrecisionRecallDisplay, precision_score, recall_score
+
+    fig, ax = plt.subplots(figsize=(5.2, 4.4))
+    for name, s in scores.items():
+        PrecisionRecallDisplay.from_predictions(y, s, ax=ax, name=name)
+        pred = s >= thresholds[name]
+        ax.plot(recall_score(y, pred, zero_division=0), precision_score(y, pred, zero_division=0), "o", color="black",
+                ms=5)
+        ax.annotate(f"{name} @ {thresholds[name]:.2f}", (recall_score(y, pred, zero_division=0),
+                                                         precision_score(y, pred, zero_division=0)),
+                    fontsize=7, xytext=(4, 4), textcoords="offset points")
+    ax.set(title=title, xlim=(0, 1.01), ylim=(0, 1.02))
+    ax.title.set_fontsize(9)
+    ax.legend(fontsize=8, loc="lower left")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -3,6 +3,7 @@
 Layout::
 
     <root>/gcn-v1/weights.pt       torch.save of a dict[str, Tensor]
+    <root>/gcn-v1/arrival.pt       the arrival model's tensors (GCNs; named by the manifest's ``arrival``)
     <root>/gcn-v1/manifest.json    ModelManifest; written last, so its presence marks a complete version
     <root>/latest.json             {"gcn": "gcn-v1", "rf": "rf-v2"}
 
@@ -29,7 +30,7 @@ from typing import Any
 import torch
 from pydantic import ValidationError
 
-from model_store.manifest import MODEL_TYPE_PATTERN, VERSION_RE, ModelManifest, serving_digest
+from model_store.manifest import MODEL_TYPE_PATTERN, VERSION_RE, ArrivalModel, ModelManifest, serving_digest
 from txmon.core.errors import TxmonError
 from txmon.core.files import sha256_file
 
@@ -102,6 +103,18 @@ def _json_normal(value: Any) -> Any:
         return value
 
 
+@dataclass(frozen=True)
+class ArrivalPart:
+    """What ``ModelStore.save`` stores of a version's arrival model (the manifest's ``arrival``)."""
+
+    state_dict: Mapping[str, torch.Tensor]
+    architecture: dict[str, Any]
+    threshold: float
+    window_size: int
+    metrics: dict[str, Any]
+    training: dict[str, Any]
+
+
 class ModelStore:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
@@ -121,11 +134,14 @@ class ModelStore:
         feature_mean: list[float] | None = None,
         feature_std: list[float] | None = None,
         promote: bool | None = None,
+        arrival: ArrivalPart | None = None,
     ) -> ModelManifest:
-        """Save a new version ``<model_type>-v<N>``; ``promote=None`` promotes only the type's first model."""
+        """Save a new version ``<model_type>-v<N>``, with its arrival model if given; ``promote=None`` promotes only
+        the type's first model."""
         if parse_version(f"{model_type}-v1") is None:
             raise ModelStoreError(f"model type {model_type!r} must match {MODEL_TYPE_PATTERN} (e.g. gcn, rf)")
         blob = self._serialize(state_dict)
+        arrival_blob = self._serialize(arrival.state_dict) if arrival else None
         # Plain JSON types up front, so the manifest returned here equals the one load() reads back.
         fields: dict[str, Any] = dict(
             model_type=model_type, created_at=datetime.now(UTC), architecture=_plain(architecture),
@@ -133,11 +149,17 @@ class ModelStore:
             metrics=_plain(metrics), training=_plain(training), dataset_fingerprint=dataset_fingerprint,
             weights_sha256=hashlib.sha256(blob).hexdigest(),
         )
-        fields["serving_sha256"] = serving_digest(
-            model_type, fields["architecture"], fields["threshold"], fields["feature_mean"], fields["feature_std"],
-            fields["weights_sha256"])
         # Validate (and check JSON-serialisability) before claiming a directory, so bad input leaves no trace.
         try:
+            if arrival is not None and arrival_blob is not None:
+                fields["arrival"] = ArrivalModel(
+                    architecture=_plain(arrival.architecture), threshold=_plain(arrival.threshold),
+                    window_size=arrival.window_size, metrics=_plain(arrival.metrics),
+                    training=_plain(arrival.training), weights_sha256=hashlib.sha256(arrival_blob).hexdigest())
+            fields["serving_sha256"] = serving_digest(
+                model_type, fields["architecture"], fields["threshold"], fields["feature_mean"],
+                fields["feature_std"], fields["weights_sha256"],
+                fields["arrival"].serving_fields() if arrival is not None else None)
             ModelManifest(version=f"{model_type}-v1", **fields).model_dump_json()
         except ValidationError as e:
             raise ModelStoreError(f"cannot save {model_type} model: {_summary(e)}") from e
@@ -148,6 +170,8 @@ class ModelStore:
         manifest = ModelManifest(version=version, **fields)
         try:
             _write_atomic(vdir / manifest.weights_file, blob)  # on disk before the manifest says the version exists
+            if manifest.arrival is not None and arrival_blob is not None:
+                _write_atomic(vdir / manifest.arrival.weights_file, arrival_blob)
             _write_atomic(vdir / MANIFEST_FILE, manifest.model_dump_json(indent=2).encode())
         except BaseException:
             shutil.rmtree(vdir, ignore_errors=True)
@@ -271,22 +295,33 @@ class ModelStore:
         if m.manifest_version >= 2 and m.serving_sha256 != m.serving_digest():
             raise ModelStoreError(f"model {m.version}: manifest.json's threshold, architecture or normalisation "
                                   f"differ from what was saved (serving sha256 mismatch): the manifest was edited")
-        path = self.root / m.version / m.weights_file
+        if m.arrival is not None:  # a version is served whole: a broken arrival model refuses the version
+            self._tensors(m, m.arrival.weights_file, m.arrival.weights_sha256)
+        return m, self._tensors(m, m.weights_file, m.weights_sha256)
+
+    def load_arrival(self, m: ModelManifest) -> dict[str, torch.Tensor]:
+        """The verified tensors of version ``m``'s arrival model (ModelStoreError if it has none)."""
+        if m.arrival is None:
+            raise ModelStoreError(f"model {m.version} has no arrival model (trained before txmon stored one)")
+        return self._tensors(m, m.arrival.weights_file, m.arrival.weights_sha256)
+
+    def _tensors(self, m: ModelManifest, name: str, sha256: str) -> dict[str, torch.Tensor]:
+        path = self.root / m.version / name
         if not path.is_file():
             raise ModelStoreError(f"model {m.version}: {path} is missing")
         found = sha256_file(path)
-        if found != m.weights_sha256:
-            raise ModelStoreError(f"model {m.version}: {m.weights_file} sha256 mismatch (expected {m.weights_sha256}, "
+        if found != sha256:
+            raise ModelStoreError(f"model {m.version}: {name} sha256 mismatch (expected {sha256}, "
                                   f"found {found}): the artifact was modified or corrupted")
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:  # any unpickling failure means the same to the caller: refuse
-            raise ModelStoreError(f"model {m.version}: {m.weights_file} is not a plain tensor file and was refused "
+            raise ModelStoreError(f"model {m.version}: {name} is not a plain tensor file and was refused "
                                   f"({_first_line(e)})") from e
         if not isinstance(state, dict) or not all(
                 isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
-            raise ModelStoreError(f"model {m.version}: {m.weights_file} does not hold a dict of tensors")
-        return m, state
+            raise ModelStoreError(f"model {m.version}: {name} does not hold a dict of tensors")
+        return state
 
     def scan(self, model_type: str | None = None) -> list[ModelManifest | BrokenVersion]:
         """Every complete version (by type, then N), with unreadable manifests as ``BrokenVersion`` entries.

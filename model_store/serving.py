@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from model_store.manifest import ModelManifest
-from model_store.registry import ModelStore
+from model_store.registry import ArrivalPart, ModelStore
 from replay.data.dataset import EllipticDataset
 
 if TYPE_CHECKING:  # model_store.train imports scikit-learn: only when a model is trained
@@ -28,10 +28,16 @@ def train_and_store(ds: EllipticDataset, split: Split, cfg: TrainConfig, store: 
     from model_store.train import train_model
 
     result = train_model(ds, split, cfg, progress)
+    arrival = None
+    if (a := result.arrival) is not None:
+        arrival = ArrivalPart(a.model.state_dict(), {**a.model.architecture(), "feature_set": cfg.feature_set},
+                              a.threshold, a.window_size, a.metrics,
+                              {"epochs": cfg.epochs, "lr": cfg.lr, "weight_decay": cfg.weight_decay, "seed": cfg.seed,
+                               "trained_on": "arrival views of the training steps", "curves": a.curves})
     manifest = store.save(cfg.model_type, result.state_dict, architecture=result.architecture,
                           threshold=result.threshold, metrics=result.metrics, training=result.training,
                           dataset_fingerprint=ds.fingerprint, feature_mean=result.feature_mean,
-                          feature_std=result.feature_std, promote=promote)
+                          feature_std=result.feature_std, promote=promote, arrival=arrival)
     return manifest, result
 
 
@@ -44,11 +50,11 @@ def served_model(ds: EllipticDataset, epochs: int, store: ModelStore, log: Log =
     if latest is not None:
         m = store.manifest(latest, "gcn")
         if m.dataset_fingerprint == ds.fingerprint:
-            return m, "the latest gcn, trained on this data set"
+            return m, "the latest gcn, trained on this data set" + _no_arrival(m)
     matching = [m for m in store.scan("gcn") if isinstance(m, ModelManifest)
                 and m.dataset_fingerprint == ds.fingerprint]
     if matching:
-        return matching[-1], f"trained on this data set (the latest gcn, {latest}, was not)"
+        return matching[-1], f"trained on this data set (the latest gcn, {latest}, was not)" + _no_arrival(matching[-1])
 
     from model_store.splits import make_split
     from model_store.train import TrainConfig
@@ -59,3 +65,8 @@ def served_model(ds: EllipticDataset, epochs: int, store: ModelStore, log: Log =
     m, _ = train_and_store(ds, make_split(ds, "temporal"), cfg, store, promote=latest is None, progress=progress)
     promoted = " and promoted to latest" if latest is None else f" (not promoted: the latest gcn stays {latest})"
     return m, f"just trained, stored in {store.root}{promoted}"
+
+
+def _no_arrival(m: ModelManifest) -> str:
+    return "" if m.arrival else ("; it has no arrival model (trained before txmon stored one), so it scores on arrival "
+                                 "too: `txmon train gcn` trains both")

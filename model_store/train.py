@@ -7,30 +7,27 @@ threshold is chosen on validation; test metrics are computed last, from the fina
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 from numpy.typing import NDArray
-from scipy import sparse
 from sklearn.ensemble import RandomForestClassifier
-from torch.nn import functional as F
 
 from model_store import MODEL_TYPES
-from model_store.graph import gcn_adjacency, hop_rows, transition_matrix, undirected_edge_index
+from model_store.arrival_train import ArrivalFit, compare, comparison_rows, fit_arrival_gcn
+from model_store.fitting import Progress, RowPlan, best_f1, train_loop
+from model_store.graph import gcn_adjacency, transition_matrix, undirected_edge_index
 from model_store.inference import Scaler, gcn_scores
-from model_store.metrics import choose_threshold, f1_at, f1_per_step, illicit_metrics
+from model_store.metrics import choose_threshold, f1_per_step, illicit_metrics
 from model_store.models.forest import forest_to_tensors
-from model_store.models.gcn import GCN, RowBlock
+from model_store.models.gcn import GCN
 from model_store.models.lpa import propagate
 from model_store.models.mlp import MLP
 from model_store.splits import Split
 from replay.data.dataset import EllipticDataset
 from txmon.core.elliptic_format import ILLICIT
-
-Progress = Callable[[int, int, str], None]  # (done, total, message)
 
 
 @dataclass
@@ -46,6 +43,7 @@ class TrainConfig:
     k_max: int = 10
     n_estimators: int = 50
     max_features: int = 50
+    arrival: bool = True  # gcn: also train the model it serves on arrival (model_store.arrival_train)
 
     def __post_init__(self) -> None:
         if self.model_type not in MODEL_TYPES:
@@ -68,20 +66,11 @@ class TrainResult:
     feature_mean: list[float] | None = None
     feature_std: list[float] | None = None
     curves: dict[str, list[float]] = field(default_factory=dict)
+    arrival: ArrivalFit | None = None  # gcn: the model served on arrival
 
 
 def select_features(ds: EllipticDataset, feature_set: str) -> NDArray[np.float32]:
     return ds.local_features if feature_set == "local" else ds.features
-
-
-def _class_weights(y: NDArray[np.bool_]) -> torch.Tensor:
-    pos = max(int(y.sum()), 1)
-    neg = max(len(y) - pos, 1)
-    return torch.tensor([len(y) / (2 * neg), len(y) / (2 * pos)], dtype=torch.float32)
-
-
-def _best_f1(y: NDArray[np.bool_], score: NDArray[np.float64]) -> float:
-    return f1_at(y, score, choose_threshold(y, score))
 
 
 def _finish(cfg: TrainConfig, ds: EllipticDataset, split: Split, scores: NDArray[np.float64],
@@ -103,7 +92,7 @@ def fit_lpa(ds: EllipticDataset, split: Split, cfg: TrainConfig, progress: Progr
     y = ds.labels == ILLICIT
     t = transition_matrix(undirected_edge_index(ds.edge_rows, ds.n_nodes), ds.n_nodes)
     all_scores = propagate(t, split.train, y & split.train, cfg.k_max)
-    val_f1 = [_best_f1(y[split.val], s[split.val]) for s in all_scores]
+    val_f1 = [best_f1(y[split.val], s[split.val]) for s in all_scores]
     k = int(np.argmax(val_f1)) + 1  # the smallest k with the best validation F1
     if progress:
         progress(cfg.k_max, cfg.k_max, f"k={k}")
@@ -127,40 +116,6 @@ def fit_rf(ds: EllipticDataset, split: Split, cfg: TrainConfig, progress: Progre
     return _finish(cfg, ds, split, scores, state_dict=state, architecture=arch)
 
 
-def _train_loop(model: torch.nn.Module, cfg: TrainConfig, forward_train: Callable[[], torch.Tensor],
-                y_train: NDArray[np.bool_], score_val: Callable[[], NDArray[np.float64]], y_val: NDArray[np.bool_],
-                progress: Progress | None) -> dict[str, list[float]]:
-    """Full-batch Adam with a class-weighted loss; keeps the epoch with the best validation F1."""
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    target = torch.from_numpy(y_train.astype(np.int64))
-    weights = _class_weights(y_train)
-    curves: dict[str, list[float]] = {"loss": [], "train_f1": [], "val_f1": []}
-    best, best_state = -1.0, None
-    for epoch in range(1, cfg.epochs + 1):
-        model.train()
-        opt.zero_grad()
-        logits = forward_train()
-        loss = F.cross_entropy(logits, target, weight=weights)
-        loss.backward()
-        opt.step()
-        train_score = torch.softmax(logits.detach(), dim=1)[:, 1].numpy()
-        model.eval()
-        with torch.no_grad():
-            val_score = score_val()
-        val_f1 = _best_f1(y_val, val_score)
-        curves["loss"].append(loss.item())
-        curves["train_f1"].append(f1_at(y_train, train_score, 0.5))
-        curves["val_f1"].append(val_f1)
-        if val_f1 > best:
-            best, best_state = val_f1, {k: v.detach().clone() for k, v in model.state_dict().items()}
-        if progress:
-            progress(epoch, cfg.epochs, f"loss {curves['loss'][-1]:.3f} val F1 {val_f1:.3f}")
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    model.eval()
-    return curves
-
-
 def fit_mlp(ds: EllipticDataset, split: Split, cfg: TrainConfig, progress: Progress | None = None) -> TrainResult:
     torch.manual_seed(cfg.seed)
     raw = select_features(ds, cfg.feature_set)
@@ -173,7 +128,8 @@ def fit_mlp(ds: EllipticDataset, split: Split, cfg: TrainConfig, progress: Progr
     def score_val() -> NDArray[np.float64]:
         return torch.softmax(model(x_val), dim=1)[:, 1].numpy()
 
-    curves = _train_loop(model, cfg, lambda: model(x_train), y[split.train], score_val, y[split.val], progress)
+    curves = train_loop(model, cfg.epochs, cfg.lr, cfg.weight_decay, lambda: model(x_train), y[split.train],
+                        score_val, y[split.val], progress)
     with torch.no_grad():
         scores = torch.softmax(model(x), dim=1)[:, 1].numpy().astype(np.float64)
     arch = {**model.architecture(), "feature_set": cfg.feature_set}
@@ -181,17 +137,6 @@ def fit_mlp(ds: EllipticDataset, split: Split, cfg: TrainConfig, progress: Progr
                   feature_mean=scaler.mean.tolist(), feature_std=scaler.std.tolist())
     res.curves = curves
     return res
-
-
-class RowPlan:
-    """What a GCN needs to compute the logits of some target rows: Â·X and Â's row blocks."""
-
-    def __init__(self, adj: sparse.csr_matrix, ax_full_rows: Callable[[np.ndarray], torch.Tensor],
-                 rows: NDArray[np.int64], layers: int) -> None:
-        hops = hop_rows(adj, rows, layers - 1)
-        self.targets = hops[0]
-        self.ax = ax_full_rows(hops[-1])
-        self.blocks = [RowBlock(adj[hops[i]][:, hops[i + 1]]) for i in range(layers - 2, -1, -1)]
 
 
 def fit_gcn(ds: EllipticDataset, split: Split, cfg: TrainConfig, progress: Progress | None = None) -> TrainResult:
@@ -213,8 +158,9 @@ def fit_gcn(ds: EllipticDataset, split: Split, cfg: TrainConfig, progress: Progr
         return torch.softmax(model.forward_rows(val.ax, val.blocks), dim=1)[:, 1].numpy()
 
     t0 = time.perf_counter()
-    curves = _train_loop(model, cfg, lambda: model.forward_rows(train.ax, train.blocks), y[train.targets],
-                         score_val, y[val.targets], progress)
+    curves = train_loop(model, cfg.epochs, cfg.lr, cfg.weight_decay,
+                        lambda: model.forward_rows(train.ax, train.blocks), y[train.targets], score_val,
+                        y[val.targets], progress)
     train_seconds = time.perf_counter() - t0
     scores = gcn_scores(model, x, edge_index)
     arch = {**model.architecture(), "feature_set": cfg.feature_set}
@@ -222,7 +168,22 @@ def fit_gcn(ds: EllipticDataset, split: Split, cfg: TrainConfig, progress: Progr
                   feature_mean=scaler.mean.tolist(), feature_std=scaler.std.tolist())
     res.curves = curves
     res.training["train_seconds"] = round(train_seconds, 2)
+    if cfg.arrival:
+        res.arrival = _fit_arrival(ds, split, cfg, x, res, progress)
     return res
+
+
+def _fit_arrival(ds: EllipticDataset, split: Split, cfg: TrainConfig, x: NDArray[np.float32], final: TrainResult,
+                 progress: Progress | None) -> ArrivalFit:
+    """The arrival model for ``final`` (same normalisation), with its test comparison against ``final``."""
+    t0 = time.perf_counter()
+    step = (lambda d, t, m: progress(d, t, f"arrival model: {m}")) if progress else None
+    fit = fit_arrival_gcn(ds, split, x, epochs=cfg.epochs, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                          hidden=cfg.hidden, dropout=cfg.dropout, seed=cfg.seed, progress=step)
+    fit.metrics["comparison"] = compare(ds, comparison_rows(ds, split), fit.scores, fit.threshold, final.scores,
+                                        final.threshold)
+    fit.metrics["train_seconds"] = round(time.perf_counter() - t0, 2)
+    return fit
 
 
 FITTERS = {"lpa": fit_lpa, "gcn": fit_gcn, "mlp": fit_mlp, "mlp-local": fit_mlp, "rf": fit_rf, "rf-local": fit_rf}

@@ -21,7 +21,7 @@ import torch
 from numpy.typing import NDArray
 from scipy import sparse
 
-from model_store.graph import hop_rows
+from model_store.arrival import arrival_view, window_ball
 from stream_app.alerts import Candidate, claim
 from stream_app.claims import Origin, claim_windows
 from stream_app.graph_store import FeatureCache, GraphStore, NodeBatch, StepGraph
@@ -206,47 +206,44 @@ class Processor:
         todo = arrived[np.isin(arrived // self.window_size, [w for w in owned if w < n_windows])]
         if todo.size == 0:
             return []
+        model = self.model.on_arrival
         adj = graph.adjacency()
         probs = np.zeros(todo.size)
         windows = []  # (indices into todo, scored, the ball's seqs, their rows in it)
         for w in np.unique(todo // self.window_size):
             sel = np.flatnonzero(todo // self.window_size == w)
-            end = min(int((w + 1) * self.window_size), graph.size)
-            scored, nodes, at = self._score_window(keys, adj[:end, :end].tocsr(), todo[sel])
+            scored, nodes, at = self._score_window(keys, arrival_view(adj, int(w), self.window_size), todo[sel])
             probs[sel] = scored.probs[at]
             windows.append((sel, scored, nodes, at))
         probs = probs.astype(np.float32).astype(np.float64)  # as stored: step close re-reads it
         self.store.store_arrival(keys, todo, probs)  # the same scores on a retry: the window's graph is final
-        alerting = probs >= self.model.threshold
+        alerting = probs >= model.threshold
         candidates = []
         for sel, scored, nodes, at in windows:
             hit = alerting[sel]
             if not hit.any():
                 continue
             meta = self.cache.get(keys, todo[sel[hit]])[1]
-            for i, m, nbs in zip(sel[hit], meta, top_neighbours(self.model, scored, at[hit]), strict=True):
+            for i, m, nbs in zip(sel[hit], meta, top_neighbours(model, scored, at[hit]), strict=True):
                 nb_ids = self.cache.get(keys, nodes[[j for j, _ in nbs]])[1]["tx_id"]
                 candidates.append(Candidate(
                     kind="arrival", tx_id=int(m["tx_id"]), step=keys.step, arrival_score=float(probs[i]),
                     final_score=None, event_time=float(m["event_time"]),
                     neighbours=[(int(t), wt) for t, (_, wt) in zip(nb_ids, nbs, strict=True)]))
-        return claim(self.redis, keys.replay_id, candidates, self.model.threshold, self.model.version, origin, cause)
+        return claim(self.redis, keys.replay_id, candidates, model.threshold, model.version, origin, cause)
 
-    def _score_window(self, keys: StepKeys, adj: sparse.csr_matrix,
+    def _score_window(self, keys: StepKeys, view: sparse.csr_matrix,
                       todo: NDArray[np.int64]) -> tuple[Scored, NDArray[np.int64], NDArray[np.int64]]:
-        """The GCN on the ball of ``todo`` in ``adj``: (its output, the ball's seqs, todo's rows in it)."""
-        # Output at a node depends on features within k hops and on the degrees of those nodes,
-        # which need their neighbours: the subgraph induced by the (k+1)-hop ball is exact.
-        k = self.model.layers
-        hops = hop_rows(adj, todo, k + 1)
-        nodes, need = hops[-1], hops[k]
+        """The GCN on the ball of ``todo`` in its arrival view: (its output, the ball's seqs, todo's rows in it)."""
+        model = self.model.on_arrival
+        nodes, need = window_ball(view, todo, model.layers)
         missing = self.cache.missing(keys, need)
         if missing.size:  # other workers' nodes
             rec = self.store.read_records(keys, missing)
             self.cache.put(keys, missing, self.model.scale(rec["features"]), rec)
-        x = np.zeros((nodes.size, self.model.n_features), dtype=np.float32)
+        x = np.zeros((nodes.size, model.n_features), dtype=np.float32)
         x[np.searchsorted(nodes, need)] = self.cache.get(keys, need)[0]  # the outer shell's features never matter
-        return score(self.model, x, induced(adj, nodes)), nodes, np.searchsorted(nodes, todo)
+        return score(model, x, induced(view, nodes)), nodes, np.searchsorted(nodes, todo)
 
     # -- step close -----------------------------------------------------------------------------------------------
 

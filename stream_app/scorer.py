@@ -1,7 +1,9 @@
-"""The GCN as the worker runs it: load from the model store, score a subgraph, explain a score.
+"""The GCNs as the worker runs them: load from the model store, score a subgraph, explain a score.
 
-Scores are the PyG path (``GCN.forward`` in eval mode) on an induced subgraph with undirected edges,
-exactly what ``model_store.train.gcn_scores`` does on the full graph.
+A served version has two: the GCN that scores a step when it closes, and the arrival model, trained on the
+partial graphs the worker sees on arrival (model_store.arrival). Scores are the PyG path (``GCN.forward`` in
+eval mode) on an induced subgraph with undirected edges, exactly what ``model_store.inference.gcn_scores`` does
+on the full graph.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ class LoadedModel:
     scaler: Scaler
     threshold: float
     version: str
+    # The model that scores on arrival, with its own threshold (same scaler and version); None: this one.
+    arrival: LoadedModel | None = None
     _last_input: threading.local = field(default_factory=threading.local, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -35,6 +39,11 @@ class LoadedModel:
 
     def _keep_input(self, _module: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> None:
         self._last_input.value = args[0]
+
+    @property
+    def on_arrival(self) -> LoadedModel:
+        """The model that scores transactions on arrival."""
+        return self.arrival or self
 
     @property
     def layers(self) -> int:
@@ -50,9 +59,13 @@ class LoadedModel:
 
     @classmethod
     def from_store(cls, store_dir: Path | str, ref: str = "latest") -> LoadedModel:
-        """The GCN ``ref`` of the store, checked as ``load_servable_gcn`` checks it (ModelStoreError)."""
-        manifest, gcn, scaler = load_servable_gcn(ModelStore(Path(store_dir)), ref)
-        return cls(gcn, scaler, manifest.threshold, manifest.version)
+        """The GCN ``ref`` of the store with its arrival model, checked as ``load_servable_gcn`` checks them
+        (ModelStoreError)."""
+        manifest, gcn, scaler, arrival_gcn = load_servable_gcn(ModelStore(Path(store_dir)), ref)
+        arrival = None
+        if arrival_gcn is not None and manifest.arrival is not None:
+            arrival = cls(arrival_gcn, scaler, manifest.arrival.threshold, manifest.version)
+        return cls(gcn, scaler, manifest.threshold, manifest.version, arrival)
 
 
 @dataclass(frozen=True)

@@ -160,7 +160,7 @@ def finalise(store: GraphStore, model: LoadedModel, replay_id: str, step: int, w
     thr = model.threshold
     has_arr = g.scored[seqs]
     arr = np.where(has_arr, data.arr[seqs], fin)  # never scored on arrival (crash): the final score stands in
-    arrival_alert = has_arr & (arr >= thr)
+    arrival_alert = has_arr & (arr >= model.on_arrival.threshold)  # each model's verdict by its own threshold
     # Every arrival alert is resolved (confirmed or retracted); a transaction first flagged now gets "final".
     kind_of: dict[int, AlertKind] = {1: "retracted", 2: "final", 3: "confirmed"}
     kinds = np.where(arrival_alert, np.where(fin >= thr, 3, 1), np.where(fin >= thr, 2, 0))

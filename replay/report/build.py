@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from model_store.arrival import ahead
 from replay.data.dataset import EllipticDataset
 from replay.report.evaluate import (
     defined,
@@ -29,6 +30,7 @@ from replay.report.model import (
     DegreeFit,
     Densification,
     DensificationFitRow,
+    Early,
     Header,
     Histogram,
     Label,
@@ -43,8 +45,8 @@ from replay.report.model import (
     StepRow,
     TopAlert,
 )
-from txmon.core.contracts import ALERT_KINDS, VERDICTS, Alert, PowerLawFit, StepStats
-from txmon.core.elliptic_format import ILLICIT, LICIT, UNKNOWN
+from txmon.core.contracts import ALERT_KINDS, VERDICTS, Alert, PowerLawFit, StepStats, Verdict
+from txmon.core.elliptic_format import ILLICIT, LICIT, SHUTDOWN_STEP, UNKNOWN
 from txmon.core.fits import fit_densification
 
 TOP_N = 20
@@ -90,7 +92,54 @@ def _label_name(ds: EllipticDataset, row: int) -> Label:
 # -- sections ---------------------------------------------------------------------------------------------------------
 
 
-def _metrics(ds: EllipticDataset, verdicts: dict[str, set[int]], first: int, last: int) -> Metrics:
+def _ahead_tx(ds: EllipticDataset) -> NDArray[np.int64]:
+    """Per row: the transactions of its step still to come when its arrival score was known (a replay sends a step
+    in row order; model_store.arrival)."""
+    steps = ds.steps.astype(np.int64)
+    order = np.argsort(steps, kind="stable")
+    seq = np.empty(ds.n_nodes, dtype=np.int64)
+    seq[order] = np.arange(ds.n_nodes) - np.searchsorted(steps[order], steps[order])
+    return ahead(seq, np.bincount(steps)[steps])
+
+
+def _early(ds: EllipticDataset, alerts: list[Alert], flags: dict[Verdict, NDArray[np.bool_]], first: int,
+           last: int) -> list[Early]:
+    """Arrival against final over the period, before and after the shutdown within it, and each step."""
+    illicit = ds.labels == ILLICIT
+    labelled = ds.labels != UNKNOWN
+    retracted = flag_rows(ds, {a.tx_id for a in alerts if a.kind == "retracted"})
+    ahead_tx = _ahead_tx(ds)
+    raised = {a.tx_id: a.processing_time for a in alerts if a.kind == "arrival"}
+    resolved = [(tx, a.processing_time - raised[tx]) for a in alerts
+                if a.kind in ("confirmed", "retracted") and (tx := a.tx_id) in raised]
+    ahead_s = np.full(ds.n_nodes, np.nan)
+    if resolved:
+        found, rows = ds.index.find(np.array([tx for tx, _ in resolved], dtype=np.int64))
+        ahead_s[rows[found]] = np.array([s for _, s in resolved])[found]
+
+    def early(name: str, m: NDArray[np.bool_]) -> Early:
+        lab = m & labelled
+        a, f = score_flags(flags["arrival"][lab], illicit[lab]), score_flags(flags["final"][lab], illicit[lab])
+        alerted = m & flags["arrival"]
+        n, r = int(alerted.sum()), int((alerted & retracted).sum())
+        secs = ahead_s[alerted]
+        secs = secs[np.isfinite(secs)]
+        return Early(steps=name, arrival=a, final=f,
+                     f1_ratio=a.f1 / f.f1 if a.f1 is not None and f.f1 else None, arrival_alerts=n, retracted=r,
+                     retraction_rate=r / n if n else None,
+                     ahead_tx=float(np.median(ahead_tx[alerted])) if n else None,
+                     ahead_s=float(np.median(secs)) if secs.size else None)
+
+    in_period = (ds.steps >= first) & (ds.steps <= last)
+    out = [early(f"{first}-{last}" if first != last else str(first), in_period)]
+    if first < SHUTDOWN_STEP <= last:
+        out += [early(f"{first}-{SHUTDOWN_STEP - 1}", in_period & (ds.steps < SHUTDOWN_STEP)),
+                early(f"{SHUTDOWN_STEP}-{last}", in_period & (ds.steps >= SHUTDOWN_STEP))]
+    return out + [early(str(s), ds.steps == s) for s in range(first, last + 1)]
+
+
+def _metrics(ds: EllipticDataset, alerts: list[Alert], verdicts: dict[str, set[int]], first: int,
+             last: int) -> Metrics:
     period = (ds.steps >= first) & (ds.steps <= last)
     labelled = period & (ds.labels != UNKNOWN)
     illicit = ds.labels == ILLICIT
@@ -109,6 +158,7 @@ def _metrics(ds: EllipticDataset, verdicts: dict[str, set[int]], first: int, las
         confusion={v: [[s.tn, s.fp], [s.fn, s.tp]] for v, s in overall.items()},
         per_step=per_step,
         flagged={v: int((flags[v] & period).sum()) for v in VERDICTS},
+        early=_early(ds, alerts, flags, first, last),
     )
 
 
@@ -243,7 +293,7 @@ def _stats_rows(ds: EllipticDataset, stats: list[StepStats], replay_id: str, fir
 
 
 def _alert_warnings(ds: EllipticDataset, alerts: list[Alert], first: int, last: int, model_version: str,
-                    threshold: float) -> list[ReportWarning]:
+                    threshold: float, arrival_threshold: float) -> list[ReportWarning]:
     warnings: list[ReportWarning] = []
     known, rows = _labels(ds, [a.tx_id for a in alerts])
     ds_steps = np.full(rows.shape, -1, dtype=np.int64)
@@ -270,8 +320,11 @@ def _alert_warnings(ds: EllipticDataset, alerts: list[Alert], first: int, last: 
         [tx for tx, k in kinds.items() if k not in valid])
     add("model_mismatch", f"alerts from another model version than {model_version}",
         [a.alert_id for a in alerts if a.model_version != model_version])
-    add("threshold_mismatch", f"alerts with another threshold than {threshold:g}",
-        [a.alert_id for a in alerts if not math.isclose(a.threshold, threshold, rel_tol=1e-9, abs_tol=1e-12)])
+    add("threshold_mismatch", f"alerts with another threshold than {arrival_threshold:g} (arrival alerts) or "
+                              f"{threshold:g} (the others)" if arrival_threshold != threshold else
+        f"alerts with another threshold than {threshold:g}",
+        [a.alert_id for a in alerts if not math.isclose(a.threshold, arrival_threshold if a.kind == "arrival"
+                                                        else threshold, rel_tol=1e-9, abs_tol=1e-12)])
     add("negative_latency", "alerts emitted before their transaction was sent (the producer's and the worker's "
                             "clocks disagree)", [a.alert_id for a in alerts if a.processing_time < a.event_time])
     return warnings
@@ -281,6 +334,7 @@ def _plots(alerts: list[Alert], latency: LatencySection, rows: list[StepRow]) ->
     plots = {"metrics_per_step": "metrics_per_step.png", "confusion": "confusion.png"}
     if alerts:
         plots["alerts_per_step"] = "alerts_per_step.png"
+        plots["early"] = "early.png"
     if any(lat.count for lat in latency.event_to_alert.values()) or (latency.step_close and latency.step_close.count):
         plots["latency"] = "latency.png"
     if rows:
@@ -291,9 +345,11 @@ def _plots(alerts: list[Alert], latency: LatencySection, rows: list[StepRow]) ->
 
 def build_report(ds: EllipticDataset, alerts: list[Alert], stats: list[StepStats], *, replay_id: str,
                  first_step: int, last_step: int, model_version: str, threshold: float,
-                 sent_times: dict[int, float] | None = None, meta: dict | None = None) -> Report:
+                 arrival_threshold: float | None = None, sent_times: dict[int, float] | None = None,
+                 meta: dict | None = None) -> Report:
     """The report of one replay of steps ``first_step..last_step`` of ``ds``.
 
+    ``threshold``: the served GCN's; ``arrival_threshold``: its arrival model's (None: the same).
     ``alerts`` and ``stats``: the records the stream published, in any order, copies allowed (an alert
     id counts once). ``sent_times``: step → Unix time the step's end marker was sent; with it the
     report adds each step's close time (its statistics' computed_at minus that). ``meta``: free-form
@@ -315,7 +371,8 @@ def build_report(ds: EllipticDataset, alerts: list[Alert], stats: list[StepStats
     if conflicting:
         warnings.append(_warn("conflicting_duplicates", "alert ids received with different contents (the earliest "
                                                         "emitted is used)", conflicting))
-    warnings += _alert_warnings(ds, distinct, first_step, last_step, model_version, threshold)
+    warnings += _alert_warnings(ds, distinct, first_step, last_step, model_version, threshold,
+                                threshold if arrival_threshold is None else arrival_threshold)
 
     rows, stats_warnings = _stats_rows(ds, stats, replay_id, first_step, last_step, sent_times or {})
     warnings += stats_warnings
@@ -324,7 +381,8 @@ def build_report(ds: EllipticDataset, alerts: list[Alert], stats: list[StepStats
     labels = ds.labels[period]
     header = Header(
         replay_id=replay_id, first_step=first_step, last_step=last_step, model_version=model_version,
-        threshold=threshold, transactions=int(period.sum()), labelled=int((labels != UNKNOWN).sum()),
+        threshold=threshold, arrival_threshold=arrival_threshold, transactions=int(period.sum()),
+        labelled=int((labels != UNKNOWN).sum()),
         illicit=int((labels == ILLICIT).sum()), licit=int((labels == LICIT).sum()),
         unknown=int((labels == UNKNOWN).sum()), meta=_json_value(meta or {}),
     )
@@ -336,7 +394,7 @@ def build_report(ds: EllipticDataset, alerts: list[Alert], stats: list[StepStats
     )
     return Report(
         header=header,
-        metrics=_metrics(ds, verdicts, first_step, last_step),
+        metrics=_metrics(ds, distinct, verdicts, first_step, last_step),
         alerts=_alert_counts(len(ours), distinct, first_step, last_step),
         latency=latency,
         steps=rows,

@@ -14,7 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue
 from replay.report.evaluate import Scores
 from txmon.core.contracts import AlertKind, Verdict
 
-REPORT_SCHEMA_VERSION = 2  # 2: per-step alert counts gained `confirmed`
+REPORT_SCHEMA_VERSION = 3  # 2: per-step alert counts gained `confirmed`; 3: `early` (arrival against final), arrival
+#                              threshold in the header
 Label = Literal["illicit", "licit", "unknown", "not in data set"]
 
 
@@ -27,7 +28,10 @@ class Header(_Model):
     first_step: int
     last_step: int
     model_version: str
-    threshold: float = Field(ge=0, le=1)
+    threshold: float = Field(ge=0, le=1, description="the GCN's, at step close")
+    arrival_threshold: float | None = Field(None, ge=0, le=1, description="the arrival model's (None: the "
+                                                                          "served version scores on arrival with "
+                                                                          "its GCN and its threshold)")
     transactions: int = Field(description="transactions of the data set in steps first..last")
     labelled: int
     illicit: int
@@ -35,6 +39,22 @@ class Header(_Model):
     unknown: int
     meta: dict[str, JsonValue] = Field(description="the caller's key/value rows (elapsed time, throughput, ...), "
                                                    "sorted by key")
+
+
+class Early(_Model):
+    """What arrival alerts are worth against the verdicts at step close, over some steps."""
+
+    steps: str = Field(description="'35', or a range '35-42'")
+    arrival: Scores
+    final: Scores
+    f1_ratio: float | None = Field(description="arrival F1 / final F1")
+    arrival_alerts: int
+    retracted: int = Field(description="arrival alerts that step close retracted (labelled or not)")
+    retraction_rate: float | None
+    ahead_tx: float | None = Field(description="median, over arrival alerts: transactions of the step after the "
+                                               "alert's arrival window, i.e. still to come when it was raised")
+    ahead_s: float | None = Field(description="median, over arrival alerts: seconds from the arrival alert to "
+                                              "its confirmation or retraction (measured on the stream)")
 
 
 class StepMetrics(_Model):
@@ -55,6 +75,8 @@ class Metrics(_Model):
     per_step: list[StepMetrics]
     flagged: dict[Verdict, int] = Field(description="transactions of the period each verdict "
                                                                         "flags, labelled or not")
+    early: list[Early] = Field(description="arrival against final: the period, the steps before and after the "
+                                           "dark market shutdown within it, then each step")
 
 
 class StepAlertCounts(_Model):

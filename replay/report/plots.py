@@ -52,6 +52,32 @@ def plot_confusion(r: Report, path: Path) -> None:
     fig.savefig(path)
 
 
+def plot_early(r: Report, path: Path) -> None:
+    """Arrival against final verdicts: each step's (recall, precision) of both, joined, and the retraction rate."""
+    fig, (pr, retr) = figure(1, 2, 12, 4.2)
+    steps = [e for e in r.metrics.early if "-" not in e.steps]
+    for e in steps:
+        a, f = e.arrival, e.final
+        if None not in (a.recall, a.precision, f.recall, f.precision):
+            pr.plot([_nan(f.recall), _nan(a.recall)], [_nan(f.precision), _nan(a.precision)], color="lightgray",
+                    lw=0.8, zorder=1)
+    for verdict, colour in (("arrival", KIND_COLOURS["arrival"]), ("final", KIND_COLOURS["final"])):
+        pr.scatter([_nan(getattr(e, verdict).recall) for e in steps],
+                   [_nan(getattr(e, verdict).precision) for e in steps], s=14, color=colour, label=f"{verdict}, a step")
+        whole = r.metrics.early[0]
+        pr.scatter([_nan(getattr(whole, verdict).recall)], [_nan(getattr(whole, verdict).precision)], s=90,
+                   marker="*", color=colour, edgecolor="black", label=f"{verdict}, steps {whole.steps}", zorder=3)
+    pr.set(title="precision against recall: arrival and final verdicts", xlabel="recall", ylabel="precision",
+           xlim=(-0.02, 1.02), ylim=(-0.02, 1.02))
+    pr.grid(True, alpha=0.3)
+    pr.legend(fontsize=8, loc="lower left")
+    retr.bar([int(e.steps) for e in steps], [_nan(e.retraction_rate) for e in steps], color=KIND_COLOURS["retracted"])
+    retr.set(title="share of arrival alerts retracted at step close", ylabel="retracted", ylim=(0, 1.02))
+    _step_axis(retr, r)
+    retr.grid(True, axis="y", alpha=0.3)
+    fig.savefig(path)
+
+
 def plot_alerts_per_step(r: Report, path: Path) -> None:
     fig, (ax,) = figure(1, 1, 10, 3.8)
     steps = np.array([c.step for c in r.alerts.per_step])
@@ -151,6 +177,7 @@ PLOTTERS: dict[str, Callable[[Report, Path], None]] = {
     "metrics_per_step": plot_metrics_per_step,
     "confusion": plot_confusion,
     "alerts_per_step": plot_alerts_per_step,
+    "early": plot_early,
     "latency": plot_latency,
     "step_stats": plot_step_stats,
     "densification": plot_densification,

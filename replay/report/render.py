@@ -9,7 +9,7 @@ from html import escape
 from pathlib import Path
 
 from replay.report.evaluate import Scores
-from replay.report.model import DegreeFit, Latency, Report, TopAlert
+from replay.report.model import DegreeFit, Early, Latency, Report, TopAlert
 from txmon.core.contracts import ALERT_KINDS, VERDICTS
 
 MAX_ITEMS = 50  # per warning in the HTML; report.json lists every one
@@ -70,7 +70,9 @@ def _scores_cells(s: Scores) -> list[str]:
 def _header(r: Report) -> str:
     h = r.header
     rows = [("replay id", h.replay_id), ("period", f"steps {h.first_step}..{h.last_step}"),
-            ("model version", h.model_version), ("threshold", _f(h.threshold, ".4f")),
+            ("model version", h.model_version), ("threshold (step close)", _f(h.threshold, ".4f")),
+            ("arrival threshold", _f(h.arrival_threshold, ".4f") if h.arrival_threshold is not None else
+             "– (the GCN's, on arrival too)"),
             ("transactions", _i(h.transactions)), ("labelled", _i(h.labelled)), ("illicit", _i(h.illicit)),
             ("licit", _i(h.licit)), ("unknown label", _i(h.unknown))]
     rows += [(k, _value(v)) for k, v in h.meta.items()]
@@ -106,6 +108,27 @@ def _metrics(r: Report) -> str:
         "labelled illicit transaction, F1 with neither.</p>",
         overall, _img(r, "confusion", "confusion matrices"), _img(r, "metrics_per_step", "metrics per step"),
         per_step,
+    ])
+
+
+def _early(r: Report) -> str:
+    def cells(e: Early) -> list[str]:
+        return [e.steps, _f(e.arrival.precision), _f(e.arrival.recall), _f(e.arrival.f1), _f(e.final.precision),
+                _f(e.final.recall), _f(e.final.f1), _f(e.f1_ratio, ".2f"), _i(e.arrival_alerts), _i(e.retracted),
+                _f(e.retraction_rate, ".0%"), _f(e.ahead_tx, ",.0f"), _f(e.ahead_s, ".2f")]
+
+    return "\n".join([
+        "<h2>Arrival alerts against step close</h2>",
+        '<p class="note">What an arrival alert is worth: the arrival verdict and the final verdict against the '
+        "labels, arrival F1 as a share of final F1, how many arrival alerts step close retracted (labelled or not), "
+        "and how early they came: the median number of the step's transactions still to come when the alert was "
+        "raised, and the median seconds from the arrival alert to its confirmation or retraction on this stream. "
+        "The first rows are the period and, when it spans it, the steps before and after the dark market "
+        "shutdown (step 43).</p>",
+        _table(("steps", "arrival P", "arrival R", "arrival F1", "final P", "final R", "final F1", "F1 ratio",
+                "arrival alerts", "retracted", "retracted %", "ahead (tx)", "ahead (s)"),
+               (cells(e) for e in r.metrics.early)),
+        _img(r, "early", "arrival against final verdicts per step"),
     ])
 
 
@@ -184,7 +207,8 @@ def _top(r: Report) -> str:
 
 
 def render_html(r: Report) -> str:
-    body = "\n".join([_header(r), _warnings(r), _metrics(r), _alerts(r), _latency(r), _network(r), _top(r)])
+    body = "\n".join([_header(r), _warnings(r), _metrics(r), _early(r), _alerts(r), _latency(r), _network(r),
+                      _top(r)])
     return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
             f"<title>txmon replay {escape(r.header.replay_id)}</title>\n<style>{CSS}</style>\n</head>\n"
             f"<body>\n{body}\n</body>\n</html>\n")

@@ -40,6 +40,7 @@ from txmon.testing.e2e import (
     TopicReader,
     claimed_alert_ids,
     isolated_redis,
+    offline_arrival,
     read_step_scores,
     train_small_gcn,
     unique_settings,
@@ -208,21 +209,39 @@ def test_final_scores_equal_the_offline_gcn(pipeline: E2E, first_replay: FirstRe
     assert set(ids[fin >= thr].tolist()) == set(ids[pipeline.offline >= thr].tolist())
 
 
+def test_arrival_scores_equal_the_offline_simulation(pipeline: E2E, first_replay: FirstReplay) -> None:
+    """The stream's arrival scores are the served arrival model's, exactly as model_store simulates them offline
+    (what training chose its threshold on, and what `txmon evaluate` reports)."""
+    assert pipeline.model.arrival is not None, "the served version has an arrival model"
+    arr = pipeline.by_row(R1, "arr")
+    sim = offline_arrival(pipeline.model, pipeline.ds)
+    diff = np.abs(arr - sim)
+    worst = int(np.argmax(diff))
+    assert diff.max() <= TOL, (f"tx {pipeline.ds.tx_ids[worst]}: streamed arrival score {arr[worst]:.7f}, "
+                               f"simulated {sim[worst]:.7f}")
+    # ... and they are not the final GCN's on the partial graph: the worker serves the arrival model.
+    final_gcn = LoadedModel(pipeline.model.gcn, pipeline.model.scaler, pipeline.model.threshold, "final")
+    assert np.abs(offline_arrival(final_gcn, pipeline.ds) - arr).max() > 1e-3
+
+
 def test_alerts_agree_with_the_scores(pipeline: E2E, first_replay: FirstReplay) -> None:
-    thr, ds = pipeline.model.threshold, pipeline.ds
+    thr, thr_arr, ds = pipeline.model.threshold, pipeline.model.on_arrival.threshold, pipeline.ds
+    assert thr_arr != thr
     alerts = [a for a in pipeline.all_alerts() if a.replay_id == R1]
     kinds: dict[str, dict[int, Alert]] = {k: {} for k in ALERT_KINDS}
     for a in alerts:
         assert a.alert_id == f"{R1}:{a.tx_id}:{a.kind}"
-        assert a.model_version == pipeline.model.version and a.threshold == pytest.approx(thr)
+        # each alert carries the threshold of the verdict it reports: the arrival model's, or the GCN's at close
+        assert a.model_version == pipeline.model.version
+        assert a.threshold == pytest.approx(thr_arr if a.kind == "arrival" else thr)
         kinds[a.kind][a.tx_id] = a
     arr, fin = pipeline.by_row(R1, "arr"), pipeline.by_row(R1, "fin")
     row = {int(t): i for i, t in enumerate(ds.tx_ids)}
     flagged = set(ds.tx_ids[fin >= thr].tolist())
-    arrived_high = set(ds.tx_ids[arr >= thr].tolist())
+    arrived_high = set(ds.tx_ids[arr >= thr_arr].tolist())
     assert flagged and kinds["arrival"], "the test needs alerts: lower the threshold's share"
 
-    # Arrival alerts are exactly the transactions whose stored arrival score reached the threshold.
+    # Arrival alerts are exactly the transactions whose stored arrival score reached the arrival threshold.
     assert set(kinds["arrival"]) == arrived_high
     for tx, a in kinds["arrival"].items():
         assert a.arrival_score == pytest.approx(arr[row[tx]], abs=1e-6) and a.final_score is None
@@ -274,7 +293,7 @@ def test_web_views_answer_for_known_and_unknown_ids(pipeline: E2E, first_replay:
     assert abs(tx["final_score"] - pipeline.offline[row]) <= TOL
     want = {int(pipeline.ds.tx_ids[r]) for r in np.r_[dst[src == row], src[dst == row]]}
     assert {n["tx_id"] for n in tx["neighbours"]} == want
-    assert ("arrival" in tx["alerts"]) == (tx["arrival_score"] >= pipeline.model.threshold)
+    assert ("arrival" in tx["alerts"]) == (tx["arrival_score"] >= pipeline.model.on_arrival.threshold)
 
     unknown = int(pipeline.ds.tx_ids.max()) + 1
     for path, code, fragment in [(f"/tx/{unknown}?replay={R1}", 404, f"transaction {unknown} is not in replay"),

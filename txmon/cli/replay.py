@@ -164,7 +164,12 @@ def _run(settings: Settings, data: Path, out: Path, from_step: int | None, to_st
 
     alerts, summary = result.alerts or [], result.summary
     version = manifest.version if manifest else (alerts[0].model_version if alerts else "unknown")
-    threshold = manifest.threshold if manifest else (alerts[0].threshold if alerts else float("nan"))
+    # Without the manifest (configured services), each threshold is read off an alert that carries it.
+    closing = [a for a in alerts if a.kind != "arrival"]
+    arriving = [a for a in alerts if a.kind == "arrival"]
+    threshold = manifest.threshold if manifest else (closing[0].threshold if closing else float("nan"))
+    arrival_threshold = ((manifest.arrival.threshold if manifest.arrival else manifest.threshold) if manifest
+                         else (arriving[0].threshold if arriving else None))
     meta = {
         "services": "embedded" if embedded else "configured",
         "transactions sent": summary.events,
@@ -174,7 +179,8 @@ def _run(settings: Settings, data: Path, out: Path, from_step: int | None, to_st
         "malformed alert records skipped": result.malformed_alerts,
     }
     rep = build_report(ds, alerts, result.stats, replay_id=rid, first_step=plan.first_step,
-                       last_step=plan.last_step, model_version=version, threshold=threshold, meta=meta)
+                       last_step=plan.last_step, model_version=version, threshold=threshold,
+                       arrival_threshold=arrival_threshold, meta=meta)
     paths = write_report(rep, out)
     _print_summary(rid, rep, paths, meta)
 
@@ -191,8 +197,10 @@ def _configured_model(settings: Settings) -> ModelManifest | None:
 
 
 def _print_summary(rid: str, rep: Report, paths: dict[str, Path], meta: Mapping[str, object]) -> None:
+    on_arrival = rep.header.arrival_threshold
     table = Table(title=f"replay {rid}: steps {rep.header.first_step}..{rep.header.last_step}, model "
-                        f"{rep.header.model_version} (threshold {rep.header.threshold:.3f})",
+                        f"{rep.header.model_version} (threshold {rep.header.threshold:.3f}"
+                        + (f", on arrival {on_arrival:.3f})" if on_arrival is not None else ")"),
                   show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column()
@@ -208,6 +216,12 @@ def _print_summary(rid: str, rep: Report, paths: dict[str, Path], meta: Mapping[
     for verdict, sc in rep.metrics.overall.items():
         table.add_row(f"{verdict} verdict", f"precision {f(sc.precision)} · recall {f(sc.recall)} · F1 {f(sc.f1)} "
                                             f"(TP {sc.tp:,}, FP {sc.fp:,}, FN {sc.fn:,})")
+    for e in rep.metrics.early[:3]:  # the period, then before and after the shutdown
+        table.add_row(f"arrival vs final, {e.steps}",
+                      f"F1 {f(e.arrival.f1)} vs {f(e.final.f1)} · {e.retracted:,} of {e.arrival_alerts:,} arrival "
+                      f"alerts retracted ({'–' if e.retraction_rate is None else f'{e.retraction_rate:.0%}'}) · "
+                      f"{'–' if e.ahead_tx is None else f'{e.ahead_tx:,.0f}'} tx / "
+                      f"{'–' if e.ahead_s is None else f'{e.ahead_s:.2f}'} s ahead (median)")
     lat = rep.latency.event_to_alert.get("arrival")
     if lat is not None and lat.count:
         table.add_row("event → arrival alert", f"p50 {f(lat.p50)} s · p99 {f(lat.p99)} s")

@@ -17,7 +17,13 @@ from model_store import MODEL_TYPES
 from txmon.cli.common import console, err_console, fail, load_dataset, open_store
 
 if TYPE_CHECKING:  # imported where used: `txmon --help` stays fast
+    import numpy as np
+    from numpy.typing import NDArray
+
+    from model_store.arrival_train import ArrivalScores
     from model_store.manifest import ModelManifest
+    from model_store.registry import ModelStore
+    from model_store.splits import Split
     from replay.data.dataset import EllipticDataset
 
 DataOpt = Annotated[Path, typer.Option("--data", "-d", help="Elliptic-format data directory")]
@@ -108,6 +114,10 @@ def train(
     confusion(result.metrics["test"]["confusion"], f"{model}, {split} test set", vdir / "confusion_test.png")
     _metrics_table(f"{manifest.version}: {sp.description}", {"validation": result.metrics["val"],
                                                              "test": result.metrics["test"]}, "set")
+    if manifest.arrival is not None:
+        arrival_table(f"{manifest.version}: arrival model (threshold {manifest.arrival.threshold:.3f}, chosen on "
+                      f"validation arrival scores) against the GCN at step close, test steps",
+                      manifest.arrival.metrics["comparison"])
     latest = st.latest(model)
     console.print(f"stored as [bold]{manifest.version}[/] in {st.root}"
                   f"{' (latest)' if latest == manifest.version else f' (latest {model} is {latest})'}; "
@@ -116,6 +126,22 @@ def train(
 
 def _fmt(x: float) -> str:
     return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}"
+
+
+def _arrival_evaluation(st: ModelStore, m: ModelManifest, ds: EllipticDataset, sp: Split,
+                        final: NDArray[np.float64], rate: float) -> tuple[dict, ArrivalScores, NDArray[np.float64]]:
+    """The stored arrival model of ``m`` simulated on the test steps and compared with the final ``scores``."""
+    import numpy as np
+
+    from model_store.arrival_train import compare, comparison_rows, simulate_arrival
+    from model_store.inference import Scaler, build_gcn
+    from model_store.train import select_features
+
+    assert m.arrival is not None and m.feature_mean is not None and m.feature_std is not None
+    gcn = build_gcn(m, st.load_arrival(m), arrival=True)
+    x = Scaler(m.feature_mean, m.feature_std).transform(select_features(ds, m.architecture.get("feature_set", "all")))
+    sim = simulate_arrival(gcn, x, ds, np.unique(ds.steps[sp.test]), m.arrival.window_size)
+    return compare(ds, comparison_rows(ds, sp), sim, m.arrival.threshold, final, m.threshold, rate), sim, final
 
 
 def _metrics_table(title: str, rows: dict[str, dict], first: str) -> None:
@@ -131,6 +157,37 @@ def _metrics_table(title: str, rows: dict[str, dict], first: str) -> None:
     console.print(table)
 
 
+def arrival_table(title: str, comparison: dict) -> None:
+    """Arrival against final verdicts (``model_store.arrival_train.compare``): per step, per period, overall."""
+    rate = comparison.get("rate")
+    table = Table(title=title, header_style="bold")
+    cols = ["steps", "labelled", "arr P", "arr R", "arr F1", "fin P", "fin R", "fin F1", "F1 ratio", "arrival alerts",
+            "retracted", "ahead (tx)"] + (["ahead (s)"] if rate else [])
+    for col in cols:
+        table.add_column(col, justify="left" if col == "steps" else "right")
+    rows = [(str(k), v, False) for k, v in comparison["per_step"].items()]
+    rows += [(k, v, True) for k, v in comparison["periods"].items()] + [("all", comparison["overall"], True)]
+    for name, b, bold in rows:
+        a, f = b["arrival"], b["final"]
+        retr = b["retraction_rate"]
+        cells = [name, f"{b['labelled']:,}", _fmt(a["precision"]), _fmt(a["recall"]), _fmt(a["f1"]),
+                 _fmt(f["precision"]), _fmt(f["recall"]), _fmt(f["f1"]), _fmt(b["f1_ratio"]),
+                 f"{b['arrival_alerts']:,}", "–" if math.isnan(retr) else f"{b['retracted']:,} ({retr:.0%})",
+                 _fmt1(b["ahead_median_tx"])]
+        if rate:
+            cells.append(_fmt1(b["ahead_median_s"]))
+        table.add_row(*cells, style="bold" if bold else None)
+    console.print(table)
+    console.print("[dim]arrival: the arrival model's verdicts as the worker raises them (simulated offline); final: "
+                  "the GCN's at step close; retracted: arrival alerts the final verdict takes back (all transactions, "
+                  "labelled or not); ahead: median transactions of the step after an arrival alert's window"
+                  f"{f', and seconds at {rate:g} tx/s' if rate else ''}[/]")
+
+
+def _fmt1(x: float) -> str:
+    return "–" if math.isnan(x) else f"{x:,.1f}"
+
+
 def evaluate(
     data: DataOpt,
     split: SplitOpt = "temporal",
@@ -138,18 +195,25 @@ def evaluate(
     store: StoreOpt = None,
     out: Annotated[Path | None, typer.Option(help="also write evaluation.json and f1_per_step.png here")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the results as JSON")] = False,
+    rate: Annotated[float, typer.Option(min=0.001, help="replay rate (tx/s) that converts how early an arrival "
+                                                        "alert comes into seconds")] = 1000.0,
 ) -> None:
     """Compare every stored model trained on this data set and split, on the split's test set.
 
     Scores are recomputed from the stored weights (verified), with the threshold each model chose
-    on validation; F1 per test step shows the collapse after the dark-market shutdown.
+    on validation; F1 per test step shows the collapse after the dark-market shutdown. A GCN's arrival
+    model is scored as the worker scores it on arrival (simulated offline) and compared with the GCN's
+    verdicts at step close: precision, recall, F1, retractions, how early; --out adds its PR curves.
     """
+
+    from model_store.arrival_train import comparison_rows
     from model_store.metrics import f1_per_step, illicit_metrics
+    from model_store.plots import arrival_pr
     from model_store.plots import f1_per_step as plot_f1
     from model_store.registry import ModelStoreError
     from model_store.scoring import score_stored
     from model_store.splits import make_split
-    from txmon.core.elliptic_format import ILLICIT
+    from txmon.core.elliptic_format import ILLICIT, UNKNOWN
 
     _check_split(split)
     ds = load_dataset(data)
@@ -168,6 +232,7 @@ def evaluate(
              f"run e.g. `txmon train gcn --data {data} --split {split}`")
     y = ds.labels == ILLICIT
     results: dict[str, dict] = {}
+    arrival: dict[str, tuple[dict, ArrivalScores, NDArray[np.float64]]] = {}
     for model_type in [t for t in MODEL_TYPES if t in newest]:
         m = newest[model_type]
         try:
@@ -178,11 +243,24 @@ def evaluate(
         metrics = illicit_metrics(y[sp.test], scores[sp.test], manifest.threshold)
         per_step = f1_per_step(y[sp.test], scores[sp.test], ds.steps[sp.test], manifest.threshold)
         results[model_type] = {"version": manifest.version, **metrics, "f1_per_step": per_step}
+        if manifest.arrival is not None:
+            try:
+                arrival[model_type] = _arrival_evaluation(st, manifest, ds, sp, scores, rate)
+            except ModelStoreError as e:
+                fail(str(e))
+            results[model_type]["arrival"] = arrival[model_type][0]
     if out:
         out.mkdir(parents=True, exist_ok=True)
         (out / "evaluation.json").write_text(json.dumps({"split": sp.to_dict(), "models": results}, indent=2))
         plot_f1({k: v["f1_per_step"] for k, v in results.items()}, f"illicit F1 per test step ({split} split)",
                 out / "f1_per_step.png")
+        for model_type, (_, sim, final) in arrival.items():
+            rows = comparison_rows(ds, sp) & (ds.labels != UNKNOWN)
+            arrival_pr({"arrival": sim.scores[rows], "final": final[rows]}, y[rows],
+                       {"arrival": results[model_type]["arrival"]["arrival_threshold"],
+                        "final": results[model_type]["threshold"]},
+                       f"{results[model_type]['version']}: arrival and step-close scores, test steps",
+                       out / f"arrival_pr_{model_type}.png")
     if as_json:
         typer.echo(json.dumps({"split": sp.to_dict(), "models": results}, indent=2))
         return
@@ -196,3 +274,7 @@ def evaluate(
         for k, v in results.items():
             table.add_row(k, *[f"{v['f1_per_step'].get(s, 0.0):.2f}" for s in steps])
         console.print(table)
+    for model_type, (comparison, _, _) in arrival.items():
+        m = newest[model_type]
+        arrival_table(f"{m.version}: arrival model against the GCN at step close, test transactions",
+                      comparison)

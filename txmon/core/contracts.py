@@ -28,7 +28,7 @@ from pydantic import (
 
 from txmon.core.elliptic_format import N_FEATURES, STEP_MAX, STEP_MIN
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # -- vocabulary: the words and numbers the records share, spelled once ----------------------------------------------
 
@@ -169,29 +169,34 @@ class Alert(_Record):
     """A transaction the model flags, and how that ends; keyed by tx id.
 
     The lifecycle: an ``arrival`` alert is resolved once its step closes, by exactly one ``confirmed``
-    (the final score is still at or above the threshold) or ``retracted`` (it fell below); a transaction
-    first flagged at step close gets one ``final`` alert."""
+    (the final score is at or above the GCN's threshold) or ``retracted`` (it is below); a transaction
+    first flagged at step close gets one ``final`` alert. Two models decide: the served version's arrival
+    model on arrival (trained on the partial graphs seen then), its GCN at step close."""
 
     alert_id: str = Field(description="deterministic: '<replay_id>:<tx_id>:<kind>', so a consumer can drop "
                                       "re-delivered copies (delivery is at-least-once)")
     kind: AlertKind = Field(
-        description="arrival: scored at or above the threshold when the transaction arrived (act early); "
-                    "confirmed: an arrival alert whose final score at step close is still at or above it (keep it); "
-                    "retracted: an arrival alert whose final score fell below it (withdraw it); final: at or above "
-                    "it only at step close, never on arrival (act now). Every arrival alert ends in exactly one "
-                    "confirmed or retracted")
+        description="arrival: the arrival model scored it at or above its threshold when the transaction arrived "
+                    "(act early); confirmed: an arrival alert whose final score at step close is at or above the "
+                    "GCN's threshold (keep it); retracted: an arrival alert whose final score is below it (withdraw "
+                    "it); final: at or above it only at step close, never on arrival (act now). Every arrival alert "
+                    "ends in exactly one confirmed or retracted")
     replay_id: ReplayId
     tx_id: TxId
     step: Step
-    arrival_score: float = Field(ge=0, le=1, description="probability of illicit, in [0, 1], on the step's "
-                                                         "transactions up to the end of this one's arrival window "
+    arrival_score: float = Field(ge=0, le=1, description="probability of illicit from the arrival model, in [0, 1], "
+                                                         "on the step's transactions up to the end of this one's "
+                                                         "arrival window "
                                                          f"({ARRIVAL_WINDOW} consecutive transactions of the step; "
                                                          "the last window is scored at step close)")
-    final_score: float | None = Field(None, ge=0, le=1, description="probability of illicit when the whole step "
-                                                                    "is re-scored at its close, in [0, 1]; null on "
+    final_score: float | None = Field(None, ge=0, le=1, description="probability of illicit from the GCN when the "
+                                                                    "whole step is re-scored at its close, in "
+                                                                    "[0, 1]; null on "
                                                                     "arrival alerts, set on the other kinds")
-    threshold: float = Field(ge=0, le=1, description="the model's decision threshold, in [0, 1]: a score at or "
-                                                     "above it is an alert")
+    threshold: float = Field(ge=0, le=1, description="the decision threshold of the verdict this alert reports, in "
+                                                     "[0, 1]: the arrival model's on arrival alerts (compare "
+                                                     "arrival_score), the GCN's on the others (compare "
+                                                     "final_score)")
     model_version: str = Field(description="the stored model version that scored, e.g. gcn-v3")
     neighbours: list[Influence] = Field(default_factory=list, description="up to 3 neighbours that weighed most, "
                                                                           "largest |weight| first")

@@ -16,6 +16,7 @@ N_AGGREGATE = 72  # the last 72 aggregate the one-hop neighbourhood
 N_COLUMNS = 2 + N_FEATURES
 N_STEPS = 49
 STEP_MIN, STEP_MAX = 1, N_STEPS
+SHUTDOWN_STEP = 43  # the dark market shutdown: detectors trained before it fail on the steps from here
 
 # Labels as txmon stores them; Kaggle's class strings map onto these.
 ILLICIT, LICIT, UNKNOWN = 1, 0, -1

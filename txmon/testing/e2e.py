@@ -22,9 +22,10 @@ import numpy as np
 import redis
 from kafka import KafkaConsumer, TopicPartition
 
+from model_store.arrival_train import fit_arrival_gcn, simulate_arrival
 from model_store.graph import undirected_edge_index
-from model_store.inference import gcn_scores
-from model_store.registry import ModelStore
+from model_store.inference import Scaler, gcn_scores
+from model_store.registry import ArrivalPart, ModelStore
 from model_store.splits import temporal_split
 from model_store.train import TrainConfig, fit_gcn
 from replay.data.dataset import EllipticDataset
@@ -74,12 +75,13 @@ def gap_threshold(scores: np.ndarray, share: float, min_gap: float = 1e-4) -> fl
 
 
 def save_gcn(model_dir: Path, state_dict: dict, architecture: dict, threshold: float, mean: np.ndarray,
-             std: np.ndarray, fingerprint: str, **metadata: object) -> str:
-    """Save a GCN in the model store (promoted as the latest gcn); return its version."""
+             std: np.ndarray, fingerprint: str, arrival: ArrivalPart | None = None, **metadata: object) -> str:
+    """Save a GCN (with its arrival model, if given) in the model store, promoted as the latest gcn; return its
+    version."""
     manifest = ModelStore(model_dir).save(
         "gcn", state_dict, architecture=architecture, threshold=threshold, metrics=dict(metadata),
         training={}, dataset_fingerprint=fingerprint, feature_mean=np.asarray(mean).tolist(),
-        feature_std=np.asarray(std).tolist(), promote=True)
+        feature_std=np.asarray(std).tolist(), promote=True, arrival=arrival)
     return manifest.version
 
 
@@ -90,13 +92,27 @@ def offline_scores(model_dir: Path, ds: EllipticDataset) -> tuple[LoadedModel, n
     return model, scores
 
 
+def offline_arrival(model: LoadedModel, ds: EllipticDataset) -> np.ndarray:
+    """The arrival scores the worker gives every transaction of ``ds`` (model_store's offline simulation)."""
+    return simulate_arrival(model.on_arrival.gcn, model.scale(ds.features), ds, np.unique(ds.steps)).scores
+
+
 def train_small_gcn(ds: EllipticDataset, model_dir: Path) -> tuple[LoadedModel, np.ndarray]:
-    """A tiny GCN (5 epochs, 16 wide, seed 0) trained on the temporal split and stored as the latest; its threshold
-    sits in a gap between scores (about 10% flagged), so float32 storage cannot move a score across it and alert
-    sets are exact. Returns the stored model as the worker loads it and its offline scores."""
-    res = fit_gcn(ds, temporal_split(ds), TrainConfig("gcn", epochs=5, hidden=16, seed=0))
+    """A tiny GCN (seed 0) and its arrival model (seed 1), 5 epochs, 16 wide, trained on the temporal split and
+    stored as the latest; each threshold sits in a gap between its scores (about 10% flagged; the arrival model's
+    simulated arrival scores), so float32 storage cannot move a score across it and alert sets are exact. Returns
+    the stored model as the worker loads it and its offline scores."""
+    split = temporal_split(ds)
+    res = fit_gcn(ds, split, TrainConfig("gcn", epochs=5, hidden=16, seed=0, arrival=False))
+    x = Scaler(np.array(res.feature_mean), np.array(res.feature_std)).transform(ds.features)
+    # Seed 1: steps this small are one arrival window each, whose view is the whole step, so with the GCN's seed
+    # the arrival model would be the GCN itself and tests could not tell which one the worker served.
+    a = fit_arrival_gcn(ds, split, x, epochs=5, lr=0.01, weight_decay=5e-4, hidden=16, dropout=0.5, seed=1)
+    arrival_scores = simulate_arrival(a.model, x, ds, np.unique(ds.steps)).scores
+    part = ArrivalPart(a.model.state_dict(), {**a.model.architecture(), "feature_set": "all"},
+                       gap_threshold(arrival_scores, 0.10, min_gap=5e-4), a.window_size, {}, {})
     save_gcn(model_dir, res.state_dict, res.architecture, gap_threshold(res.scores, 0.10, min_gap=5e-4),
-             np.array(res.feature_mean), np.array(res.feature_std), ds.fingerprint)
+             np.array(res.feature_mean), np.array(res.feature_std), ds.fingerprint, arrival=part)
     return offline_scores(model_dir, ds)
 
 

@@ -16,10 +16,11 @@ import pytest
 import redis
 import torch
 
+from model_store.arrival_train import simulate_arrival
 from model_store.graph import undirected_edge_index
 from model_store.inference import Scaler, gcn_scores
 from model_store.models.gcn import GCN
-from model_store.registry import ModelStore
+from model_store.registry import ArrivalPart, ModelStore
 from replay.analysis.network import analyze_network
 from replay.data.dataset import EllipticDataset
 from replay.synth import generate
@@ -28,7 +29,7 @@ from stream_app.graph_store import NODES_PER_CHUNK, RECORD, GraphStore, NodeBatc
 from stream_app.keys import ReplayKeys, StepKeys
 from stream_app.processor import MAX_SEQ, Processor
 from stream_app.scorer import LoadedModel
-from txmon.core.contracts import TxEvent
+from txmon.core.contracts import ARRIVAL_WINDOW, TxEvent
 from txmon.core.graph import undirected_adjacency
 
 pytestmark = [pytest.mark.integration, pytest.mark.filterwarnings("ignore:Sparse:UserWarning")]
@@ -68,12 +69,16 @@ def dense() -> EllipticDataset:
 
 
 def make_model(ds: EllipticDataset, quantile: float = 0.8, seed: int = 0) -> tuple[LoadedModel, np.ndarray]:
-    """A random GCN, its offline scores on the full graph, threshold at a score quantile (plenty of alerts)."""
+    """A random GCN and another as its arrival model, the GCN's offline scores on the full graph; thresholds at a
+    score quantile of each (plenty of alerts)."""
     torch.manual_seed(seed)
-    gcn = GCN(165, hidden=16).eval()
+    gcn, arrival_gcn = GCN(165, hidden=16).eval(), GCN(165, hidden=16).eval()
     scaler = Scaler.fit(ds.features)
-    offline = gcn_scores(gcn, scaler.transform(ds.features), undirected_edge_index(ds.edge_rows, ds.n_nodes))
-    return LoadedModel(gcn, scaler, float(np.quantile(offline, quantile)), "gcn-test"), offline
+    edges = undirected_edge_index(ds.edge_rows, ds.n_nodes)
+    offline = gcn_scores(gcn, scaler.transform(ds.features), edges)
+    on_arrival = gcn_scores(arrival_gcn, scaler.transform(ds.features), edges)
+    arrival = LoadedModel(arrival_gcn, scaler, float(np.quantile(on_arrival, quantile)), "gcn-test")
+    return LoadedModel(gcn, scaler, float(np.quantile(offline, quantile)), "gcn-test", arrival), offline
 
 
 def step_seqs(ds: EllipticDataset) -> np.ndarray:
@@ -143,11 +148,17 @@ def r(redis_client: redis.Redis) -> redis.Redis:
 def test_final_scores_equal_the_offline_gcn(r: redis.Redis, ds: EllipticDataset, tmp_path: Path) -> None:
     """Model loaded from the store; batches of random size that span steps; all steps closed after."""
     gcn_model, offline = make_model(ds)
+    arrival = gcn_model.on_arrival
+    part = ArrivalPart(arrival.gcn.state_dict(), arrival.gcn.architecture(), arrival.threshold, ARRIVAL_WINDOW, {}, {})
     ModelStore(tmp_path).save("gcn", gcn_model.gcn.state_dict(), architecture=gcn_model.gcn.architecture(),
                               threshold=gcn_model.threshold, metrics={}, training={}, dataset_fingerprint="t",
-                              feature_mean=gcn_model.scaler.mean.tolist(), feature_std=gcn_model.scaler.std.tolist())
+                              feature_mean=gcn_model.scaler.mean.tolist(), feature_std=gcn_model.scaler.std.tolist(),
+                              arrival=part)
     model = LoadedModel.from_store(tmp_path)
     assert model.version == "gcn-v1" and model.layers == 3
+    # both models of the version, each with its threshold
+    assert model.arrival is not None and model.on_arrival.threshold == arrival.threshold != model.threshold
+    assert all(torch.equal(v, arrival.gcn.state_dict()[k]) for k, v in model.on_arrival.gcn.state_dict().items())
     proc = Processor(r, model)
     for b in batches(replay_events(ds, "par"), np.random.default_rng(0), 50, 400):
         proc.process_batch(b)
@@ -213,12 +224,19 @@ def test_arrival_scores_depend_only_on_the_data(r: redis.Redis, ds: EllipticData
             assert not scored[ready:].any(), "a window was scored before it was complete"
     for t in np.unique(ds.steps):
         procs[0].on_step_end("arr", int(t), 0, 1)
-    want = expected_arrival(ds, model, WINDOW)
+    want = expected_arrival(ds, model.on_arrival, WINDOW)  # the arrival model, not the GCN
     got = np.zeros(ds.n_nodes)
     for t in np.unique(ds.steps):
         in_step = np.flatnonzero(ds.steps == t)
         got[in_step] = stored(r, "arr", int(t), "arr")[seq[in_step]]
     np.testing.assert_allclose(got, want, atol=TOL, rtol=0)
+    assert np.abs(got - expected_arrival(ds, model, WINDOW)).max() > 1e-3
+    # model_store's offline simulation (training's threshold, `txmon evaluate`) gives exactly these scores.
+    sim = simulate_arrival(model.on_arrival.gcn, model.scale(ds.features), ds, np.unique(ds.steps), WINDOW)
+    np.testing.assert_allclose(sim.scores, got, atol=TOL, rtol=0)
+    in_step = [np.flatnonzero(ds.steps == t) for t in ds.steps]
+    assert (sim.ahead == [s.size - min((seq[i] // WINDOW + 1) * WINDOW, s.size)
+                          for i, s in enumerate(in_step)]).all()
 
 
 # ---------------------------------------------------------------- at-least-once
@@ -275,17 +293,18 @@ def test_alerts_follow_the_scores_and_are_unique(r: redis.Redis, ds: EllipticDat
         in_step = np.flatnonzero(ds.steps == t)
         arr[in_step] = stored(r, "al", int(t), "arr")[seq[in_step]]
         fin[in_step] = stored(r, "al", int(t), "fin")[seq[in_step]]
-    thr = model.threshold
+    thr, thr_arr = model.threshold, model.on_arrival.threshold  # each model's verdict by its own threshold
     kinds = defaultdict(set)
     for a in alerts:
         kinds[a.kind].add(rows[a.tx_id])
         assert a.arrival_score == pytest.approx(arr[rows[a.tx_id]], abs=1e-6)
+        assert a.threshold == (thr_arr if a.kind == "arrival" else thr)
         if a.kind != "arrival":
             assert a.final_score == pytest.approx(fin[rows[a.tx_id]], abs=1e-6)
-    assert kinds["arrival"] == set(np.flatnonzero(arr >= thr))
-    assert kinds["final"] == set(np.flatnonzero((fin >= thr) & (arr < thr)))
-    assert kinds["retracted"] == set(np.flatnonzero((arr >= thr) & (fin < thr)))
-    assert kinds["confirmed"] == set(np.flatnonzero((arr >= thr) & (fin >= thr)))
+    assert kinds["arrival"] == set(np.flatnonzero(arr >= thr_arr))
+    assert kinds["final"] == set(np.flatnonzero((fin >= thr) & (arr < thr_arr)))
+    assert kinds["retracted"] == set(np.flatnonzero((arr >= thr_arr) & (fin < thr)))
+    assert kinds["confirmed"] == set(np.flatnonzero((arr >= thr_arr) & (fin >= thr)))
     assert kinds["final"] and kinds["retracted"] and kinds["confirmed"]
     # The lifecycle: every arrival alert ends in exactly one of confirmed and retracted, nothing else does.
     assert kinds["confirmed"] | kinds["retracted"] == kinds["arrival"]

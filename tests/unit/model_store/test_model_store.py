@@ -16,9 +16,10 @@ import typer
 from typer.testing import CliRunner
 
 from model_store.manifest import ModelManifest
-from model_store.registry import BrokenVersion, ModelStore, ModelStoreError
+from model_store.registry import ArrivalPart, BrokenVersion, ModelStore, ModelStoreError
 from txmon.cli.common import console, err_console
 from txmon.cli.models import models_app
+from txmon.core.files import sha256_file
 
 N = 4
 
@@ -282,3 +283,44 @@ def test_cli_show_refuses_a_gcn_that_a_worker_could_not_build(store: ModelStore)
     result = runner.invoke(cli, ["models", "show", m.version, "--store", str(store.root)])
     assert result.exit_code == 1 and "REFUSED" in result.output
     assert "cannot be built from the manifest's architecture" in " ".join(result.output.split())
+
+
+def _arrival(threshold: float = 0.7) -> ArrivalPart:
+    return ArrivalPart({"w": torch.ones(N, 2)}, {"n_features": N, "hidden": 4}, threshold, 256,
+                       {"val": {"f1": 0.8}}, {"epochs": 3})
+
+
+def test_the_arrival_model_is_part_of_its_version(store: ModelStore) -> None:
+    """Its own weights file, threshold, metrics and sha256 in the manifest; verified with the version."""
+    saved = _save(store, arrival=_arrival())
+    m, _ = store.load(saved.version)
+    assert m.arrival is not None and m.arrival.threshold == 0.7 and m.arrival.window_size == 256
+    assert m.arrival.weights_sha256 == sha256_file(store.root / m.version / "arrival.pt")
+    assert torch.equal(store.load_arrival(m)["w"], torch.ones(N, 2))
+    assert m.serving_digest() != m.model_copy(update={"arrival": None}).serving_digest()
+    # a version without one (trained before txmon stored arrival models) still loads; asking for it says why
+    plain = _save(store)
+    assert store.manifest(plain.version).arrival is None
+    with pytest.raises(ModelStoreError, match="has no arrival model"):
+        store.load_arrival(plain)
+
+
+def test_a_tampered_arrival_model_refuses_the_version(store: ModelStore) -> None:
+    saved = _save(store, arrival=_arrival())
+    path = store.root / saved.version / "arrival.pt"
+    data = path.read_bytes()
+    path.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+    with pytest.raises(ModelStoreError, match="arrival.pt sha256 mismatch"):
+        store.load(saved.version)
+    again = _save(store, arrival=_arrival())
+    arrival = json.loads((store.root / again.version / "manifest.json").read_text())["arrival"]
+    _edit_manifest(store, again.version, arrival={**arrival, "threshold": 0.1})  # a looser arrival verdict
+    with pytest.raises(ModelStoreError, match="serving sha256 mismatch"):
+        store.load(again.version)
+
+
+def test_an_arrival_model_reads_the_features_its_gcn_reads(store: ModelStore) -> None:
+    part = ArrivalPart({"w": torch.ones(2)}, {"n_features": N + 1}, 0.5, 256, {}, {})
+    with pytest.raises(ModelStoreError, match="they share one normalisation"):
+        _save(store, arrival=part)
+    assert not list(store.root.glob("gcn-v*")) if store.root.exists() else True

@@ -26,6 +26,7 @@ from sklearn.metrics import (
 )
 
 from model_store import MODEL_TYPES
+from model_store.fitting import RowPlan
 from model_store.graph import gcn_adjacency, transition_matrix, undirected_edge_index
 from model_store.inference import Scaler, gcn_scores
 from model_store.metrics import choose_threshold, f1_per_step, illicit_metrics
@@ -35,7 +36,7 @@ from model_store.models.lpa import propagate
 from model_store.registry import ModelStore
 from model_store.scoring import score_stored
 from model_store.splits import make_split, random_split, temporal_split
-from model_store.train import RowPlan, TrainConfig, select_features, train_model
+from model_store.train import TrainConfig, select_features, train_model
 from replay.data.dataset import EllipticDataset
 from replay.synth import generate
 from txmon.core.elliptic_format import ILLICIT, LICIT, UNKNOWN
@@ -324,6 +325,14 @@ def test_test_labels_cannot_influence_training(ds, split_name: str, model_type: 
     assert all(torch.equal(real.state_dict[k], other.state_dict[k]) for k in real.state_dict)
     # Only the test metrics see the test labels, and they do see them.
     assert real.metrics["test"]["n_illicit"] + other.metrics["test"]["n_illicit"] == real.metrics["test"]["n"]
+    if model_type == "gcn":  # its arrival model: trained, its epoch kept and its threshold chosen without them
+        ra, oa = real.arrival, other.arrival
+        assert ra is not None and oa is not None
+        assert ra.threshold == oa.threshold and ra.curves == oa.curves
+        assert all(torch.equal(v, oa.model.state_dict()[k]) for k, v in ra.model.state_dict().items())
+        np.testing.assert_array_equal(ra.scores.scores, oa.scores.scores)
+        assert _same_metrics(ra.metrics["val"], oa.metrics["val"])
+        assert ra.metrics["test"]["n_illicit"] + oa.metrics["test"]["n_illicit"] == ra.metrics["test"]["n"]
 
 
 # -- 5. GCN: the fast training path equals PyG -----------------------------------------------------------------------

@@ -366,8 +366,8 @@ def test_write_report_files(report: Report, tmp_path: Path) -> None:
     html = paths["html"].read_text()
     referenced = re.findall(r'<img src="([^"]+)"', html)
     assert sorted(referenced) == sorted(report.plots.values())
-    assert set(report.plots) == {"metrics_per_step", "confusion", "alerts_per_step", "latency", "step_stats",
-                                 "densification"}
+    assert set(report.plots) == {"metrics_per_step", "confusion", "alerts_per_step", "early", "latency",
+                                 "step_stats", "densification"}
     for name in referenced:
         png = tmp_path / "a" / name
         assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -417,3 +417,32 @@ def test_demo_evaluation_agrees_with_the_report(report: Report) -> None:
     test = scores["alerts (arrival + final − retracted)"]["test"]
     want = [counted("final", s) for s in (3, 4, 5)]
     assert (test.tp, test.fp, test.fn, test.tn) == tuple(sum(w[k] for w in want) for k in ("tp", "fp", "fn", "tn"))
+
+
+def test_arrival_against_final(report: Report) -> None:
+    """The period's row, then one per step: arrival alerts, retractions, how early (by plain counting)."""
+    early = {e.steps: e for e in report.metrics.early}
+    assert [e.steps for e in report.metrics.early] == ["1-5", "1", "2", "3", "4", "5"]  # no shutdown in 1..5
+    whole = early["1-5"]
+    assert whole.arrival == report.metrics.overall["arrival"] and whole.final == report.metrics.overall["final"]
+    assert whole.f1_ratio == pytest.approx(whole.arrival.f1 / whole.final.f1)
+    # arrival alerts of the data set in the period: 11, 13, 15, 21, 31; retracted: 13, 31
+    assert (whole.arrival_alerts, whole.retracted, whole.retraction_rate) == (5, 2, pytest.approx(0.4))
+    # seconds from the arrival alert to its resolution: 13 (2.0 - 0.5), 31 (4.0 - 0.1); 11, 15, 21 unresolved
+    assert whole.ahead_s == pytest.approx((1.5 + 3.9) / 2)
+    assert whole.ahead_tx == 0  # steps of at most 5 transactions: one arrival window each, scored at close
+    assert (early["1"].arrival_alerts, early["1"].retracted, early["1"].ahead_s) == (3, 1, pytest.approx(1.5))
+    assert (early["2"].arrival_alerts, early["2"].retracted, early["2"].retraction_rate) == (1, 0, 0.0)
+    assert early["2"].ahead_s is None
+    assert (early["3"].arrival_alerts, early["3"].retraction_rate, early["3"].ahead_s) == (1, 1.0, pytest.approx(3.9))
+    assert early["4"].arrival_alerts == 0 and early["4"].retraction_rate is None and early["4"].ahead_tx is None
+    assert report.metrics.per_step[0].arrival == early["1"].arrival
+
+
+def test_arrival_alerts_are_checked_against_the_arrival_threshold() -> None:
+    rep = build_report(make_ds(), ALERT_RECORDS, STATS, replay_id=R, first_step=FIRST, last_step=LAST,
+                       model_version=MODEL, threshold=THRESHOLD, arrival_threshold=0.6)
+    assert rep.header.arrival_threshold == 0.6
+    (w,) = [w for w in rep.warnings if w.code == "threshold_mismatch"]
+    # every alert carries 0.5: the arrival ones (but not the other replay's) disagree with 0.6
+    assert w.items == sorted(a.alert_id for a in ALERT_RECORDS if a.kind == "arrival")
