@@ -1,9 +1,10 @@
 """The arrival model: a GCN trained on arrival views, its threshold chosen on simulated validation arrival scores,
 and the comparison of arrival against final verdicts.
 
-Chosen by validation F1 of simulated arrival scores (full-size synthetic data, seed 0, steps 30-34): a GCN trained
-from scratch on arrival views 0.888, the final GCN fine-tuned on them 0.866, an MLP on all 165 features (blind to
-the graph, so unaffected by what has arrived) 0.859, the final GCN itself 0.808 (docs/models.md has the table).
+Chosen on validation (docs/models.md has the numbers): a GCN trained from scratch on arrival views beat the final
+GCN fine-tuned on them, an MLP on all 165 features (blind to the graph, so unaffected by what has arrived) and the
+final GCN itself; learning the final GCN's verdicts on the unlabelled transactions as well as the labels
+(distillation) beat labels alone and the teacher alone.
 """
 
 from __future__ import annotations
@@ -62,36 +63,43 @@ class ArrivalFit:
     curves: dict[str, list[float]]
 
 
-def fit_arrival_gcn(ds: EllipticDataset, split: Split, x: NDArray[np.float32], *, epochs: int, lr: float,
-                    weight_decay: float, hidden: int, dropout: float, seed: int, window_size: int = ARRIVAL_WINDOW,
-                    progress: Progress | None = None) -> ArrivalFit:
-    """A GCN trained from scratch on the arrival views of the split's training steps (loss on the training rows,
-    each scored in its own window's view); the epoch and the threshold chosen on the validation rows' simulated
-    arrival scores. ``x``: the data set's features, scaled as the final GCN scales them (one normaliser)."""
+def fit_arrival_gcn(ds: EllipticDataset, split: Split, x: NDArray[np.float32], teacher: NDArray[np.float64] | None,
+                    *, epochs: int, lr: float, weight_decay: float, hidden: int, dropout: float, seed: int,
+                    window_size: int = ARRIVAL_WINDOW, progress: Progress | None = None) -> ArrivalFit:
+    """A GCN trained from scratch on the arrival views of the split's training steps, each transaction scored in
+    its own window's view: class-weighted cross-entropy on the training labels plus, with ``teacher`` (the
+    final GCN's P(illicit) of every row), cross-entropy to the teacher on every transaction of those steps that is
+    not a validation or test row — the GCN is what resolves an arrival alert, and most transactions are
+    unlabelled. The epoch and the threshold are chosen on the validation rows' simulated arrival scores. ``x``:
+    the data set's features, scaled as the final GCN scales them (one normaliser)."""
     torch.manual_seed(seed)
     y = ds.labels == ILLICIT
     layers = 3
-    train_views = arrival_views(ds, np.unique(ds.steps[split.train]), layers, window_size)
+    train_steps = np.unique(ds.steps[split.train])
+    train_views = arrival_views(ds, train_steps, layers, window_size)
     val_views = arrival_views(ds, np.unique(ds.steps[split.val]), layers, window_size)
 
-    def plan(v: ArrivalViews, mask: NDArray[np.bool_]) -> tuple[RowPlan, NDArray[np.bool_]]:
+    def plan(v: ArrivalViews, mask: NDArray[np.bool_]) -> tuple[RowPlan, NDArray[np.int64]]:
+        """The row plan of the views' targets whose rows ``mask`` selects, and those rows in its order."""
         adj = gcn_adjacency(v.edge_index, v.n_nodes)
         xv = v.features(x)
         p = RowPlan(adj, lambda r: torch.from_numpy((adj[r] @ xv).astype(np.float32)),
                     v.targets[mask[v.target_rows]], layers)
-        label = np.zeros(v.n_nodes, dtype=bool)
-        label[v.targets] = y[v.target_rows]
-        return p, label[p.targets]
+        row_of = np.full(v.n_nodes, -1, dtype=np.int64)
+        row_of[v.targets] = v.target_rows
+        return p, row_of[p.targets]
 
-    train, y_train = plan(train_views, split.train)
-    val, y_val = plan(val_views, split.val)
+    pool = split.train if teacher is None else np.isin(ds.steps, train_steps) & ~(split.val | split.test)
+    train, train_rows = plan(train_views, pool)
+    val, val_rows = plan(val_views, split.val)
     model = GCN(x.shape[1], hidden=hidden, layers=layers, dropout=dropout)
 
     def score_val() -> NDArray[np.float64]:
         return torch.softmax(model.forward_rows(val.ax, val.blocks), dim=1)[:, 1].numpy()
 
     curves = train_loop(model, epochs, lr, weight_decay, lambda: model.forward_rows(train.ax, train.blocks),
-                        y_train, score_val, y_val, progress)
+                        y[train_rows], score_val, y[val_rows], progress, labelled=split.train[train_rows],
+                        soft=None if teacher is None else teacher[train_rows])
     steps = np.unique(ds.steps[split.val | split.test])
     sim = simulate_arrival(model, x, ds, steps, window_size)
     threshold = choose_threshold(y[split.val], sim.scores[split.val])  # never the test labels

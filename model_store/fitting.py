@@ -30,27 +30,38 @@ def best_f1(y: NDArray[np.bool_], score: NDArray[np.float64]) -> float:
 def train_loop(model: torch.nn.Module, epochs: int, lr: float, weight_decay: float,
                forward_train: Callable[[], torch.Tensor], y_train: NDArray[np.bool_],
                score_val: Callable[[], NDArray[np.float64]], y_val: NDArray[np.bool_],
-               progress: Progress | None) -> dict[str, list[float]]:
-    """Full-batch Adam with a class-weighted loss; keeps the epoch with the best validation F1."""
+               progress: Progress | None, labelled: NDArray[np.bool_] | None = None,
+               soft: NDArray[np.float64] | None = None) -> dict[str, list[float]]:
+    """Full-batch Adam with a class-weighted loss; keeps the epoch with the best validation F1.
+
+    ``labelled``: which training rows' labels count (default: all); ``soft``: P(illicit) a teacher gives every
+    training row, learnt with a second cross-entropy (distillation: unlabelled rows teach too)."""
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
-    target = torch.from_numpy(y_train.astype(np.int64))
-    weights = class_weights(y_train)
+    lab = None if labelled is None else torch.from_numpy(labelled)
+    y_lab = y_train if labelled is None else y_train[labelled]
+    target = torch.from_numpy(y_lab.astype(np.int64))
+    weights = class_weights(y_lab)
+    teacher = None if soft is None else torch.from_numpy(np.stack([1 - soft, soft], axis=1).astype(np.float32))
     curves: dict[str, list[float]] = {"loss": [], "train_f1": [], "val_f1": []}
     best, best_state = -1.0, None
     for epoch in range(1, epochs + 1):
         model.train()
         opt.zero_grad()
         logits = forward_train()
-        loss = F.cross_entropy(logits, target, weight=weights)
+        loss = F.cross_entropy(logits if lab is None else logits[lab], target, weight=weights)
+        if teacher is not None:
+            loss = loss + F.cross_entropy(logits, teacher)
         loss.backward()
         opt.step()
         train_score = torch.softmax(logits.detach(), dim=1)[:, 1].numpy()
+        if labelled is not None:
+            train_score = train_score[labelled]
         model.eval()
         with torch.no_grad():
             val_score = score_val()
         val_f1 = best_f1(y_val, val_score)
         curves["loss"].append(loss.item())
-        curves["train_f1"].append(f1_at(y_train, train_score, 0.5))
+        curves["train_f1"].append(f1_at(y_lab, train_score, 0.5))
         curves["val_f1"].append(val_f1)
         if val_f1 > best:
             best, best_state = val_f1, {k: v.detach().clone() for k, v in model.state_dict().items()}

@@ -178,7 +178,7 @@ def _fit_arrival(ds: EllipticDataset, split: Split, cfg: TrainConfig, x: NDArray
     """The arrival model for ``final`` (same normalisation), with its test comparison against ``final``."""
     t0 = time.perf_counter()
     step = (lambda d, t, m: progress(d, t, f"arrival model: {m}")) if progress else None
-    fit = fit_arrival_gcn(ds, split, x, epochs=cfg.epochs, lr=cfg.lr, weight_decay=cfg.weight_decay,
+    fit = fit_arrival_gcn(ds, split, x, final.scores, epochs=cfg.epochs, lr=cfg.lr, weight_decay=cfg.weight_decay,
                           hidden=cfg.hidden, dropout=cfg.dropout, seed=cfg.seed, progress=step)
     fit.metrics["comparison"] = compare(ds, comparison_rows(ds, split), fit.scores, fit.threshold, final.scores,
                                         final.threshold)

@@ -22,6 +22,7 @@ from replay.report.evaluate import (
     distinct_alerts,
     flag_rows,
     latencies,
+    resolution_seconds,
     score_flags,
     verdict_sets,
 )
@@ -109,13 +110,11 @@ def _early(ds: EllipticDataset, alerts: list[Alert], flags: dict[Verdict, NDArra
     labelled = ds.labels != UNKNOWN
     retracted = flag_rows(ds, {a.tx_id for a in alerts if a.kind == "retracted"})
     ahead_tx = _ahead_tx(ds)
-    raised = {a.tx_id: a.processing_time for a in alerts if a.kind == "arrival"}
-    resolved = [(tx, a.processing_time - raised[tx]) for a in alerts
-                if a.kind in ("confirmed", "retracted") and (tx := a.tx_id) in raised]
+    resolved = resolution_seconds(alerts)
     ahead_s = np.full(ds.n_nodes, np.nan)
     if resolved:
-        found, rows = ds.index.find(np.array([tx for tx, _ in resolved], dtype=np.int64))
-        ahead_s[rows[found]] = np.array([s for _, s in resolved])[found]
+        found, rows = ds.index.find(np.fromiter(resolved, dtype=np.int64))
+        ahead_s[rows[found]] = np.fromiter(resolved.values(), dtype=np.float64)[found]
 
     def early(name: str, m: NDArray[np.bool_]) -> Early:
         lab = m & labelled

@@ -135,6 +135,15 @@ def latencies(alerts: Iterable[Alert], kind: str) -> NDArray[np.float64]:
     return np.sort(np.array([a.processing_time - a.event_time for a in alerts if a.kind == kind], dtype=np.float64))
 
 
+def resolution_seconds(alerts: Iterable[Alert]) -> dict[int, float]:
+    """tx id → seconds from its arrival alert to the confirmation or retraction that resolved it (emitted times):
+    how much earlier than step close the arrival alert came."""
+    alerts = list(alerts)
+    raised = {a.tx_id: a.processing_time for a in alerts if a.kind == "arrival"}
+    return {a.tx_id: a.processing_time - raised[a.tx_id] for a in alerts
+            if a.kind in ("confirmed", "retracted") and a.tx_id in raised}
+
+
 def latency_percentiles(alerts: list[Alert], kind: str = "arrival") -> tuple[float, float] | None:
     """p50 and p95 of (alert emitted − transaction sent), seconds; None without alerts of ``kind``."""
     lat = latencies(alerts, kind)

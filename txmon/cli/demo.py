@@ -226,9 +226,11 @@ def _run(settings: Settings, data: Path | None, scale: float, seed: int, epochs:
 def _print_summary(state: DemoState, summary: ReplaySummary, timings: dict[str, float], manifest: ModelManifest,
                    ds: EllipticDataset, test_mask: NDArray[np.bool_] | None, worker_code: int | None, log_path: Path,
                    run_dir: Path, broker: str) -> None:
+    import statistics
+
     from rich.table import Table
 
-    from replay.report.evaluate import alerted_sets, evaluate_alerts, latency_percentiles
+    from replay.report.evaluate import alerted_sets, evaluate_alerts, latency_percentiles, resolution_seconds
     from txmon.core.contracts import ALERT_KINDS
 
     alerts = list(state.alerts.values())
@@ -255,8 +257,15 @@ def _print_summary(state: DemoState, summary: ReplaySummary, timings: dict[str, 
     if lat:
         rows.append(("latency", f"arrival alerts {lat[0]:.2f} s (p50) / {lat[1]:.2f} s (p95) after the transaction "
                                 "was sent"))
+    if kinds["arrival"]:
+        ahead = list(resolution_seconds(alerts).values())
+        rows.append(("arrival alerts", f"{kinds['retracted'] / kinds['arrival']:.0%} retracted at step close; "
+                                       + (f"resolved a median {statistics.median(ahead):.2f} s after they were raised"
+                                          if ahead else "none resolved yet")))
     rows.append(("broker", broker))
-    rows.append(("model", f"{manifest.version}, threshold {manifest.threshold:.3f}"))
+    on_arrival = (f"; on arrival its arrival model, threshold {manifest.arrival.threshold:.3f}" if manifest.arrival
+                  else "; no arrival model (the GCN scores on arrival too)")
+    rows.append(("model", f"{manifest.version}, threshold {manifest.threshold:.3f}{on_arrival}"))
     rows.append(("timings", " · ".join(f"{k} {v:,.1f} s" for k, v in timings.items())))
     if state.bad_records or state.other_replays:
         rows.append(("skipped", f"{state.bad_records:,} malformed records, {state.other_replays:,} of earlier "

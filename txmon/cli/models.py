@@ -107,10 +107,19 @@ def show(
         for key, value in m.model_dump(mode="json").items():
             if key in ("feature_mean", "feature_std") and value is not None:
                 value = f"{len(value)} values"
+            elif key == "arrival" and m.arrival is not None:  # its full metrics: txmon evaluate
+                a = m.arrival
+                test = a.metrics.get("test", {}).get("f1")
+                value = (f"threshold {a.threshold:.4f}, window {a.window_size}, {a.weights_file} "
+                         f"(sha256 {a.weights_sha256[:12]}…), validation F1 "
+                         f"{a.metrics.get('val', {}).get('f1', float('nan')):.3f}"
+                         + (f", test F1 {test:.3f}" if test is not None else ""))
             elif isinstance(value, dict):
                 value = json.dumps(value, indent=2)
             table.add_row(key, escape(str(value)))
         checked = "sha256 matches, tensors only" + (", the GCN builds" if m.model_type == "gcn" else "")
+        if m.arrival is not None:
+            checked += ", and so does its arrival model"
         table.add_row("weights", f"[green]verified[/] ({checked})" if error is None
                       else f"[red]REFUSED[/]: {escape(error)}")
         console.print(table)

@@ -89,7 +89,12 @@ def train(
     promote: Annotated[bool | None, typer.Option(
         "--promote/--no-promote", help="make this the latest of its type [default: if there is none yet]")] = None,
 ) -> None:
-    """Train a model on a split, store it as a new version, and print its validation and test metrics."""
+    """Train a model on a split, store it as a new version, and print its validation and test metrics.
+
+    A gcn version also holds the model the worker serves on arrival, trained on the partial graphs it
+    sees then (docs/models.md), with its own threshold chosen on validation; its arrival verdicts are
+    compared with the GCN's at step close on the test steps.
+    """
     from model_store.plots import confusion, training_curves
     from model_store.registry import ModelStoreError
     from model_store.serving import train_and_store
@@ -111,6 +116,9 @@ def train(
     vdir = st.root / manifest.version
     if result.curves:  # a forest has no epochs
         training_curves(result.curves, f"{model} on the {split} split", vdir / "training_curves.png")
+    if result.arrival is not None:
+        training_curves(result.arrival.curves, f"{model}'s arrival model on the {split} split",
+                        vdir / "arrival_training_curves.png")
     confusion(result.metrics["test"]["confusion"], f"{model}, {split} test set", vdir / "confusion_test.png")
     _metrics_table(f"{manifest.version}: {sp.description}", {"validation": result.metrics["val"],
                                                              "test": result.metrics["test"]}, "set")

@@ -107,7 +107,8 @@ def train_small_gcn(ds: EllipticDataset, model_dir: Path) -> tuple[LoadedModel, 
     x = Scaler(np.array(res.feature_mean), np.array(res.feature_std)).transform(ds.features)
     # Seed 1: steps this small are one arrival window each, whose view is the whole step, so with the GCN's seed
     # the arrival model would be the GCN itself and tests could not tell which one the worker served.
-    a = fit_arrival_gcn(ds, split, x, epochs=5, lr=0.01, weight_decay=5e-4, hidden=16, dropout=0.5, seed=1)
+    a = fit_arrival_gcn(ds, split, x, res.scores, epochs=5, lr=0.01, weight_decay=5e-4, hidden=16, dropout=0.5,
+                        seed=1)
     arrival_scores = simulate_arrival(a.model, x, ds, np.unique(ds.steps)).scores
     part = ArrivalPart(a.model.state_dict(), {**a.model.architecture(), "feature_set": "all"},
                        gap_threshold(arrival_scores, 0.10, min_gap=5e-4), a.window_size, {}, {})

@@ -68,6 +68,10 @@ def test_train_stores_one_version_per_model(trained: tuple[Path, Path], env: Pat
                                                                           "lpa": "random"}
     assert store.manifest("gcn-v1").training["epochs"] == 5
     assert (store_dir / "gcn-v1" / "training_curves.png").is_file()
+    arrival = store.manifest("gcn-v1").arrival  # a gcn version holds its arrival model; the others none
+    assert arrival is not None and arrival.window_size == 256 and "comparison" in arrival.metrics
+    assert store.manifest("rf-v1").arrival is None
+    assert (store_dir / "gcn-v1" / "arrival_training_curves.png").is_file()
     assert (store_dir / "rf-v1" / "confusion_test.png").is_file()
     assert not (env / "default-models").exists()
     assert (env / "cache").is_dir()  # the loader's binary copy went to TXMON_CACHE_DIR
@@ -91,6 +95,11 @@ def test_evaluate_json_reproduces_stored_test_metrics(trained: tuple[Path, Path]
         assert ev["n"] == stored["n"] == report["split"]["test"]
         assert {int(k): v for k, v in ev["f1_per_step"].items()} == \
             {int(k): v for k, v in manifest.metrics["test_f1_per_step"].items()}
+        if manifest.arrival is not None:  # re-simulated from the stored arrival model: training's figures
+            got, saved = ev["arrival"]["overall"], manifest.arrival.metrics["comparison"]["overall"]
+            assert got["arrival"]["f1"] == saved["arrival"]["f1"] and got["final"]["f1"] == saved["final"]["f1"]
+            assert got["arrival_alerts"] == saved["arrival_alerts"] and got["retracted"] == saved["retracted"]
+            assert ev["arrival"]["arrival_threshold"] == manifest.arrival.threshold
 
 
 def test_evaluate_out_writes_json_and_plot(trained: tuple[Path, Path], env: Path) -> None:
@@ -103,6 +112,8 @@ def test_evaluate_out_writes_json_and_plot(trained: tuple[Path, Path], env: Path
     png = out / "f1_per_step.png"
     assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "illicit F1 per test step" in result.output
+    assert (out / "arrival_pr_gcn.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "arrival model against the GCN at step close" in result.output
 
 
 def test_train_unknown_model_is_a_clean_error(trained: tuple[Path, Path]) -> None:
