@@ -76,7 +76,9 @@ class _Served:
         if not s.redis_url:
             raise RuntimeError("TXMON_REDIS_URL is not set: the worker keeps its graph in Redis")
         model = self.model or LoadedModel.from_store(s.model_dir, s.model_version)
-        log.info("serving %s (threshold %.3f) from %s", model.version, model.threshold, s.model_dir)
+        log.info("serving %s (threshold %.3f; on arrival %s) from %s", model.version, model.threshold,
+                 f"its arrival model, threshold {model.arrival.threshold:.3f}" if model.arrival
+                 else "the same GCN: the version has no arrival model", s.model_dir)
         metrics.MODEL_INFO.labels(model.version).set(1)
         return Processor(connect(s.redis_url), model)
 
@@ -248,8 +250,10 @@ def _add_views(app: faust.App, processor: _Served) -> None:
 
     @app.page("/tx/{tx_id}")
     async def transaction(web: View, request: Request, tx_id: str) -> Response:
+        model = processor().model
         return _answer(web, lambda: views.transaction(processor().redis, views.parse_tx_id(tx_id),
-                                                       request.query.get("replay"), processor().model.threshold))
+                                                       request.query.get("replay"), model.threshold,
+                                                       model.on_arrival.threshold))
 
     @app.page("/stats")
     async def latest_stats(web: View, request: Request) -> Response:

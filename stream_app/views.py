@@ -104,8 +104,10 @@ def _score(raw: bytes | None, seq: int) -> float | None:
     return round(float(np.frombuffer(raw, dtype="<f4", count=1, offset=4 * seq)[0]), 6)
 
 
-def transaction(client: redis.Redis, tx_id: int, replay_id: str | None, threshold: float) -> dict[str, Any]:
-    """A transaction's scores, alerts and undirected neighbourhood (with the neighbours' scores)."""
+def transaction(client: redis.Redis, tx_id: int, replay_id: str | None, threshold: float,
+                arrival_threshold: float | None = None) -> dict[str, Any]:
+    """A transaction's scores, alerts and undirected neighbourhood (with the neighbours' scores); ``threshold``:
+    the GCN's (for the final score), ``arrival_threshold``: the arrival model's (default: the same)."""
     rid = resolve_replay(client, replay_id)
     store = GraphStore(client)
     where = store.locate(rid, tx_id)
@@ -126,6 +128,7 @@ def transaction(client: redis.Redis, tx_id: int, replay_id: str | None, threshol
         "tx_id": tx_id, "replay_id": rid, "step": step, "seq": seq,
         "arrival_score": _score(arr, seq), "final_score": _score(fin, seq) if closed else None,
         "step_closed": closed, "threshold": threshold,
+        "arrival_threshold": threshold if arrival_threshold is None else arrival_threshold,
         "alerts": [k for k, c in zip(ALERT_KINDS, claimed, strict=True) if c],
         "neighbours": [{"tx_id": int(t), "arrival_score": _score(arr, int(s)),
                         "final_score": _score(fin, int(s)) if closed else None}

@@ -40,6 +40,8 @@ def test_a_transaction_before_and_after_its_step_closes(proc: Processor) -> None
     assert all(n["final_score"] is not None for n in closed["neighbours"])
     end = views.transaction(proc.redis, 1003, "r", 0.5)
     assert [n["tx_id"] for n in end["neighbours"]] == [1002]
+    assert (end["threshold"], end["arrival_threshold"]) == (0.5, 0.5)  # a version without an arrival model
+    assert views.transaction(proc.redis, 1003, "r", 0.5, 0.7)["arrival_threshold"] == 0.7
 
 
 @pytest.mark.parametrize(("tx_id", "replay", "status", "fragment"), [
