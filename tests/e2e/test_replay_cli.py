@@ -40,9 +40,11 @@ def _txmon(*args: str, env: dict[str, str], cwd: Path, timeout: float = 300) -> 
 
 def _comparable(report: dict) -> dict:
     """What must not change between two replays of one period: everything but the replay id, the caller's
-    timings and the event→alert latencies."""
+    timings and the latencies (event→alert, and arrival alert→its resolution)."""
     out = {k: v for k, v in report.items() if k != "latency"}
     out["header"] = {k: v for k, v in report["header"].items() if k not in ("replay_id", "meta")}
+    out["metrics"] = {**report["metrics"],
+                      "early": [{k: v for k, v in e.items() if k != "ahead_s"} for e in report["metrics"]["early"]]}
     return out
 
 
