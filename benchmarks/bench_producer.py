@@ -6,6 +6,9 @@ Measures, in one run, against one broker started here (memory storage, 127.0.0.1
   markers at every step), transactions per second and MB/s, median of --repeat runs;
 - baseline: the straightforward loop, one ``send`` + ``flush`` per event (same events, same
   producer settings) on the first --baseline-events transactions;
+- before: the producer's earlier path, a validated TxEvent model and its JSON per event (same flushes),
+  alternating with the runs above; CPU µs per transaction of this process for both;
+- encoding alone, no Kafka: µs per record for that path and for the wire heads send_replay uses;
 - ceiling: the same producer fed pre-serialised values (no event building, no JSON), i.e. what
   kafka-python itself manages here;
 - pacing: ``--rate`` held over a few seconds (achieved vs asked).
@@ -27,7 +30,7 @@ import time
 import numpy as np
 
 from producer.kafka_io import ensure_topics, make_producer
-from producer.plan import ReplayPlan, plan_replay
+from producer.plan import ReplayPlan, plan_replay, stamp
 from producer.send import send_replay
 from replay.data.dataset import EllipticDataset
 from replay.synth import generate
@@ -53,11 +56,50 @@ def events_of(plan: ReplayPlan, limit: int):
             n += 1
 
 
-def bench_send(plan: ReplayPlan, bootstrap: str, topic: str) -> tuple[float, float, int]:
+def bench_send(plan: ReplayPlan, bootstrap: str, topic: str) -> tuple[float, float, int, float]:
+    """``send_replay``: (tx/s, MB/s, bytes, CPU µs per transaction of this process, kafka-python's sender thread
+    included)."""
     settings = Settings(kafka_bootstrap=bootstrap, topic_transactions=topic, topic_partitions=PARTITIONS)
+    cpu = time.process_time()
     s = send_replay(plan, bootstrap, settings)
+    cpu = time.process_time() - cpu
     assert s.events == plan.count
-    return s.rate, s.mb_per_s, s.bytes
+    return s.rate, s.mb_per_s, s.bytes, 1e6 * cpu / s.events
+
+
+def bench_model_path(plan: ReplayPlan, bootstrap: str, topic: str) -> tuple[float, float]:
+    """The producer as it was: a validated TxEvent per event and its model_dump_json, flushed per step as
+    ``send_replay`` does: (tx/s, CPU µs per transaction)."""
+    ensure_topics(bootstrap, [topic], PARTITIONS)
+    producer = make_producer(bootstrap)
+    try:
+        producer.partitions_for(topic)
+        cpu, t0 = time.process_time(), time.perf_counter()
+        for sp in plan:
+            for seq in range(sp.count):
+                ev = sp.event(seq)
+                producer.send(topic, value=ev.model_dump_json().encode(), key=str(ev.tx_id).encode())
+            producer.flush()
+        dt, cpu = time.perf_counter() - t0, time.process_time() - cpu
+    finally:
+        producer.close()
+    return plan.count / dt, 1e6 * cpu / plan.count
+
+
+def bench_encoding(plan: ReplayPlan) -> tuple[float, float]:
+    """µs per event to build its record without Kafka: (a TxEvent model + model_dump_json, the wire heads +
+    stamp that send_replay uses)."""
+    t0 = time.perf_counter()
+    for sp in plan:
+        for seq in range(sp.count):
+            sp.event(seq).model_dump_json().encode()
+    model = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for sp in plan:
+        for head in sp.wire_heads():
+            head + stamp(sp.clock())
+    wire = time.perf_counter() - t0
+    return 1e6 * model / plan.count, 1e6 * wire / plan.count
 
 
 def bench_baseline(plan: ReplayPlan, bootstrap: str, topic: str, n: int) -> tuple[float, float]:
@@ -146,8 +188,12 @@ def main() -> None:
     with embedded_broker(Settings()) as broker:  # Apache Kafka where it runs (TXMON_EMBEDDED_BROKER=tansu: Tansu)
         bs = broker.bootstrap
         print(f"{broker.label} at {bs}, {PARTITIONS} partitions per topic\n")
-        runs = [bench_send(plan, bs, f"bench.send.{i}") for i in range(args.repeat)]
-        rate, mbs = med(r[0] for r in runs), med(r[1] for r in runs)
+        runs, before = [], []
+        for i in range(args.repeat):  # alternating, so that a noisy moment hits both
+            runs.append(bench_send(plan, bs, f"bench.send.{i}"))
+            before.append(bench_model_path(plan, bs, f"bench.model.{i}"))
+        rate, mbs, cpu = med(r[0] for r in runs), med(r[1] for r in runs), med(r[3] for r in runs)
+        m_rate, m_cpu = med(r[0] for r in before), med(r[1] for r in before)
         b_rate, b_mbs = bench_baseline(plan, bs, "bench.baseline", args.baseline_events)
         c_rate, c_mbs = bench_ceiling(plan, bs, "bench.ceiling", min(args.ceiling_events, plan.count))
         p_rate, p_events = bench_pacing(ds, bs, "bench.pacing", args.rate, args.pacing_seconds)
@@ -157,6 +203,12 @@ def main() -> None:
     print(f"{'txmon produce --max (median of ' + str(len(runs)) + ')':44} {rate:9,.0f} {mbs:7.1f} "
           f"{rate / b_rate:11.2f}")
     print(f"{'ceiling: pre-serialised values, same producer':44} {c_rate:9,.0f} {c_mbs:7.1f} {c_rate / b_rate:11.2f}")
+    print(f"\nproducer CPU per transaction (median of {len(runs)}): txmon produce --max {cpu:.1f} µs at "
+          f"{rate:,.0f} tx/s; a validated event model per transaction (as before) {m_cpu:.1f} µs at {m_rate:,.0f} tx/s "
+          f"({m_cpu / cpu:.2f}x)")
+    enc_model, enc_wire = bench_encoding(plan)
+    print(f"building a record, no Kafka: event model + JSON {enc_model:.1f} µs, wire heads + stamp {enc_wire:.1f} µs "
+          f"({enc_model / enc_wire:.1f}x)")
     print(f"\nall --max runs: {', '.join(f'{r[0]:,.0f}' for r in runs)} tx/s; "
           f"{runs[0][2] / plan.count:,.0f} bytes per transaction on the wire (key + value)")
     print(f"pacing: asked {args.rate:,.0f} tx/s, got {p_rate:,.0f} tx/s over {p_events:,} events "

@@ -16,12 +16,10 @@ from dataclasses import dataclass, field
 
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
-from pydantic_core import PydanticSerializationError
 
 from producer.kafka_io import ProducerError, ensure_topics, make_producer
-from producer.plan import ReplayPlan, SkippedEdges, plan_replay
+from producer.plan import ReplayPlan, SkippedEdges, plan_replay, stamp
 from replay.data.dataset import EllipticDataset
-from txmon.core.contracts import TxEvent
 from txmon.core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -153,11 +151,10 @@ def send_replay(plan: ReplayPlan, bootstrap: str, settings: Settings, rate: floa
                                 f"the producer's metadata {len(known)}")
         for sp in plan:
             futures = []
-            for seq in range(sp.count):
+            for tx_id, head in zip(sp.tx_ids.tolist(), sp.wire_heads(), strict=True):
                 pacer.wait()
-                event = sp.event(seq)
-                key = str(event.tx_id).encode()
-                value = encode_event(event)
+                key = str(tx_id).encode()
+                value = head + stamp(sp.clock())  # = the TxEvent's JSON, stamped with the send time
                 futures.append(producer.send(topic, value=value, key=key))
                 n_bytes += len(key) + len(value)
                 sent += 1
@@ -185,19 +182,6 @@ def send_replay(plan: ReplayPlan, bootstrap: str, settings: Settings, rate: floa
         seconds=time.perf_counter() - t0, target_rate=rate, step_counts=step_counts, skipped=plan.skipped,
         empty_steps=list(plan.empty_steps), warnings=notes,
     )
-
-
-def encode_event(event: TxEvent) -> bytes:
-    """The event as JSON bytes. pydantic-core wraps whatever a Python serializer raises in a
-    PydanticSerializationError — a Ctrl-C that lands in ``encode_features`` included — so the interrupt
-    is turned back into a KeyboardInterrupt and unwinds the caller as one (seen: the demo exited with a
-    traceback instead of stopping cleanly)."""
-    try:
-        return event.model_dump_json().encode()
-    except PydanticSerializationError as e:
-        if "KeyboardInterrupt" in str(e):
-            raise KeyboardInterrupt from None
-        raise
 
 
 def _to_every_partition(producer: KafkaProducer, topic: str, value: bytes, n_partitions: int, what: str) -> int:

@@ -19,7 +19,7 @@ from producer.plan import PlanError, ReplayPlan, plan_replay, resolve_steps
 from producer.send import Pacer, TopicSetup, new_replay_id, send_replay
 from replay.data.dataset import EllipticDataset
 from replay.synth import generate, synthesize
-from txmon.core.contracts import TOPIC_EVENT, ReplayEnd, StepEnd, TxEvent
+from txmon.core.contracts import TOPIC_EVENT, ReplayEnd, StepEnd, TxEvent, encode_features
 from txmon.core.elliptic_format import N_FEATURES
 from txmon.core.settings import Settings
 from txmon.embedded import free_port
@@ -388,16 +388,37 @@ def test_command_errors_are_clean(data_dir: Path, tmp_path: Path, monkeypatch: p
     assert "Traceback" not in result.output
 
 
-def test_ctrl_c_while_an_event_is_serialised_stays_a_keyboard_interrupt() -> None:
-    """pydantic-core wraps what a Python serializer raises; a Ctrl-C landing in encode_features must still
-    reach the command as KeyboardInterrupt (its clean-stop path), not as a serialization error."""
-    from producer.send import encode_event
+def test_wire_records_are_byte_for_byte_the_event_models_json() -> None:
+    """The producer's hot path builds each record from per-step parts; the contract is the TxEvent model."""
+    from producer.plan import stamp
 
-    class Interrupting:
-        def __array__(self, dtype=None, copy=None):  # noqa: ANN001, ANN204
-            raise KeyboardInterrupt
+    d = generate(0.01, 6, seed=4)
+    ds = EllipticDataset(d.tx_ids, d.steps, d.features.astype(np.float32), d.labels, d.edges)
+    rng = np.random.default_rng(0)
+    n = 0
+    for sp in plan_replay(ds, replay_id="20261203-083010-c37a"):
+        for seq, head in enumerate(sp.wire_heads()):
+            t = float(rng.choice([1.7e9 + rng.random() * 1e8, 1_796_287_548.0, 0.5, 1e-7]))
+            event = sp.event(seq).model_copy(update={"event_time": t})
+            assert head + stamp(t) == event.model_dump_json().encode(), (sp.step, seq)
+            n += 1
+    assert n == ds.n_nodes
 
-    event = TxEvent.model_construct(replay_id="r", tx_id=1, step=1, seq=0, features=Interrupting(), inputs_from=[],
-                                    outputs_to=[], event_time=1.0, kind="tx", schema_version=1)
-    with pytest.raises(KeyboardInterrupt):
-        encode_event(event)
+
+def test_rows_base64_equals_each_rows_encoding() -> None:
+    from producer.plan import _rows_base64
+
+    rng = np.random.default_rng(1)
+    for width in (165, 4, 3):  # 660 bytes a row (sliced from one encoding), 16 and 12 (per row)
+        x = rng.normal(size=(7, width)).astype(np.float32)
+        assert _rows_base64(x) == [encode_features(r) for r in x]
+
+
+def test_a_non_finite_feature_is_refused_with_its_transaction() -> None:
+    d = generate(0.01, 2, seed=4)
+    features = d.features.astype(np.float32)
+    features[5, 17] = np.inf
+    ds = EllipticDataset(d.tx_ids, d.steps, features, d.labels, d.edges)
+    sp = next(sp for sp in plan_replay(ds) if 5 in sp.rows)
+    with pytest.raises(PlanError, match=rf"tx {d.tx_ids[5]} \(step {d.steps[5]}\): feature 17 is inf"):
+        sp.wire_heads()
