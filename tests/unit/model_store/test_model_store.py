@@ -324,3 +324,17 @@ def test_an_arrival_model_reads_the_features_its_gcn_reads(store: ModelStore) ->
     with pytest.raises(ModelStoreError, match="they share one normalisation"):
         _save(store, arrival=part)
     assert not list(store.root.glob("gcn-v*")) if store.root.exists() else True
+
+
+def test_a_served_version_without_an_arrival_model_says_so(store: ModelStore) -> None:
+    from model_store.serving import served_model
+    from replay.data.dataset import EllipticDataset
+
+    ds = EllipticDataset(np.array([1, 2]), np.array([1, 1], np.int16), np.zeros((2, 165), np.float32),
+                         np.array([-1, -1], np.int8), np.zeros((0, 2), np.int64), fingerprint="abc123def4567890")
+    old = _save(store)  # trained on ds (the fingerprint), before arrival models
+    m, why = served_model(ds, 1, store)
+    assert m.version == old.version and "no arrival model" in why and "txmon train gcn" in why
+    new = _save(store, arrival=_arrival(), promote=True)
+    m, why = served_model(ds, 1, store)
+    assert m.version == new.version and "arrival" not in why
