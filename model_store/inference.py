@@ -39,14 +39,14 @@ def build_gcn(manifest: ModelManifest, state: dict[str, torch.Tensor], arrival: 
 
 def load_servable_gcn(store: ModelStore, ref: str = "latest") -> tuple[ModelManifest, GCN, Scaler, GCN | None]:
     """What a worker checks before it serves a GCN, and ``txmon models show`` with it: the weights' sha256 and
-    tensors only (``ModelStore.load``), a feature normalisation, and the GCN built from the manifest's
+    tensors only (``ModelStore.load_with_arrival``), a feature normalisation, and the GCN built from the manifest's
     architecture with those weights; the same for its arrival model, if it has one (None: the GCN scores on
     arrival too, as versions trained before txmon stored arrival models). ModelStoreError says which failed."""
-    manifest, state = store.load(ref, model_type="gcn")
+    manifest, state, arrival_state = store.load_with_arrival(ref, model_type="gcn")
     if manifest.feature_mean is None or manifest.feature_std is None:
         raise ModelStoreError(f"model {manifest.version} has no feature normalisation")
     gcn = _built(manifest, state, arrival=False)
-    arrival = _built(manifest, store.load_arrival(manifest), arrival=True) if manifest.arrival else None
+    arrival = _built(manifest, arrival_state, arrival=True) if arrival_state is not None else None
     return manifest, gcn, Scaler(manifest.feature_mean, manifest.feature_std), arrival
 
 

@@ -283,6 +283,19 @@ class ModelStore:
         expect_architecture: dict[str, Any] | None = None,
     ) -> tuple[ModelManifest, dict[str, torch.Tensor]]:
         """Verify and load a version's tensors; refuses tampered, hostile or mismatched artifacts."""
+        m, state, _ = self.load_with_arrival(ref, model_type=model_type, n_features=n_features,
+                                             expect_architecture=expect_architecture)
+        return m, state
+
+    def load_with_arrival(
+        self,
+        ref: str = "latest",
+        *,
+        model_type: str | None = None,
+        n_features: int | None = None,
+        expect_architecture: dict[str, Any] | None = None,
+    ) -> tuple[ModelManifest, dict[str, torch.Tensor], dict[str, torch.Tensor] | None]:
+        """``load`` and the arrival model's tensors (None when the version has none), each file read once."""
         m = self.manifest(ref, model_type)
         if n_features is not None and m.n_features != n_features:
             raise ModelStoreError(f"model {m.version} was trained on {m.n_features} features, "
@@ -295,9 +308,9 @@ class ModelStore:
         if m.manifest_version >= 2 and m.serving_sha256 != m.serving_digest():
             raise ModelStoreError(f"model {m.version}: manifest.json's threshold, architecture or normalisation "
                                   f"differ from what was saved (serving sha256 mismatch): the manifest was edited")
-        if m.arrival is not None:  # a version is served whole: a broken arrival model refuses the version
-            self._tensors(m, m.arrival.weights_file, m.arrival.weights_sha256)
-        return m, self._tensors(m, m.weights_file, m.weights_sha256)
+        # A version is served whole: a broken arrival model refuses the version.
+        arrival = self._tensors(m, m.arrival.weights_file, m.arrival.weights_sha256) if m.arrival else None
+        return m, self._tensors(m, m.weights_file, m.weights_sha256), arrival
 
     def load_arrival(self, m: ModelManifest) -> dict[str, torch.Tensor]:
         """The verified tensors of version ``m``'s arrival model (ModelStoreError if it has none)."""
