@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from model_store.arrival_train import compare, comparison_rows, simulate_arrival
+from model_store.arrival_train import compare_on_test
 from model_store.graph import undirected_edge_index
-from model_store.inference import build_gcn, gcn_scores, load_servable_gcn
+from model_store.inference import gcn_scores, load_servable_gcn
 from model_store.registry import ModelStore
 from model_store.splits import temporal_split
 from replay.data.elliptic import load_elliptic
@@ -38,14 +38,14 @@ def main() -> None:
         raise SystemExit(f"{m.version} has no arrival model: train one with `txmon train gcn`")
     split = temporal_split(ds)
     x = scaler.transform(ds.features[:, : m.n_features])
-    final = gcn_scores(build_gcn(m, store.load(m.version)[1]), x, undirected_edge_index(ds.edge_rows, ds.n_nodes))
+    final = gcn_scores(gcn, x, undirected_edge_index(ds.edge_rows, ds.n_nodes))
     steps = np.unique(ds.steps[split.test])
-    rows = comparison_rows(ds, split)
     runs = {
         f"baseline: the GCN on arrival (threshold {m.threshold:.3f})":
-            compare(ds, rows, simulate_arrival(gcn, x, ds, steps), m.threshold, final, m.threshold),
+            compare_on_test(gcn, x, ds, split, m.threshold, final, m.threshold)[0],
         f"arrival model (threshold {m.arrival.threshold:.3f})":
-            compare(ds, rows, simulate_arrival(arrival, x, ds, steps), m.arrival.threshold, final, m.threshold),
+            compare_on_test(arrival, x, ds, split, m.arrival.threshold, final, m.threshold,
+                            m.arrival.window_size)[0],
     }
     print(f"{m.version} on {args.data}: test steps {steps.min()}-{steps.max()}, final F1 "
           f"{next(iter(runs.values()))['overall']['final']['f1']:.3f}")

@@ -23,6 +23,7 @@ from model_store.graph import gcn_adjacency
 from model_store.inference import gcn_scores
 from model_store.metrics import choose_threshold, illicit_metrics
 from model_store.models.gcn import GCN
+from model_store.registry import ArrivalPart
 from model_store.splits import Split
 from replay.data.dataset import EllipticDataset
 from txmon.core.contracts import ARRIVAL_WINDOW
@@ -62,16 +63,22 @@ class ArrivalFit:
     metrics: dict
     curves: dict[str, list[float]]
 
+    def part(self, feature_set: str, training: dict, threshold: float | None = None) -> ArrivalPart:
+        """What the model store keeps of it (``threshold``: another than the one chosen on validation)."""
+        return ArrivalPart(self.model.state_dict(), {**self.model.architecture(), "feature_set": feature_set},
+                           self.threshold if threshold is None else threshold, self.window_size, self.metrics,
+                           {**training, "curves": self.curves})
 
-def fit_arrival_gcn(ds: EllipticDataset, split: Split, x: NDArray[np.float32], teacher: NDArray[np.float64] | None,
-                    *, epochs: int, lr: float, weight_decay: float, hidden: int, dropout: float, seed: int,
+
+def fit_arrival_gcn(ds: EllipticDataset, split: Split, x: NDArray[np.float32], teacher: NDArray[np.float64], *,
+                    epochs: int, lr: float, weight_decay: float, hidden: int, dropout: float, seed: int,
                     window_size: int = ARRIVAL_WINDOW, progress: Progress | None = None) -> ArrivalFit:
     """A GCN trained from scratch on the arrival views of the split's training steps, each transaction scored in
-    its own window's view: class-weighted cross-entropy on the training labels plus, with ``teacher`` (the
-    final GCN's P(illicit) of every row), cross-entropy to the teacher on every transaction of those steps that is
-    not a validation or test row — the GCN is what resolves an arrival alert, and most transactions are
-    unlabelled. The epoch and the threshold are chosen on the validation rows' simulated arrival scores. ``x``:
-    the data set's features, scaled as the final GCN scales them (one normaliser)."""
+    its own window's view: class-weighted cross-entropy on the training labels plus cross-entropy to ``teacher``
+    (the final GCN's P(illicit) of every row) on every transaction of those steps that is not a validation or
+    test row — the GCN is what resolves an arrival alert, and most transactions are unlabelled. The epoch and the
+    threshold are chosen on the validation rows' simulated arrival scores. ``x``: the data set's features, scaled
+    as the final GCN scales them (one normaliser)."""
     torch.manual_seed(seed)
     y = ds.labels == ILLICIT
     layers = 3
@@ -89,7 +96,7 @@ def fit_arrival_gcn(ds: EllipticDataset, split: Split, x: NDArray[np.float32], t
         row_of[v.targets] = v.target_rows
         return p, row_of[p.targets]
 
-    pool = split.train if teacher is None else np.isin(ds.steps, train_steps) & ~(split.val | split.test)
+    pool = np.isin(ds.steps, train_steps) & ~(split.val | split.test)
     train, train_rows = plan(train_views, pool)
     val, val_rows = plan(val_views, split.val)
     model = GCN(x.shape[1], hidden=hidden, layers=layers, dropout=dropout)
@@ -99,13 +106,22 @@ def fit_arrival_gcn(ds: EllipticDataset, split: Split, x: NDArray[np.float32], t
 
     curves = train_loop(model, epochs, lr, weight_decay, lambda: model.forward_rows(train.ax, train.blocks),
                         y[train_rows], score_val, y[val_rows], progress, labelled=split.train[train_rows],
-                        soft=None if teacher is None else teacher[train_rows])
+                        soft=teacher[train_rows])
     steps = np.unique(ds.steps[split.val | split.test])
     sim = simulate_arrival(model, x, ds, steps, window_size)
     threshold = choose_threshold(y[split.val], sim.scores[split.val])  # never the test labels
     metrics = {"val": illicit_metrics(y[split.val], sim.scores[split.val], threshold),
                "test": illicit_metrics(y[split.test], sim.scores[split.test], threshold)}
     return ArrivalFit(model, threshold, window_size, sim, metrics, curves)
+
+
+def compare_on_test(model: GCN, x: NDArray[np.float32], ds: EllipticDataset, split: Split, threshold: float,
+                    final: NDArray[np.float64], final_threshold: float, window_size: int = ARRIVAL_WINDOW,
+                    rate: float | None = None) -> tuple[dict, ArrivalScores]:
+    """``model``'s arrival verdicts, simulated on the split's test steps, against the ``final`` scores (``compare``
+    on ``comparison_rows``), and the simulated scores."""
+    sim = simulate_arrival(model, x, ds, np.unique(ds.steps[split.test]), window_size)
+    return compare(ds, comparison_rows(ds, split), sim, threshold, final, final_threshold, rate), sim
 
 
 def comparison_rows(ds: EllipticDataset, split: Split) -> NDArray[np.bool_]:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from model_store.manifest import ModelManifest
-from model_store.registry import ArrivalPart, ModelStore
+from model_store.registry import ModelStore
 from replay.data.dataset import EllipticDataset
 
 if TYPE_CHECKING:  # model_store.train imports scikit-learn: only when a model is trained
@@ -28,12 +28,9 @@ def train_and_store(ds: EllipticDataset, split: Split, cfg: TrainConfig, store: 
     from model_store.train import train_model
 
     result = train_model(ds, split, cfg, progress)
-    arrival = None
-    if (a := result.arrival) is not None:
-        arrival = ArrivalPart(a.model.state_dict(), {**a.model.architecture(), "feature_set": cfg.feature_set},
-                              a.threshold, a.window_size, a.metrics,
-                              {"epochs": cfg.epochs, "lr": cfg.lr, "weight_decay": cfg.weight_decay, "seed": cfg.seed,
-                               "trained_on": "arrival views of the training steps", "curves": a.curves})
+    arrival = None if result.arrival is None else result.arrival.part(
+        cfg.feature_set, {"epochs": cfg.epochs, "lr": cfg.lr, "weight_decay": cfg.weight_decay, "seed": cfg.seed,
+                          "trained_on": "arrival views of the training steps"})
     manifest = store.save(cfg.model_type, result.state_dict, architecture=result.architecture,
                           threshold=result.threshold, metrics=result.metrics, training=result.training,
                           dataset_fingerprint=ds.fingerprint, feature_mean=result.feature_mean,

@@ -22,7 +22,6 @@ if TYPE_CHECKING:  # imported where used: `txmon --help` stays fast
 
     from model_store.arrival_train import ArrivalScores
     from model_store.manifest import ModelManifest
-    from model_store.registry import ModelStore
     from model_store.splits import Split
     from replay.data.dataset import EllipticDataset
 
@@ -136,20 +135,17 @@ def _fmt(x: float) -> str:
     return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}"
 
 
-def _arrival_evaluation(st: ModelStore, m: ModelManifest, ds: EllipticDataset, sp: Split,
-                        final: NDArray[np.float64], rate: float) -> tuple[dict, ArrivalScores, NDArray[np.float64]]:
-    """The stored arrival model of ``m`` simulated on the test steps and compared with the final ``scores``."""
-    import numpy as np
-
-    from model_store.arrival_train import compare, comparison_rows, simulate_arrival
+def _arrival_evaluation(m: ModelManifest, state: dict, ds: EllipticDataset, sp: Split,
+                        final: NDArray[np.float64], rate: float) -> tuple[dict, ArrivalScores]:
+    """The arrival model of ``m`` (its tensors ``state``) on the test steps against the ``final`` scores."""
+    from model_store.arrival_train import compare_on_test
     from model_store.inference import Scaler, build_gcn
     from model_store.train import select_features
 
     assert m.arrival is not None and m.feature_mean is not None and m.feature_std is not None
-    gcn = build_gcn(m, st.load_arrival(m), arrival=True)
     x = Scaler(m.feature_mean, m.feature_std).transform(select_features(ds, m.architecture.get("feature_set", "all")))
-    sim = simulate_arrival(gcn, x, ds, np.unique(ds.steps[sp.test]), m.arrival.window_size)
-    return compare(ds, comparison_rows(ds, sp), sim, m.arrival.threshold, final, m.threshold, rate), sim, final
+    return compare_on_test(build_gcn(m, state, arrival=True), x, ds, sp, m.arrival.threshold, final, m.threshold,
+                           m.arrival.window_size, rate)
 
 
 def _metrics_table(title: str, rows: dict[str, dict], first: str) -> None:
@@ -244,19 +240,17 @@ def evaluate(
     for model_type in [t for t in MODEL_TYPES if t in newest]:
         m = newest[model_type]
         try:
-            manifest, state = st.load(m.version)
+            manifest, state, arrival_state = st.load_with_arrival(m.version)
         except ModelStoreError as e:
             fail(str(e))
         scores = score_stored(manifest, state, ds)
         metrics = illicit_metrics(y[sp.test], scores[sp.test], manifest.threshold)
         per_step = f1_per_step(y[sp.test], scores[sp.test], ds.steps[sp.test], manifest.threshold)
         results[model_type] = {"version": manifest.version, **metrics, "f1_per_step": per_step}
-        if manifest.arrival is not None:
-            try:
-                arrival[model_type] = _arrival_evaluation(st, manifest, ds, sp, scores, rate)
-            except ModelStoreError as e:
-                fail(str(e))
-            results[model_type]["arrival"] = arrival[model_type][0]
+        if arrival_state is not None:
+            comparison, sim = _arrival_evaluation(manifest, arrival_state, ds, sp, scores, rate)
+            arrival[model_type] = (comparison, sim, scores)
+            results[model_type]["arrival"] = comparison
     if out:
         out.mkdir(parents=True, exist_ok=True)
         (out / "evaluation.json").write_text(json.dumps({"split": sp.to_dict(), "models": results}, indent=2))

@@ -110,8 +110,7 @@ def train_small_gcn(ds: EllipticDataset, model_dir: Path) -> tuple[LoadedModel, 
     a = fit_arrival_gcn(ds, split, x, res.scores, epochs=5, lr=0.01, weight_decay=5e-4, hidden=16, dropout=0.5,
                         seed=1)
     arrival_scores = simulate_arrival(a.model, x, ds, np.unique(ds.steps)).scores
-    part = ArrivalPart(a.model.state_dict(), {**a.model.architecture(), "feature_set": "all"},
-                       gap_threshold(arrival_scores, 0.10, min_gap=5e-4), a.window_size, {}, {})
+    part = a.part("all", {}, threshold=gap_threshold(arrival_scores, 0.10, min_gap=5e-4))
     save_gcn(model_dir, res.state_dict, res.architecture, gap_threshold(res.scores, 0.10, min_gap=5e-4),
              np.array(res.feature_mean), np.array(res.feature_std), ds.fingerprint, arrival=part)
     return offline_scores(model_dir, ds)
