@@ -49,6 +49,7 @@ from producer.plan import plan_replay
 from replay.data.dataset import EllipticDataset
 from replay.synth import generate
 from stream_app.claims import Origin
+from stream_app.consumer import DEFAULT_FETCH_WAIT_MS
 from stream_app.keys import StepKeys
 from stream_app.processor import Processor
 from stream_app.scorer import LoadedModel
@@ -181,7 +182,8 @@ class Profiler:
     def __init__(self, pid: int, svg: Path) -> None:
         self.svg, self.raw = svg, svg.with_suffix(".folded")
         svg.parent.mkdir(parents=True, exist_ok=True)
-        self.procs = [subprocess.Popen(["py-spy", "record", "--pid", str(pid), "--rate", "100", "--nonblocking",
+        spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))  # the venv's, when not on PATH
+        self.procs = [subprocess.Popen([spy, "record", "--pid", str(pid), "--rate", "100", "--nonblocking",
                                         "--format", fmt, "-o", str(out)],
                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                       for fmt, out in (("flamegraph", self.svg), ("raw", self.raw))]
@@ -448,7 +450,7 @@ def main() -> None:
     for name, got, want, ok in rows:
         print(f"| {name} | {got} | {want} | {'met' if ok else 'NOT met'} |")
     print(f"(scale {args.scale}, {PARTITIONS} partitions, {args.workers} worker(s), batch max {settings.batch_max}, "
-          f"fetch wait {pipeline.settings.fetch_wait_ms or 1500} ms, "
+          f"fetch wait {pipeline.settings.fetch_wait_ms or DEFAULT_FETCH_WAIT_MS} ms, "
           f"{pipeline.settings.processing_guarantee or 'exactly_once'}, {broker})")
     shutil.rmtree(tmp, ignore_errors=True)
 

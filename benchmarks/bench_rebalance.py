@@ -28,6 +28,7 @@ import numpy as np
 from producer.plan import plan_replay
 from replay.data.dataset import EllipticDataset
 from replay.synth import generate
+from stream_app.consumer import READY
 from txmon.core.errors import TxmonError
 from txmon.core.settings import Settings
 from txmon.pipeline.completion import published_alerts
@@ -66,7 +67,7 @@ def formation(settings: Settings, n: int, tag: str, timeout: float) -> float:
             raise RuntimeError(f"{n} workers not ready in {timeout} s:\n{workers[-1].log_tail()}")
         time.sleep(2 * SESSION_S)  # a rebalance triggered by a late joiner would show up in here
         last_sync = max(max(log_times(w, "Successfully synced group"), default=t0) for w in workers)
-        ready = max(max(log_times(w, "[^Worker]: Ready"), default=t0) for w in workers)
+        ready = max(max(log_times(w, READY), default=t0) for w in workers)
         p.stop_workers()
         return max(last_sync, ready) - t0
 
@@ -97,7 +98,7 @@ def recovery(settings: Settings, ds: EllipticDataset, rate: float, tag: str, tim
             print(f"  {killed_run}: {e}\n  survivor's log: {survivor.log_path}")
             elapsed = None
         synced = [t for t in log_times(survivor, "Successfully synced group") if t > t_kill]
-        resumed = [t for t in log_times(survivor, "Resuming flow") if t > t_kill]
+        resumed = [t for t in log_times(survivor, READY) if t > t_kill]  # its new assignment
         # exactly-once: the survivor fences the victim's transactional producers before it processes their
         # partitions (absent on Tansu, at-least-once)
         fenced = [t for t in log_times(survivor, "transactional producer") if t > t_kill]

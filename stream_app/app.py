@@ -1,11 +1,12 @@
 """The Faust worker, built by ``create_app(settings)``: ``txmon worker``, or ``faust -A stream_app.app worker``.
 
-A thin loop: consume the transactions topic in micro-batches; per input partition, hand the batch's records
-to ``stream_app.routing.route`` (plain code over Redis), record in Redis what it publishes, then publish it
-with the partition's offset (``stream_app.delivery``: one Kafka transaction on Apache Kafka). A failing step
-is retried with backoff, never skipped; if it keeps failing the worker exits (code 70) without committing
-past the batch. No Faust tables: all state lives in Redis, so workers can be restarted or added at any time.
-The web server (``web_port``) serves the views of ``stream_app.views`` and /metrics.
+A thin loop: consume the transactions topic in micro-batches (stream_app.consumer); per input partition,
+hand the batch's records to ``stream_app.routing.route`` (plain code over Redis), record in Redis what it
+publishes, then publish it with the partition's offset (``stream_app.delivery``: one Kafka transaction on Apache
+Kafka). A failing step is retried with backoff, never skipped; if it keeps failing the worker exits (code 70)
+without committing past the batch. No Faust agents or tables: all state lives in Redis, so workers can be
+restarted or added at any time; Faust runs the web server (``web_port``: the views of ``stream_app.views`` and
+/metrics), the timers and the process's lifecycle.
 Nothing is read or built at import: ``create_app`` takes explicit settings (``txmon worker`` builds them
 from the environment and its options); only ``faust -A`` reads the module's ``app``, made on first access.
 """
@@ -16,16 +17,15 @@ import asyncio
 import logging
 import os
 import time
-from collections import defaultdict
 from functools import partial
 from typing import Any, NoReturn
 
 import faust
-from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from stream_app import metrics, views
+from stream_app.consumer import TransactionsConsumer
 from stream_app.delivery import AtLeastOnce, Delivery, DeliveryError, ExactlyOnce, OutputTopics
 from stream_app.processor import Processor
 from stream_app.redis_client import connect
@@ -39,22 +39,6 @@ from txmon.core.settings import Settings
 log = logging.getLogger(__name__)
 STARTED_AT = time.time()
 EXIT_BATCH_FAILED = 70  # EX_SOFTWARE: a batch could not be processed and published; its offsets stay uncommitted
-
-
-def _patch_fetch_wait(wait_ms: int) -> None:
-    """Faust creates its aiokafka consumer with a fixed ``fetch_max_wait_ms=1500`` and no setting for it;
-    Tansu holds fetches for that long although data waits, which made p99 event→alert latency > 1 s
-    (docs/tansu.md). Set it on the consumer Faust creates, before it starts."""
-    thread = faust_aiokafka.AIOKafkaConsumerThread
-    original = getattr(thread._create_worker_consumer, "_txmon_original", thread._create_worker_consumer)
-
-    def create(self: Any, transport: Any) -> Any:
-        consumer = original(self, transport)
-        consumer._fetch_max_wait_ms = wait_ms  # read by AIOKafkaConsumer.start() when it builds its Fetcher
-        return consumer
-
-    create._txmon_original = original  # type: ignore[attr-defined]
-    thread._create_worker_consumer = create  # type: ignore[method-assign]  # the patch is the point
 
 
 class _Served:
@@ -108,10 +92,8 @@ def observe(out: Outputs, n_records: int, version: str) -> None:
 
 
 def create_app(settings: Settings, model: LoadedModel | None = None) -> faust.App:
-    """The worker's Faust app for these settings: its agent over the transactions topic and its web views.
+    """The worker's Faust app for these settings: its loop over the transactions topic and its web views.
     ``model``: the GCN to serve, already loaded and verified (default: loaded from the store on first use)."""
-    if settings.fetch_wait_ms is not None:
-        _patch_fetch_wait(settings.fetch_wait_ms)
     app = faust.App(
         settings.worker_app_id,
         broker=f"kafka://{settings.kafka_bootstrap or '127.0.0.1:9092'}",
@@ -120,35 +102,31 @@ def create_app(settings: Settings, model: LoadedModel | None = None) -> faust.Ap
         web_port=settings.web_port or 6066,
         web_bind=settings.web_bind,
         topic_partitions=settings.topic_partitions,
-        # Offsets are committed by stream_app.delivery, not by acks: rebalances need not wait for them.
-        stream_wait_empty=False,
         # No leader-only features (timers, tables) are used: no leader topic to create and assign.
-        # A short session: a killed worker's partitions move within seconds (and Tansu joins take session / 2).
         topic_disable_leader=True,
-        consumer_auto_offset_reset="earliest",
-        broker_session_timeout=6.0,
-        broker_heartbeat_interval=1.0,
         key_serializer="raw",
         value_serializer="raw",
     )
-    transactions = app.topic(settings.topic_transactions, key_type=bytes, value_type=bytes)
+    # Faust's consumer (and its group) is not started: stream_app.consumer reads the transactions topic.
+    app.boot_strategy = faust.app.base.BootStrategy(app, enable_kafka_consumer=False)
     alerts_topic = app.topic(settings.topic_alerts, key_type=bytes, value_type=bytes)
     stats_topic = app.topic(settings.topic_stats, key_type=bytes, value_type=bytes)
     dead_letter_topic = app.topic(settings.topic_dead_letter, key_type=bytes, value_type=bytes)
     processor = _Served(settings, model)
+    consumer = TransactionsConsumer(settings, on_revoked=lambda partitions: delivery.revoke(partitions))
     topics = OutputTopics(settings.topic_alerts, settings.topic_stats, settings.topic_dead_letter)
     delivery: Delivery
     if settings.processing_guarantee in (None, "exactly_once"):
         delivery = ExactlyOnce(
             settings.kafka_bootstrap or "127.0.0.1:9092", settings.worker_app_id, settings.topic_transactions, topics,
-            assigned=lambda p: faust.types.TP(settings.topic_transactions, p) in app.consumer.assignment())
+            assigned=consumer.assigned)
     else:
         by_name = {t.get_topic_name(): t for t in (alerts_topic, stats_topic, dead_letter_topic)}
 
         async def send(topic: str, key: bytes | None, value: bytes) -> None:
             await by_name[topic].send(key=key, value=value)
 
-        delivery = AtLeastOnce(topics, send, app.producer.flush)
+        delivery = AtLeastOnce(topics, send, app.producer.flush, consumer.commit)
     # route() runs on the event loop, not on a thread of its own: measured on the full replay, a route thread
     # fighting Faust's loop for the GIL made batches 40% slower and p99 event→alert 5x worse (docs/tansu.md).
 
@@ -160,47 +138,42 @@ def create_app(settings: Settings, model: LoadedModel | None = None) -> faust.Ap
             log.info("replay %s: every partition has passed replay_end", end.replay_id)
         return out
 
-    async def handle(batch: list[Any], stream: Any) -> None:
-        by_partition: dict[int, list[Any]] = defaultdict(list)
-        for e in batch:
-            by_partition[e.message.partition].append(e)
+    async def handle(by_partition: dict[int, list[Consumed]]) -> None:
         work = []
-        for partition, events in by_partition.items():
+        for partition, fetched in by_partition.items():
             start = await retrying(partial(delivery.admit, partition),
                                    f"partition {partition}: taking it over", settings.batch_retry_s)
-            events = [e for e in events if e.message.offset >= start] if start >= 0 else []
-            if not events:
+            msgs = [m for m in fetched if m.offset >= start] if start >= 0 else []
+            if not msgs:
                 continue  # not ours, or committed by its previous owner before we fenced it
-            msgs = [Consumed(e.message.topic, e.message.partition, e.message.offset, e.message.key, e.message.value)
-                    for e in events]
             span = f"partition {partition}, offsets {msgs[0].offset}-{msgs[-1].offset}"
             out = await retrying(partial(process, msgs), f"{span}: processing", settings.batch_retry_s,
                                  fatal=(StateLost,))
-            work.append((partition, events, msgs, out, span))
+            work.append((partition, msgs, out, span))
         delivered = await asyncio.gather(*(
             retrying(partial(delivery.deliver, p, out, msgs[0].offset, msgs[-1].offset + 1), f"{span}: publishing",
                      settings.batch_retry_s, fatal=(DeliveryError,))
-            for p, _, msgs, out, span in work))
-        for (_, events, msgs, out, _), ok in zip(work, delivered, strict=True):
+            for p, msgs, out, span in work))
+        for (_, msgs, out, _), ok in zip(work, delivered, strict=True):
             if not ok:
                 continue
-            if not delivery.transactional:
-                for e in events:
-                    await stream.ack(e)  # Faust commits acked offsets
             observe(out, len(msgs), processor().model.version)
             if out.dead_letters:
                 log.warning("%d record(s) sent to %s", len(out.dead_letters), settings.topic_dead_letter)
 
-    @app.agent(transactions, name="stream_app.app.score")
-    async def score(stream: Any) -> None:
-        # noack_take: Faust commits no offset by itself (take_events acks a batch even when its body raised).
-        async for batch in stream.noack_take(settings.batch_max, within=settings.batch_wait_s):
-            t0 = time.perf_counter()
-            try:
-                await handle(batch, stream)
-            except BatchFailed as e:
-                fail(str(e))
-            metrics.BATCH_SECONDS.observe(time.perf_counter() - t0)
+    @app.task
+    async def score() -> None:
+        try:
+            await consumer.start()
+            async for batch in consumer.batches():
+                t0 = time.perf_counter()
+                await handle(batch)
+                metrics.BATCH_SECONDS.observe(time.perf_counter() - t0)
+        except BatchFailed as e:
+            fail(str(e))
+        except Exception as e:  # noqa: BLE001 - a worker whose consumer died must not live on serving web views
+            log.exception("the consuming loop failed")
+            fail(f"the consuming loop failed: {type(e).__name__}: {e}")
 
     if settings.replay_graph_ttl_s is not None:
         ttl, retention = settings.replay_graph_ttl_s, settings.replay_retention_s
@@ -213,13 +186,9 @@ def create_app(settings: Settings, model: LoadedModel | None = None) -> faust.Ap
             except Exception as e:  # noqa: BLE001 - pruning is housekeeping: retried at the next tick
                 log.warning("pruning ended replays failed: %s: %s", type(e).__name__, e)
 
-    @app.on_partitions_revoked.connect
-    async def on_revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
-        revoked: set[Any] = args[0]  # Faust sends the revoked TPs as the one argument
-        await delivery.revoke({tp.partition for tp in revoked if tp.topic == settings.topic_transactions})
-
     @app.on_before_shutdown.connect
     async def on_shutdown(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        await consumer.stop()  # first: no batch is admitted after this
         await delivery.close()
 
     _add_views(app, processor)

@@ -12,8 +12,8 @@ send's producer by the *output* partition it writes to, so a batch's outputs and
 different transactions; and aiokafka's TxnOffsetCommit carries no group generation (KIP-447), so one
 producer per worker could not fence a zombie.
 
-``AtLeastOnce`` (brokers without transactions, such as Tansu): send, flush, then let Faust commit the
-offsets. A batch retried after a crash publishes its outputs again: consumers de-duplicate by alert id.
+``AtLeastOnce`` (brokers without transactions, such as Tansu): send, flush, then commit the offsets. A batch
+retried after a crash publishes its outputs again: consumers de-duplicate by alert id.
 """
 
 from __future__ import annotations
@@ -63,8 +63,6 @@ class OutputTopics:
 
 
 class Delivery(Protocol):
-    transactional: bool
-
     async def admit(self, partition: int) -> int:
         """The lowest offset of ``partition`` still to process (records below it are done), -1: not ours now."""
         ...
@@ -89,8 +87,6 @@ class _Owner:
 
 
 class ExactlyOnce:
-    transactional = True
-
     def __init__(self, bootstrap: str, group_id: str, input_topic: str, topics: OutputTopics,
                  assigned: Callable[[int], bool], commit_interval_s: float = 1.0,
                  transaction_timeout_ms: int = 30_000) -> None:
@@ -249,16 +245,15 @@ class ExactlyOnce:
 
 
 class AtLeastOnce:
-    """Send through the worker's own producer and flush; the caller then acks the batch's events to Faust,
-    which commits their offsets."""
-
-    transactional = False
+    """Send through the worker's own producer, flush, then commit the batch's offsets (``commit``: False when
+    the partition moved meanwhile)."""
 
     def __init__(self, topics: OutputTopics, send: Callable[[str, bytes | None, bytes], Awaitable[object]],
-                 flush: Callable[[], Awaitable[object]]) -> None:
+                 flush: Callable[[], Awaitable[object]], commit: Callable[[int, int], Awaitable[bool]]) -> None:
         self.topics = topics
         self._send = send
         self._flush = flush
+        self._commit = commit
 
     async def admit(self, partition: int) -> int:
         return 0
@@ -267,8 +262,8 @@ class AtLeastOnce:
         for topic, key, value in self.topics.records(out):
             await self._send(topic, key, value)
         if not out.empty:
-            await self._flush()  # on the broker before Faust commits the offsets
-        return True
+            await self._flush()  # on the broker before the offsets are committed
+        return await self._commit(partition, next_offset)
 
     async def revoke(self, partitions: set[int]) -> None:
         pass

@@ -44,7 +44,7 @@ class Settings(BaseSettings):
                                                          "bug) is retried, with backoff, before the worker stops "
                                                          "rather than move past it")
     fetch_wait_ms: int | None = Field(None, ge=1, le=1500, description="longest a consumer fetch waits for data; "
-                                      "unset: Faust's fixed 1500 ms, right on Apache Kafka, which answers a fetch as "
+                                      "unset: aiokafka's 500 ms, right on Apache Kafka, which answers a fetch as "
                                       "soon as data arrives; txmon sets 100 for workers on the embedded Tansu, which "
                                       "holds fetches although data waits")
     replay_graph_ttl_s: float | None = Field(

@@ -19,13 +19,14 @@ import urllib.request
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
+from stream_app.consumer import READY as CONSUMER_READY
 from stream_app.metrics_read import Scrape, scrape
 from txmon.core.errors import TxmonError
 from txmon.core.settings import Settings
 from txmon.embedded import free_port, log_tail, signal_session, stop_session
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-READY = b"[^Worker]: Ready"  # Faust's log line once the group is joined and the partitions assigned
+READY = CONSUMER_READY.encode()  # the worker's log line once it joined its group and has its partitions
 
 
 class WorkerDied(TxmonError, RuntimeError):
@@ -97,7 +98,7 @@ class WorkerProcess:
             raise WorkerDied(f"the worker (pid {self.pid}) {how}; its log: {self.log_path}\n{self.log_tail()}")
 
     def ready(self) -> bool:
-        """Faust logged that it joined its group and has its partitions."""
+        """The worker logged that it joined its group and has its partitions."""
         try:
             return READY in self.log_path.read_bytes()
         except OSError:

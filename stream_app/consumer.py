@@ -1,0 +1,113 @@
+"""The worker's consumer of the transactions topic: micro-batches straight from aiokafka's ``getmany``.
+
+Faust's agent stream is not used for it: measured on the full replay, Faust's per-message path (an Event, a
+Message and a queue hop per record, its own offset bookkeeping) cost about half the worker's CPU, and the worker
+needs none of it — its offsets are committed by stream_app.delivery, its state lives in Redis. The Faust app
+keeps the web views, the timers and the process's lifecycle; it runs no consumer of its own.
+
+The group is ``worker_app_id``, as before; a rebalance hands the revoked partitions to ``on_revoked`` before
+the group moves on (stream_app.delivery abandons their publishes in flight).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, ConsumerStoppedError
+
+from stream_app.routing import Consumed
+from txmon.core.settings import Settings
+
+log = logging.getLogger(__name__)
+DEFAULT_FETCH_WAIT_MS = 500  # aiokafka's: Apache Kafka answers a fetch as soon as data arrives
+READY = "ready: joined consumer group"  # logged at each assignment: txmon.pipeline waits for the first
+
+
+class _Listener(ConsumerRebalanceListener):
+    def __init__(self, topic: str, group: str, on_revoked: Callable[[set[int]], Awaitable[None]]) -> None:
+        self.topic = topic
+        self.group = group
+        self.on_revoked = on_revoked
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self.on_revoked({tp.partition for tp in revoked if tp.topic == self.topic})
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        log.info("%s %s: partitions %s of %s", READY, self.group, sorted(tp.partition for tp in assigned), self.topic)
+
+
+class TransactionsConsumer:
+    """Micro-batches of the transactions topic, by partition, in offset order; commits for at-least-once."""
+
+    def __init__(self, settings: Settings, on_revoked: Callable[[set[int]], Awaitable[None]]) -> None:
+        self.topic = settings.topic_transactions
+        self.settings = settings
+        self.batch_max = settings.batch_max
+        self.wait_ms = max(1, int(settings.batch_wait_s * 1000))
+        self._listener = _Listener(self.topic, settings.worker_app_id, on_revoked)
+        self._consumer: AIOKafkaConsumer | None = None  # made on the event loop, at start
+        self._stopping = False
+
+    async def start(self) -> None:
+        settings = self.settings
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=settings.kafka_bootstrap or "127.0.0.1:9092",
+            group_id=settings.worker_app_id,
+            client_id=f"{settings.worker_app_id}-consumer",
+            enable_auto_commit=False,  # offsets are committed with each batch's outputs (stream_app.delivery)
+            auto_offset_reset="earliest",
+            # A short session: a killed worker's partitions move within seconds (a Tansu join takes session / 2).
+            session_timeout_ms=6_000,
+            heartbeat_interval_ms=1_000,
+            fetch_max_wait_ms=settings.fetch_wait_ms or DEFAULT_FETCH_WAIT_MS,
+            max_partition_fetch_bytes=max(1 << 20, settings.max_record_bytes),
+        )
+        self._consumer.subscribe([self.topic], listener=self._listener)
+        await self._consumer.start()
+
+    def assigned(self, partition: int) -> bool:
+        """Whether ``partition`` is this worker's now (never once it is stopping)."""
+        return (not self._stopping and self._consumer is not None
+                and TopicPartition(self.topic, partition) in self._consumer.assignment())
+
+    async def batches(self) -> AsyncIterator[dict[int, list[Consumed]]]:
+        """Micro-batches by partition, until the consumer stops: what arrives within ``batch_wait_s`` of a
+        batch's first record, at most ``batch_max`` records (Faust's ``take``, without a stream per record)."""
+        assert self._consumer is not None, "start() first"
+        while not self._stopping:
+            try:
+                fetched = await self._consumer.getmany(timeout_ms=self.wait_ms, max_records=self.batch_max)
+                if not fetched:
+                    continue
+                deadline = time.monotonic() + self.wait_ms / 1000
+                n = sum(len(msgs) for msgs in fetched.values())
+                while n < self.batch_max and (left := deadline - time.monotonic()) > 0:
+                    more = await self._consumer.getmany(timeout_ms=int(left * 1000) + 1,
+                                                        max_records=self.batch_max - n)
+                    for tp, msgs in more.items():
+                        fetched.setdefault(tp, []).extend(msgs)
+                        n += len(msgs)
+            except ConsumerStoppedError:
+                return
+            yield {tp.partition: [Consumed(m.topic, m.partition, m.offset, m.key, m.value) for m in msgs]
+                   for tp, msgs in fetched.items() if msgs}
+
+    async def commit(self, partition: int, next_offset: int) -> bool:
+        """Commit ``next_offset`` for the group (at-least-once); False when the partition moved meanwhile."""
+        assert self._consumer is not None, "start() first"
+        try:
+            await self._consumer.commit({TopicPartition(self.topic, partition): next_offset})
+        except CommitFailedError as e:
+            log.warning("partition %d: offset %d not committed (%s); its next owner processes it again",
+                        partition, next_offset, e)
+            return False
+        return True
+
+    async def stop(self) -> None:
+        """Leave the group: the partitions move to the other workers at once, not after the session timeout."""
+        self._stopping = True
+        if self._consumer is not None:
+            await self._consumer.stop()
