@@ -21,7 +21,6 @@ from stream_app.retention import mark_ended
 from txmon.core.contracts import (
     DEAD_LETTER_EXCERPT,
     DEAD_LETTER_KEY_BYTES,
-    TOPIC_EVENT,
     Alert,
     DeadLetter,
     ReplayEnd,
@@ -29,6 +28,7 @@ from txmon.core.contracts import (
     StepStats,
     TxEvent,
     check_replay_id,
+    parse_records,
     validation_reason,
 )
 from txmon.core.elliptic_format import STEP_MAX
@@ -125,6 +125,7 @@ def route(processor: Processor, batch: list[Consumed], max_record_bytes: int, gr
             offsets.clear()
             msgs.clear()
 
+    parsed = iter(parse_records([m.value for m in batch if m.value is not None and len(m.value) <= max_record_bytes]))
     for msg in batch:
         if msg.value is None:
             out.dead_letters.append(_dead_letter(msg, "empty record"))
@@ -133,10 +134,9 @@ def route(processor: Processor, batch: list[Consumed], max_record_bytes: int, gr
             reason = f"record of {len(msg.value):,} bytes exceeds {max_record_bytes:,}"
             out.dead_letters.append(_dead_letter(msg, reason))
             continue
-        try:
-            record = TOPIC_EVENT.validate_json(msg.value)
-        except ValidationError as e:
-            out.dead_letters.append(_dead_letter(msg, f"invalid record: {validation_reason(e)}"))
+        record = next(parsed)
+        if isinstance(record, ValidationError):
+            out.dead_letters.append(_dead_letter(msg, f"invalid record: {validation_reason(record)}"))
             continue
         if isinstance(record, TxEvent):
             reason = processor.check(record)

@@ -11,8 +11,9 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Sequence
 from functools import lru_cache
-from typing import Annotated, Literal, get_args
+from typing import Annotated, Literal, cast, get_args
 
 import numpy as np
 from pydantic import (
@@ -23,6 +24,7 @@ from pydantic import (
     PlainValidator,
     TypeAdapter,
     ValidationError,
+    ValidationInfo,
     WithJsonSchema,
 )
 
@@ -73,7 +75,13 @@ class _Record(BaseModel):
                                 "record kind); bumped on incompatible changes")
 
 
-def _decode_features(v: object) -> np.ndarray:
+FEATURES_BASE64_CHARS = -(-4 * N_FEATURES // 3) * 4  # 880: 660 bytes, a multiple of 3, so never padded
+_DEFER_FEATURES = {"defer_features": True}  # validation context of parse_records
+
+
+def _decode_features(v: object, info: ValidationInfo) -> np.ndarray | str:
+    if isinstance(v, str) and len(v) == FEATURES_BASE64_CHARS and info.context is _DEFER_FEATURES:
+        return v  # decoded with the rest of its batch by parse_records
     if isinstance(v, np.ndarray):
         arr = v.astype("<f4", copy=False).ravel()
     elif isinstance(v, str | bytes):
@@ -266,6 +274,43 @@ class DeadLetter(_Record):
     value: str = Field(description="the record as received, decoded as UTF-8 (invalid bytes replaced), truncated "
                                    f"to {DEAD_LETTER_EXCERPT} characters")
     received_at: float = Field(description="when the worker refused it, Unix seconds")
+
+
+def parse_records(values: Sequence[bytes]) -> list[TxEvent | StepEnd | ReplayEnd | ValidationError]:
+    """Each JSON value of the transactions topic as its record, or the error validating it: the same as
+    ``TOPIC_EVENT.validate_json`` one by one, but the transactions' features — most of a record and of its parse —
+    are decoded and checked in one call for the batch. A batch holding a bad feature string is decoded again one
+    record at a time, so every bad record gets the reason it would get alone."""
+    out: list[TxEvent | StepEnd | ReplayEnd | ValidationError] = []
+    deferred: list[tuple[int, TxEvent]] = []  # the events whose features are still base64, and where they are
+    for v in values:
+        try:
+            record = TOPIC_EVENT.validate_json(v, context=_DEFER_FEATURES)
+        except ValidationError as e:
+            out.append(e)
+            continue
+        if isinstance(record, TxEvent) and isinstance(record.features, str):
+            deferred.append((len(out), record))
+        out.append(record)
+    if not deferred:
+        return out
+    text = "".join(cast(str, e.features) for _, e in deferred)
+    rows = np.zeros((len(deferred), N_FEATURES), dtype="<f4")
+    good: np.ndarray = np.zeros(len(deferred), dtype=bool)
+    try:
+        rows = np.frombuffer(binascii.a2b_base64(text, strict_mode=True), dtype="<f4").reshape(rows.shape)
+        good = np.asarray(np.isfinite(rows).all(axis=1))
+    except (binascii.Error, ValueError):  # a character outside base64, or padding inside the batch
+        pass  # every event of the batch is decoded alone
+    for j, (i, event) in enumerate(deferred):
+        if good[j]:
+            event.__dict__["features"] = rows[j]  # frozen, and its validator left this field to this function
+        else:
+            try:
+                out[i] = TOPIC_EVENT.validate_json(values[i])
+            except ValidationError as e:
+                out[i] = e
+    return out
 
 
 def validation_reason(e: ValidationError) -> str:

@@ -24,6 +24,8 @@ from txmon.core.contracts import (
     StepStats,
     TxEvent,
     encode_features,
+    parse_records,
+    validation_reason,
 )
 from txmon.core.schemas import RECORDS, RecordName, json_schema, type_text, update_doc
 
@@ -59,6 +61,53 @@ def test_bad_features_are_refused_with_the_reason(features: str, message: str) -
     raw["features"] = features
     with pytest.raises(ValidationError, match=message):
         TOPIC_EVENT.validate_json(json.dumps(raw))
+
+
+def _with_features(features: str) -> bytes:
+    raw = json.loads(_event().model_dump_json())
+    raw["features"] = features
+    return json.dumps(raw).encode()
+
+
+_BAD_FEATURES = {  # each the length of a good feature string (880 characters), so the batch decode takes them up
+    "a character outside base64": "*" + encode_features(np.ones(165, dtype=np.float32))[1:],
+    "padding inside the batch": encode_features(np.ones(165, dtype=np.float32))[:-2] + "==",
+    "nan": encode_features(np.r_[np.zeros(164), np.nan].astype(np.float32)),
+    "non-ASCII": "é" + encode_features(np.ones(165, dtype=np.float32))[1:],
+}
+
+
+@pytest.mark.parametrize("bad", sorted(_BAD_FEATURES))
+def test_parse_records_is_validate_json_one_by_one(bad: str) -> None:
+    rng = np.random.default_rng(0)
+    events = [_event(seq=i, tx_id=100 + i, features=rng.normal(size=165).astype(np.float32)) for i in range(6)]
+    values = [e.model_dump_json().encode() for e in events]
+    values[2] = _with_features(_BAD_FEATURES[bad])
+    values.insert(4, StepEnd(replay_id="r1", step=3, count=6, partitions=2, event_time=1.0).model_dump_json().encode())
+    values.insert(5, b'{"kind": "tx"')
+    values.append(_with_features("not base64!"))
+    got = parse_records(values)
+    assert len(got) == len(values)
+    for value, record in zip(values, got, strict=True):
+        try:
+            alone = TOPIC_EVENT.validate_json(value)
+        except ValidationError as e:
+            assert isinstance(record, ValidationError) and validation_reason(record) == validation_reason(e)
+            continue
+        assert not isinstance(record, ValidationError) and type(record) is type(alone)
+        assert record.model_dump(exclude={"features"}) == alone.model_dump(exclude={"features"})
+        if isinstance(alone, TxEvent):
+            assert isinstance(record, TxEvent) and record.features.dtype == np.float32
+            assert np.array_equal(record.features, alone.features) and record.features.shape == (165,)
+    assert sum(isinstance(r, ValidationError) for r in got) == 3
+
+
+def test_parse_records_decodes_a_clean_batch_at_once() -> None:
+    events = [_event(seq=i, features=np.full(165, i, dtype=np.float32)) for i in range(3)]
+    got = parse_records([e.model_dump_json().encode() for e in events])
+    assert [float(r.features[0]) for r in got if isinstance(r, TxEvent)] == [0.0, 1.0, 2.0]
+    # one buffer for the batch: the rows are views of it, not arrays decoded one by one
+    assert all(isinstance(r, TxEvent) and r.features.base is not None for r in got)
 
 
 @pytest.mark.parametrize(("field", "value"), [("tx_id", 0), ("step", 0), ("seq", -1), ("kind", "nope")])
