@@ -4,9 +4,10 @@ The worker scores a step's transactions in windows of ``window_size`` consecutiv
 window's end has arrived, on the graph of exactly those transactions (``arrival_view``): a transaction sees the
 transactions before it and its window, rarely its outputs. The GCN's output at a node depends on the features
 within ``layers`` hops and on those nodes' degrees, so the subgraph induced by the ``layers + 1``-hop ball of the
-window (``window_ball``) gives the same scores as the whole view. The worker (``stream_app.processor``) calls
-these two functions; ``arrival_views`` calls them for every window of every step of a data set and joins the
-balls into one graph, so training and the offline simulation see what the worker sees.
+window (``window_ball``) gives the same scores as the whole view. ``arrival_views`` calls the two for every
+window of every step of a data set and joins the balls into one graph, so training and the offline simulation
+see what the worker sees: the worker (``stream_app.processor``) builds the same ``arrival_view`` and computes the
+same outputs layer by layer on the rows each layer needs (``stream_app.scorer.score_rows``, equal to a few 1e-7).
 """
 
 from __future__ import annotations

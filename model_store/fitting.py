@@ -79,6 +79,7 @@ class RowPlan:
     def __init__(self, adj: sparse.csr_matrix, ax_full_rows: Callable[[np.ndarray], torch.Tensor],
                  rows: NDArray[np.int64], layers: int) -> None:
         hops = hop_rows(adj, rows, layers - 1)
+        self.hops = hops  # R_0 (the targets) .. R_{L-1}
         self.targets = hops[0]
         self.ax = ax_full_rows(hops[-1])
         self.blocks = [RowBlock(adj[hops[i]][:, hops[i + 1]]) for i in range(layers - 2, -1, -1)]

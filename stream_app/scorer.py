@@ -1,14 +1,16 @@
 """The GCNs as the worker runs them: load from the model store, score a subgraph, explain a score.
 
 A served version has two: the GCN that scores a step when it closes, and the arrival model, trained on the
-partial graphs the worker sees on arrival (model_store.arrival). Scores are the PyG path (``GCN.forward`` in
-eval mode) on an induced subgraph with undirected edges, exactly what ``model_store.inference.gcn_scores`` does
-on the full graph.
+partial graphs the worker sees on arrival (model_store.arrival). Step close scores with the PyG path
+(``GCN.forward`` in eval mode) on the step's graph with undirected edges, exactly what
+``model_store.inference.gcn_scores`` does on the full graph; arrival windows with ``score_rows``, each layer on
+the rows the next one reads.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +19,8 @@ import torch
 from numpy.typing import NDArray
 from scipy import sparse
 
+from model_store.fitting import RowPlan
+from model_store.graph import gcn_adjacency
 from model_store.inference import Scaler, gcn_scores, load_servable_gcn
 from model_store.models.gcn import GCN
 from model_store.registry import ModelStore
@@ -88,6 +92,36 @@ def score(model: LoadedModel, x: NDArray[np.float32], adj: sparse.csr_matrix) ->
     edge_index = torch.from_numpy(np.vstack([coo.row, coo.col]).astype(np.int64))
     probs = gcn_scores(model.gcn, x, edge_index)  # the offline path itself: final scores must equal it
     return Scored(probs, model._last_input.value, adj)
+
+
+def score_rows(model: LoadedModel, view: sparse.csr_matrix, todo: NDArray[np.int64],
+               features: Callable[[NDArray[np.int64]], NDArray[np.float32]]) -> tuple[Scored, NDArray[np.int64]]:
+    """P(illicit) of the nodes ``todo`` (sorted) of the graph ``view``, computing each layer on the rows the next
+    one reads only (``GCN.forward_rows``): the layers-hop ball of ``todo`` feeds the first layer, its inner balls
+    the others. On arrival windows that is half the work of PyG's forward on the (layers+1)-hop ball, whose
+    outer shells only give degrees (measured on the full-size data: 1.7x faster on its largest step).
+
+    ``features(seqs)``: the scaled features of those nodes. Returns the outputs on R_2, the 2-hop ball of
+    ``todo`` (in its order: the probabilities at ``todo``, the last layer's input on R_1, zero elsewhere — what
+    ``top_neighbours`` reads), and R_2. Models of two layers or more (every GCN here has three)."""
+    coo = view.tocoo()
+    adj = gcn_adjacency(torch.from_numpy(np.vstack([coo.row, coo.col]).astype(np.int64)), view.shape[0])
+
+    def ax_rows(rows: NDArray[np.int64]) -> torch.Tensor:
+        block = adj[rows]
+        cols = np.unique(block.indices)
+        return torch.from_numpy((block[:, cols] @ features(cols)).astype(np.float32))
+
+    plan = RowPlan(adj, ax_rows, todo, model.layers)
+    with torch.no_grad():
+        logits, last_input = model.gcn.forward_rows_with_input(plan.ax, plan.blocks)
+    inner = plan.hops[1]  # R_1: the last layer's input rows, todo and its neighbours
+    nodes = np.union1d(inner, view[inner].indices)  # R_1's neighbours too: its degrees in the view, as in Â
+    probs = np.zeros(nodes.size)
+    probs[np.searchsorted(nodes, plan.targets)] = torch.softmax(logits, dim=1)[:, 1].numpy()
+    hidden = torch.zeros((nodes.size, last_input.shape[1]), dtype=last_input.dtype)
+    hidden[np.searchsorted(nodes, inner)] = last_input
+    return Scored(probs, hidden, induced(view, nodes)), nodes
 
 
 def top_neighbours(model: LoadedModel, scored: Scored, nodes: NDArray[np.int64],

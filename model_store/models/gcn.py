@@ -1,9 +1,10 @@
 """A 3-layer GCN (PyG ``GCNConv``) with batch norm, ReLU and dropout.
 
-Two ways to run the same parameters: ``forward`` is plain PyG on any (sub)graph — what the
-stream worker and inference use — and ``forward_rows`` computes the outputs of chosen rows only,
-from the first layer's propagation Â·X precomputed once (it never changes between epochs) and
-the row blocks of Â each layer needs. Training uses the second; both agree exactly in eval mode.
+Two ways to run the same parameters: ``forward`` is plain PyG on any (sub)graph — what inference and
+the worker's step close use — and ``forward_rows`` computes the outputs of chosen rows only, from
+the first layer's propagation Â·X (precomputed once in training: it never changes between epochs)
+and the row blocks of Â each layer needs. Training and the worker's arrival scoring use the second;
+both agree in eval mode up to float32 rounding (a few 1e-7: Â·X·W against PyG's Â·(X·W)).
 """
 
 from __future__ import annotations
@@ -86,10 +87,16 @@ class GCN(nn.Module):
         ax: (Â·X) restricted to the outermost row set R_{L-1}. blocks[i] = Â[R_{L-2-i}, R_{L-1-i}],
         so each layer computes exactly the rows the next one reads.
         """
+        return self.forward_rows_with_input(ax, blocks)[0]
+
+    def forward_rows_with_input(self, ax: torch.Tensor, blocks: list[RowBlock]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``forward_rows`` and the last layer's input on its rows R_1 (what explanations read)."""
         first = self.conv(0)
         h = self._hidden(0, ax @ first.lin.weight.T + first.bias)
+        last_input = h
         for i, block in enumerate(blocks):
             conv = self.conv(i + 1)
+            last_input = h
             z = block @ (h @ conv.lin.weight.T) + conv.bias
             h = z if i == len(blocks) - 1 else self._hidden(i + 1, z)
-        return h
+        return h, last_input
