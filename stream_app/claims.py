@@ -15,12 +15,11 @@ exactly once, in the transaction that commits its cause's offset.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import redis
 
-from stream_app.keys import StepKeys
+from stream_app.keys import ReplayKeys, StepKeys
 
 
 @dataclass(frozen=True)
@@ -71,19 +70,25 @@ def claim_windows(client: redis.Redis, keys: StepKeys, new: list[int], cause: by
     return {int(w) for w, c in claims.items() if origin.owns(c)}
 
 
-def window_owners(client: redis.Redis, keys: StepKeys, firsts: Sequence[int] = (),
-                  partition: int = 0) -> dict[int, int]:
+def window_owners(client: redis.Redis, keys: StepKeys, firsts: list[int],
+                  partition: int) -> tuple[dict[int, int], set[int]]:
     """Record ``partition`` as the owner of the arrival windows ``firsts`` (it carried their first seq; the first
-    partition to claim one keeps it), then return the step's window owners. One round trip.
+    partition to claim one keeps it), then return the step's window owners and the partitions that have passed
+    the step's step_end. One round trip.
 
     Why owners: a window is complete once every seq up to its end has arrived, which the *last* of them decides —
     the worker furthest behind. Scoring it there made that worker slower still (two workers' CPU shares were
-    84 % / 16 % over a full replay). The worker holding the owner scores it instead, at that worker's next batch
-    (stream_app.processor); a window nobody owns (its first seq never came) goes to whoever completes it, and
-    whatever is left at step close, to the close."""
+    84 % / 16 %). The owner scores it instead, at its partition's next batch or step_end; a window whose owner has
+    passed its step_end (or that has none) is scored by whoever completes it, so nothing waits for step close."""
     pipe = client.pipeline(transaction=False)
     for w in firsts:
         pipe.hsetnx(keys.owners, str(w), partition)
     pipe.hgetall(keys.owners)
-    owners = pipe.execute()[-1]
-    return {int(w): int(p) for w, p in owners.items()}
+    pipe.hgetall(ReplayKeys(keys.replay_id).markers)
+    *_, owners, markers = pipe.execute()
+    passed = set()
+    for field in markers:  # "<step>:<partition>"
+        step, _, p = field.decode().partition(":")
+        if int(step) == keys.step:
+            passed.add(int(p))
+    return {int(w): int(p) for w, p in owners.items()}, passed

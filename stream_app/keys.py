@@ -78,8 +78,8 @@ class StepKeys:
 
     @property
     def owners(self) -> str:
-        """Hash: arrival window -> the input partition that carried its first seq, whose worker scores it
-        (stream_app.claims.window_owners)."""
+        """Hash: arrival window -> the input partition that carried its first seq, which scores it while that
+        partition has not passed the step's step_end (stream_app.claims.window_owners)."""
         return self.prefix + "own"
 
 

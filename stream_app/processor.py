@@ -34,7 +34,6 @@ from stream_app.step_close import (
     add_partition,
     claim_finalisation,
     finalise,
-    is_finalised,
     mark_finalised,
     record_step_end,
     unfinished_earlier_steps,
@@ -47,7 +46,6 @@ log = logging.getLogger(__name__)
 
 MAX_SEQ = 1 << SEQ_BITS  # bounds a step's bitmaps (128 KiB) and record chunks; Elliptic's largest step has 8k
 MAX_TX_ID = (1 << 63) - 1
-OWED_STEPS = 8  # steps whose owned windows a worker watches for completion by others (Processor._owed)
 # Arrival scores are computed per window of ARRIVAL_WINDOW consecutive seqs of a step, once every seq of
 # the window and before it has arrived, on exactly those nodes (the step's last window: at step close).
 # So an arrival score is a function of the data and the model alone — the same whatever the batching,
@@ -85,9 +83,6 @@ class Processor:
         self._writes: int | None = None  # txm:writes as this processor last saw it
         self._pruned: set[str] = set()
         self._not_pruned: dict[str, float] = {}  # replay id -> until when "not pruned" is believed
-        # Steps with arrival windows that this worker's partitions own and that were not all scored when last seen:
-        # each later batch scores those that have since been completed (by another worker, whose batches leave them).
-        self._owed: dict[StepKeys, None] = {}  # an ordered set, oldest first
 
     def late_events(self, events: list[TxEvent], offsets: list[int], partition: int) -> set[int]:
         """ids of the events whose record came after ``partition``'s step_end for their step (one round trip)."""
@@ -154,9 +149,8 @@ class Processor:
         transaction or other features, or a late event whose seq had not arrived): nothing of them is written.
         late: ids (``id(event)``) of events whose record came after their partition's step_end for their step.
         partition: the input partition the events came from; a complete window is then scored here only if this
-        partition or one of ``held`` (the others this worker holds) owns it, or it has none (claims.window_owners);
-        the windows such a partition owns that others completed since are scored too. None (a direct call): every
-        window it completes.
+        partition or one of ``held`` (the others this worker holds) owns it, or its owner has passed the step's
+        step_end, or it has none (claims.window_owners). None (a direct call): every window it completes.
         """
         origin = origin or Origin.direct()
         at = offsets if offsets is not None else [origin.last] * len(events)
@@ -180,10 +174,6 @@ class Processor:
             cause = origin.cause(max(o for _, o in step_events))
             alerts += self._process_step(StepKeys(replay_id, step), [e for e, _ in step_events], origin, cause,
                                          rejects if rejects is not None else [], late or set(), partition, held)
-        if partition is not None:
-            batch_steps = {StepKeys(e.replay_id, e.step) for e, _ in good}
-            for keys in [k for k in self._owed if k not in batch_steps]:
-                alerts += self._score_owed(keys, held | {partition}, origin, origin.cause(origin.last))
         return alerts
 
     def _process_step(self, keys: StepKeys, events: list[TxEvent], origin: Origin, cause: bytes,
@@ -209,12 +199,10 @@ class Processor:
             seqs = batch.seqs[ok]
             firsts = (seqs[seqs % self.window_size == 0] // self.window_size).tolist()
             if firsts or new.size:
-                owners = window_owners(self.redis, keys, firsts, partition)
-                ours = held | {partition}
+                owners, passed = window_owners(self.redis, keys, firsts, partition)
+                ours = held | passed | {partition}
                 new = self._of_windows(new, [w for w in np.unique(new // self.window_size).tolist()
                                              if owners.get(w, partition) in ours])
-                if any(p in ours for p in owners.values()):
-                    self._owe(keys)
         return self._score_arrivals(keys, graph, new, n_windows, origin, cause)
 
     def _complete(self, graph: StepGraph) -> tuple[NDArray[np.int64], int]:
@@ -228,25 +216,16 @@ class Processor:
     def _of_windows(self, seqs: NDArray[np.int64], windows: list[int]) -> NDArray[np.int64]:
         return seqs[np.isin(seqs // self.window_size, windows)]
 
-    def _score_owed(self, keys: StepKeys, ours: frozenset[int], origin: Origin, cause: bytes) -> list[Alert]:
-        """The complete windows of an ``_owed`` step that ``ours`` own and nobody has scored, scored now. The step
-        leaves ``_owed`` once nothing it owns is left unscored, or the step is closed (its close scored the rest)."""
-        if is_finalised(self.redis, keys.replay_id, keys.step):
-            self._owed.pop(keys, None)
-            return []
+    def _score_owned(self, keys: StepKeys, partition: int, origin: Origin, cause: bytes) -> list[Alert]:
+        """At ``partition``'s step_end: the complete windows it owns that are not scored yet, scored now (whoever
+        completes one of its windows from now on scores it, claims.window_owners)."""
         graph = self.store.read_graph(keys)
         new, n_windows = self._complete(graph)
-        owned = [w for w, p in window_owners(self.redis, keys).items() if p in ours]
-        mine = [w for w in np.unique(new // self.window_size).tolist() if w in owned]
-        arrived = np.flatnonzero(graph.seen & ~graph.scored)
-        if not np.isin(arrived // self.window_size, [w for w in owned if w not in mine]).any():
-            self._owed.pop(keys, None)  # this call scores what is left of its windows
+        if not new.size:
+            return []
+        owners, _ = window_owners(self.redis, keys, [], partition)
+        mine = [w for w in np.unique(new // self.window_size).tolist() if owners.get(w) == partition]
         return self._score_arrivals(keys, graph, self._of_windows(new, mine), n_windows, origin, cause) if mine else []
-
-    def _owe(self, keys: StepKeys) -> None:
-        self._owed[keys] = None
-        while len(self._owed) > OWED_STEPS:  # the oldest: its windows wait for the step's close
-            del self._owed[next(iter(self._owed))]
 
     def _score_arrivals(self, keys: StepKeys, graph: StepGraph, new: NDArray[np.int64], n_windows: int,
                         origin: Origin, cause: bytes) -> list[Alert]:
@@ -323,12 +302,14 @@ class Processor:
 
     def on_step_end(self, replay_id: str, step: int, partition: int, n_partitions: int,
                     origin: Origin | None = None, offset: int | None = None,
-                    count: int | None = None) -> StepResult | None:
+                    count: int | None = None, arrivals: list[Alert] | None = None) -> StepResult | None:
         """Record the partition's step_end; finalise the step if the set is complete and ``origin`` owns the
         close: this step_end claims it, or an earlier try of it did (stream_app.claims).
 
         origin, offset: the consumed record (default: a direct call); count: the transactions the marker says the
-        step has. MarkerRefused for a marker that contradicts the replay (its partition or transaction count),
+        step has. arrivals: receives the alerts of the arrival windows this partition owns that were complete but not
+        scored (process_batch with a partition leaves them to it); only for a consumed marker (``offset``).
+        MarkerRefused for a marker that contradicts the replay (its partition or transaction count),
         or that completes a step none of whose transactions has arrived (premature, or of a replay that never
         started): no statistics come of it. The caller must have processed every event it read before the
         marker (flush the micro-batch first).
@@ -341,6 +322,8 @@ class Processor:
             self.redis.hsetnx(ReplayKeys(replay_id).markers, f"{step}:{partition}", offset)
         origin = origin or Origin.direct()
         cause = origin.cause(origin.last if offset is None else offset)
+        if arrivals is not None and offset is not None:  # after the marker: a window completed later is not ours
+            arrivals += self._score_owned(StepKeys(replay_id, step), partition, origin, cause)
         if not record_step_end(self.redis, replay_id, step, partition, n_partitions):
             return None
         if count and not self.redis.bitcount(StepKeys(replay_id, step).seen):
@@ -367,7 +350,6 @@ class Processor:
                         result.stats.missing_transactions, result.stats.dangling_edges)
         mark_finalised(self.redis, replay_id, step, cause)
         self.cache.drop(keys)
-        self._owed.pop(keys, None)
         return replace(result, alerts=arrivals + result.alerts) if arrivals else result
 
 

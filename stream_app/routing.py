@@ -153,12 +153,16 @@ def route(processor: Processor, batch: list[Consumed], max_record_bytes: int, gr
         elif isinstance(record, StepEnd):
             flush()
             t0 = time.perf_counter()
+            owned: list[Alert] = []
             try:
                 result = processor.on_step_end(record.replay_id, record.step, msg.partition, record.partitions,
-                                               origin, msg.offset, record.count)
+                                               origin, msg.offset, record.count, arrivals=owned)
             except MarkerRefused as e:
                 out.dead_letters.append(_dead_letter(msg, str(e)))
                 continue
+            finally:
+                for alert in owned:  # scored before any refusal: published, as their windows are claimed
+                    out.add_alert(alert)
             if result is not None:
                 for alert in result.alerts:
                     out.add_alert(alert)

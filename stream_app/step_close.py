@@ -92,11 +92,6 @@ def mark_finalised(client: redis.Redis, replay_id: str, step: int, cause: bytes)
     client.set(ReplayKeys(replay_id).final(step), DONE + cause)
 
 
-def is_finalised(client: redis.Redis, replay_id: str, step: int) -> bool:
-    claim = cast("bytes | None", client.get(ReplayKeys(replay_id).final(step)))  # the client decodes nothing
-    return claim is not None and claim.startswith(DONE)
-
-
 # -- statistics ------------------------------------------------------------------------------------------------------
 
 
