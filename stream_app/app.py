@@ -133,7 +133,7 @@ def create_app(settings: Settings, model: LoadedModel | None = None) -> faust.Ap
     async def process(msgs: list[Consumed]) -> Outputs:
         proc = processor()
         proc.check_state()
-        out = route(proc, msgs, settings.max_record_bytes, settings.worker_app_id, consumer.held())
+        out = route(proc, msgs, settings.max_record_bytes, settings.worker_app_id)
         for end in record_published(proc, out):
             log.info("replay %s: every partition has passed replay_end", end.replay_id)
         return out

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import redis
 
-from stream_app.keys import ReplayKeys, StepKeys
+from stream_app.keys import StepKeys
 
 
 @dataclass(frozen=True)
@@ -68,27 +68,3 @@ def claim_windows(client: redis.Redis, keys: StepKeys, new: list[int], cause: by
     pipe.hgetall(keys.windows)
     claims: dict[bytes, bytes] = pipe.execute()[-1]
     return {int(w) for w, c in claims.items() if origin.owns(c)}
-
-
-def window_owners(client: redis.Redis, keys: StepKeys, firsts: list[int],
-                  partition: int) -> tuple[dict[int, int], set[int]]:
-    """Record ``partition`` as the owner of the arrival windows ``firsts`` (it carried their first seq; the first
-    partition to claim one keeps it), then return the step's window owners and the partitions that have passed
-    the step's step_end. One round trip.
-
-    Why owners: a window is complete once every seq up to its end has arrived, which the *last* of them decides —
-    the worker furthest behind. Scoring it there made that worker slower still (two workers' CPU shares were
-    84 % / 16 %). The owner scores it instead, at its partition's next batch or step_end; a window whose owner has
-    passed its step_end (or that has none) is scored by whoever completes it, so nothing waits for step close."""
-    pipe = client.pipeline(transaction=False)
-    for w in firsts:
-        pipe.hsetnx(keys.owners, str(w), partition)
-    pipe.hgetall(keys.owners)
-    pipe.hgetall(ReplayKeys(keys.replay_id).markers)
-    *_, owners, markers = pipe.execute()
-    passed = set()
-    for field in markers:  # "<step>:<partition>"
-        step, _, p = field.decode().partition(":")
-        if int(step) == keys.step:
-            passed.add(int(p))
-    return {int(w): int(p) for w, p in owners.items()}, passed

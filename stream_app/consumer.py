@@ -70,13 +70,8 @@ class TransactionsConsumer:
 
     def assigned(self, partition: int) -> bool:
         """Whether ``partition`` is this worker's now (never once it is stopping)."""
-        return partition in self.held()
-
-    def held(self) -> frozenset[int]:
-        """The partitions this worker holds now."""
-        if self._stopping or self._consumer is None:
-            return frozenset()
-        return frozenset(tp.partition for tp in self._consumer.assignment() if tp.topic == self.topic)
+        return (not self._stopping and self._consumer is not None
+                and TopicPartition(self.topic, partition) in self._consumer.assignment())
 
     async def batches(self) -> AsyncIterator[dict[int, list[Consumed]]]:
         """Micro-batches by partition, until the consumer stops: what arrives within ``batch_wait_s`` of a

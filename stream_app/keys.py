@@ -76,12 +76,6 @@ class StepKeys:
         and publishes it (stream_app.claims)."""
         return self.prefix + "win"
 
-    @property
-    def owners(self) -> str:
-        """Hash: arrival window -> the input partition that carried its first seq, which scores it while that
-        partition has not passed the step's step_end (stream_app.claims.window_owners)."""
-        return self.prefix + "own"
-
 
 @dataclass(frozen=True)
 class ReplayKeys:

@@ -95,10 +95,9 @@ def _marker_problem(record: StepEnd | ReplayEnd) -> str | None:
     return None
 
 
-def route(processor: Processor, batch: list[Consumed], max_record_bytes: int, group: str = "",
-          held: frozenset[int] = frozenset()) -> Outputs:
-    """Process ``batch``, records of one partition in offset order, read by consumer group ``group`` in a worker
-    that holds the partitions ``held`` (it scores the arrival windows they own); return what to publish."""
+def route(processor: Processor, batch: list[Consumed], max_record_bytes: int, group: str = "") -> Outputs:
+    """Process ``batch``, records of one partition in offset order, read by consumer group ``group``; return
+    what to publish."""
     out = Outputs()
     if not batch:
         return out
@@ -116,8 +115,7 @@ def route(processor: Processor, batch: list[Consumed], max_record_bytes: int, gr
             rejects: list[tuple[TxEvent, str]] = []
             late = processor.late_events(pending, offsets, batch[0].partition)
             for alert in processor.process_batch(pending, checked=True, origin=origin, offsets=offsets,
-                                                 rejects=rejects, late=late, partition=batch[0].partition,
-                                                 held=held):
+                                                 rejects=rejects, late=late):
                 out.add_alert(alert)
             for event, why in rejects:
                 out.dead_letters.append(_dead_letter(msgs[id(event)], why))
@@ -153,16 +151,12 @@ def route(processor: Processor, batch: list[Consumed], max_record_bytes: int, gr
         elif isinstance(record, StepEnd):
             flush()
             t0 = time.perf_counter()
-            owned: list[Alert] = []
             try:
                 result = processor.on_step_end(record.replay_id, record.step, msg.partition, record.partitions,
-                                               origin, msg.offset, record.count, arrivals=owned)
+                                               origin, msg.offset, record.count)
             except MarkerRefused as e:
                 out.dead_letters.append(_dead_letter(msg, str(e)))
                 continue
-            finally:
-                for alert in owned:  # scored before any refusal: published, as their windows are claimed
-                    out.add_alert(alert)
             if result is not None:
                 for alert in result.alerts:
                     out.add_alert(alert)

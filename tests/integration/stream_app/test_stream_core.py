@@ -25,7 +25,7 @@ from replay.analysis.network import analyze_network
 from replay.data.dataset import EllipticDataset
 from replay.synth import generate
 from stream_app.claims import Origin
-from stream_app.graph_store import NODES_PER_CHUNK, RECORD, GraphStore, NodeBatch, bits
+from stream_app.graph_store import NODES_PER_CHUNK, RECORD, GraphStore, NodeBatch
 from stream_app.keys import ReplayKeys, StepKeys
 from stream_app.processor import MAX_SEQ, Processor
 from stream_app.scorer import LoadedModel
@@ -237,47 +237,6 @@ def test_arrival_scores_depend_only_on_the_data(r: redis.Redis, ds: EllipticData
     in_step = [np.flatnonzero(ds.steps == t) for t in ds.steps]
     assert (sim.ahead == [s.size - min((seq[i] // WINDOW + 1) * WINDOW, s.size)
                           for i, s in enumerate(in_step)]).all()
-
-
-def test_a_window_is_scored_by_the_partition_that_brought_its_first_seq(r: redis.Redis, ds: EllipticDataset) -> None:
-    """Work goes to the worker that owns it, not to the one behind: partition 0 brings the first seq of every
-    window of a step, partition 1 the rest, and so completes every window. While partition 0 has not passed the
-    step's step_end its windows wait for it (it scores them at its step_end); after that, whoever completes one
-    of them scores it. Another partition the completing worker holds counts as its own."""
-    model, _ = make_model(ds)
-    step = int(np.bincount(ds.steps).argmax())
-    events = [e for e in replay_events(ds, "own") if e.step == step]
-    full = len(events) // WINDOW  # windows complete before step close
-    half = full // 2
-    firsts = [e for e in events if e.seq % WINDOW == 0]
-    rest = [e for e in events if e.seq % WINDOW and e.seq < full * WINDOW]
-    owner, completer = Processor(r, model, window_size=WINDOW), Processor(r, model, window_size=WINDOW)
-    keys = StepKeys("own", step)
-
-    def scored() -> np.ndarray:
-        return bits(r.get(keys.scored), len(events))[: full * WINDOW].reshape(full, WINDOW).all(axis=1)
-
-    def send(proc: Processor, batch: list[TxEvent], partition: int, offset: int,
-             held: frozenset[int] = frozenset()) -> list:
-        offsets = list(range(offset, offset + len(batch)))
-        return proc.process_batch(batch, origin=Origin.of(partition, offsets), offsets=offsets, partition=partition,
-                                  held=held)
-
-    send(owner, firsts, 0, 0)
-    assert send(completer, [e for e in rest if e.seq < half * WINDOW], 1, 0) == []
-    assert not scored().any(), "the completer scored windows whose owner has not passed its step_end"
-    arrivals: list = []
-    assert owner.on_step_end("own", step, 0, 2, Origin.of(0, [500]), 500, arrivals=arrivals) is None
-    assert scored()[:half].all() and not scored()[half:].any()
-    assert {a.tx_id for a in arrivals} <= {e.tx_id for e in events if e.seq < half * WINDOW}
-    send(completer, [e for e in rest if half * WINDOW <= e.seq < (half + 1) * WINDOW], 1, 1000)
-    assert scored()[: half + 1].all(), "a window whose owner passed its step_end waited"
-    claims = {int(w): c.decode() for w, c in r.hgetall(keys.windows).items()}
-    assert all(claims[w].endswith("/0:500") for w in range(half)) and claims[half].startswith("//1:")
-    # The completer also holds partition 0 (say after a rebalance): partition 0's windows are its own.
-    r.hdel(ReplayKeys("own").markers, f"{step}:0")
-    send(completer, [e for e in rest if e.seq >= (half + 1) * WINDOW], 1, 2000, held=frozenset({0}))
-    assert scored().all()
 
 
 # ---------------------------------------------------------------- at-least-once
