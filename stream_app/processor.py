@@ -23,7 +23,7 @@ from scipy import sparse
 
 from model_store.arrival import arrival_view
 from stream_app.alerts import Candidate, claim
-from stream_app.claims import Origin, claim_windows, window_owners
+from stream_app.claims import Origin, claim_windows
 from stream_app.graph_store import FeatureCache, GraphStore, NodeBatch, StepGraph
 from stream_app.keys import SEQ_BITS, ReplayKeys, StepKeys
 from stream_app.retention import is_pruned
@@ -138,8 +138,7 @@ class Processor:
 
     def process_batch(self, events: list[TxEvent], *, checked: bool = False, origin: Origin | None = None,
                       offsets: list[int] | None = None, rejects: list[tuple[TxEvent, str]] | None = None,
-                      late: set[int] | None = None, partition: int | None = None,
-                      held: frozenset[int] = frozenset()) -> list[Alert]:
+                      late: set[int] | None = None) -> list[Alert]:
         """Write the batch to Redis, score the arrival windows it completes, return the arrival alerts.
 
         checked: the caller already ran ``check`` on every event (the router does, to dead-letter).
@@ -148,9 +147,6 @@ class Processor:
         rejects: receives (event, reason) for events that contradict the step (a seq already holding another
         transaction or other features, or a late event whose seq had not arrived): nothing of them is written.
         late: ids (``id(event)``) of events whose record came after their partition's step_end for their step.
-        partition: the input partition the events came from; a complete window is then scored here only if this
-        partition or one of ``held`` (the others this worker holds) owns it, or its owner has passed the step's
-        step_end, or it has none (claims.window_owners). None (a direct call): every window it completes.
         """
         origin = origin or Origin.direct()
         at = offsets if offsets is not None else [origin.last] * len(events)
@@ -173,12 +169,11 @@ class Processor:
             # holding that record holds some of the step's events too, so it passes here and re-owns them.
             cause = origin.cause(max(o for _, o in step_events))
             alerts += self._process_step(StepKeys(replay_id, step), [e for e, _ in step_events], origin, cause,
-                                         rejects if rejects is not None else [], late or set(), partition, held)
+                                         rejects if rejects is not None else [], late or set())
         return alerts
 
     def _process_step(self, keys: StepKeys, events: list[TxEvent], origin: Origin, cause: bytes,
-                      rejects: list[tuple[TxEvent, str]], late: set[int], partition: int | None,
-                      held: frozenset[int]) -> list[Alert]:
+                      rejects: list[tuple[TxEvent, str]], late: set[int]) -> list[Alert]:
         unique: dict[int, TxEvent] = {}
         for e in events:  # sorted by seq; the same seq twice in a batch: a redelivery, or a conflict
             first = unique.setdefault(e.seq, e)
@@ -194,38 +189,12 @@ class Processor:
                                          f"partition's step_end for the step, which may have closed without it: not "
                                          f"written") for s in refused]
         self.cache.put(keys, batch.seqs[ok], self.model.scale(batch.records["features"][ok]), batch.records[ok])
-        new, n_windows = self._complete(graph)
-        if partition is not None:
-            seqs = batch.seqs[ok]
-            firsts = (seqs[seqs % self.window_size == 0] // self.window_size).tolist()
-            if firsts or new.size:
-                owners, passed = window_owners(self.redis, keys, firsts, partition)
-                ours = held | passed | {partition}
-                new = self._of_windows(new, [w for w in np.unique(new // self.window_size).tolist()
-                                             if owners.get(w, partition) in ours])
-        return self._score_arrivals(keys, graph, new, n_windows, origin, cause)
-
-    def _complete(self, graph: StepGraph) -> tuple[NDArray[np.int64], int]:
-        """(seqs not scored yet of the windows whose every seq has arrived — here or on another worker: their graph
-        is final —, how many windows that is from the step's start)."""
+        # Windows whose every seq has arrived (here or on another worker): their graph is final.
         unseen = np.flatnonzero(~graph.seen)
         prefix = int(unseen[0]) if unseen.size else graph.size
         ready = prefix - prefix % self.window_size
-        return np.flatnonzero(graph.seen[:ready] & ~graph.scored[:ready]), ready // self.window_size
-
-    def _of_windows(self, seqs: NDArray[np.int64], windows: list[int]) -> NDArray[np.int64]:
-        return seqs[np.isin(seqs // self.window_size, windows)]
-
-    def _score_owned(self, keys: StepKeys, partition: int, origin: Origin, cause: bytes) -> list[Alert]:
-        """At ``partition``'s step_end: the complete windows it owns that are not scored yet, scored now (whoever
-        completes one of its windows from now on scores it, claims.window_owners)."""
-        graph = self.store.read_graph(keys)
-        new, n_windows = self._complete(graph)
-        if not new.size:
-            return []
-        owners, _ = window_owners(self.redis, keys, [], partition)
-        mine = [w for w in np.unique(new // self.window_size).tolist() if owners.get(w) == partition]
-        return self._score_arrivals(keys, graph, self._of_windows(new, mine), n_windows, origin, cause) if mine else []
+        new = np.flatnonzero(graph.seen[:ready] & ~graph.scored[:ready])
+        return self._score_arrivals(keys, graph, new, ready // self.window_size, origin, cause)
 
     def _score_arrivals(self, keys: StepKeys, graph: StepGraph, new: NDArray[np.int64], n_windows: int,
                         origin: Origin, cause: bytes) -> list[Alert]:
@@ -302,14 +271,12 @@ class Processor:
 
     def on_step_end(self, replay_id: str, step: int, partition: int, n_partitions: int,
                     origin: Origin | None = None, offset: int | None = None,
-                    count: int | None = None, arrivals: list[Alert] | None = None) -> StepResult | None:
+                    count: int | None = None) -> StepResult | None:
         """Record the partition's step_end; finalise the step if the set is complete and ``origin`` owns the
         close: this step_end claims it, or an earlier try of it did (stream_app.claims).
 
         origin, offset: the consumed record (default: a direct call); count: the transactions the marker says the
-        step has. arrivals: receives the alerts of the arrival windows this partition owns that were complete but not
-        scored (process_batch with a partition leaves them to it); only for a consumed marker (``offset``).
-        MarkerRefused for a marker that contradicts the replay (its partition or transaction count),
+        step has. MarkerRefused for a marker that contradicts the replay (its partition or transaction count),
         or that completes a step none of whose transactions has arrived (premature, or of a replay that never
         started): no statistics come of it. The caller must have processed every event it read before the
         marker (flush the micro-batch first).
@@ -322,8 +289,6 @@ class Processor:
             self.redis.hsetnx(ReplayKeys(replay_id).markers, f"{step}:{partition}", offset)
         origin = origin or Origin.direct()
         cause = origin.cause(origin.last if offset is None else offset)
-        if arrivals is not None and offset is not None:  # after the marker: a window completed later is not ours
-            arrivals += self._score_owned(StepKeys(replay_id, step), partition, origin, cause)
         if not record_step_end(self.redis, replay_id, step, partition, n_partitions):
             return None
         if count and not self.redis.bitcount(StepKeys(replay_id, step).seen):
