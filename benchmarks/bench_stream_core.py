@@ -55,7 +55,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--scale", type=float, default=1.0)
     ap.add_argument("--batch", type=int, default=1000)
-    ap.add_argument("--naive", type=int, default=2000, help="events for the per-event path")
+    ap.add_argument("--naive", type=int, default=2000, help="events for the per-event path (0: skip it)")
     ap.add_argument("--alert-share", type=float, default=0.02, help="threshold = this upper quantile of scores")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
@@ -108,21 +108,25 @@ def main() -> None:
               + ", ".join(f"{k} {v:,.1f}" for k, v in breakdown.items()) + f"; total {sum(breakdown.values()):,.0f}")
         print(f"final scores vs offline GCN: max |diff| {np.abs(ours - offline).max():.2e}")
 
-        # The per-event path: same code, one event per call, on the first events of the largest step.
-        subset = [e.model_copy(update={"replay_id": "naive"}) for e in by_step[largest][: args.naive]]
-        batched = [e.model_copy(update={"replay_id": "naive-batched"}) for e in subset]
-        one = Processor(client, model, window_size=1)  # each event scored alone, at once: one forward each
-        t = time.perf_counter()
-        for e in subset:
-            one.process_batch([e])
-        naive = len(subset) / (time.perf_counter() - t)
-        t = time.perf_counter()
-        for i in range(0, len(batched), args.batch):
-            proc.process_batch(batched[i:i + args.batch])
-        same = len(batched) / (time.perf_counter() - t)
-        print(f"\nper-event path on {len(subset):,} tx of step {largest}: {naive:,.0f} tx/s; "
-              f"batched on the same tx: {same:,.0f} tx/s ({same / naive:.0f}x)")
+        if args.naive:
+            naive_path(proc, client, model, by_step[largest][: args.naive], largest, args.batch)
 
+
+def naive_path(proc: Processor, client: redis.Redis, model: LoadedModel, events: list, step: int, batch: int) -> None:
+    """The per-event path: same code, one event per call, on the first events of the largest step."""
+    subset = [e.model_copy(update={"replay_id": "naive"}) for e in events]
+    batched = [e.model_copy(update={"replay_id": "naive-batched"}) for e in subset]
+    one = Processor(client, model, window_size=1)  # each event scored alone, at once: one forward each
+    t = time.perf_counter()
+    for e in subset:
+        one.process_batch([e])
+    naive = len(subset) / (time.perf_counter() - t)
+    t = time.perf_counter()
+    for i in range(0, len(batched), batch):
+        proc.process_batch(batched[i:i + batch])
+    same = len(batched) / (time.perf_counter() - t)
+    print(f"\nper-event path on {len(subset):,} tx of step {step}: {naive:,.0f} tx/s; "
+          f"batched on the same tx: {same:,.0f} tx/s ({same / naive:.0f}x)")
 
 if __name__ == "__main__":
     main()

@@ -99,7 +99,7 @@ def score_rows(model: LoadedModel, view: sparse.csr_matrix, todo: NDArray[np.int
     """P(illicit) of the nodes ``todo`` (sorted) of the graph ``view``, computing each layer on the rows the next
     one reads only (``GCN.forward_rows``): the layers-hop ball of ``todo`` feeds the first layer, its inner balls
     the others. On arrival windows that is half the work of PyG's forward on the (layers+1)-hop ball, whose
-    outer shells only give degrees (measured on the full-size data: 1.7x faster on its largest step).
+    outer shells only give degrees (1.44x faster on the full-size data, benchmarks/bench_window_scoring.py).
 
     ``features(seqs)``: the scaled features of those nodes. Returns the outputs on R_2, the 2-hop ball of
     ``todo`` (in its order: the probabilities at ``todo``, the last layer's input on R_1, zero elsewhere — what
