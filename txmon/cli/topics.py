@@ -1,8 +1,8 @@
 """``txmon topics create``: make txmon's four Kafka topics exist before anything uses them.
 
-Why a command of its own: a deployment starts workers before any replay, and a worker (Faust)
-declares only the topics it consumes, while a producer's first send auto-creates a missing topic
-with the broker's default partition count. Creating all four up front, with
+Why a command of its own: a deployment may start its producers before its workers, and a producer's first send
+auto-creates a missing topic with the broker's default partition count (``txmon worker`` creates the four
+itself when missing). Creating all four up front, with
 TXMON_TOPIC_PARTITIONS partitions, fixes how many workers can share the load. The work itself is
 ``producer.kafka_io.ensure_topics``; this only reads the settings and reports.
 """

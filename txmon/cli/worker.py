@@ -19,12 +19,14 @@ def worker(
 ) -> None:
     """Run the stream worker: score transactions, publish alerts and per-step statistics.
 
-    Reads TXMON_KAFKA_BOOTSTRAP, TXMON_REDIS_URL and TXMON_MODEL_DIR / TXMON_MODEL_VERSION; start up to
-    as many as the transactions topic has partitions (`txmon demo` runs one on embedded services).
+    Reads TXMON_KAFKA_BOOTSTRAP, TXMON_REDIS_URL and TXMON_MODEL_DIR / TXMON_MODEL_VERSION; creates txmon's
+    topics when missing (as `txmon topics create`); start up to as many as the transactions topic has partitions
+    (`txmon demo` runs one on embedded services).
 
     Web views on --web-port: /health, /alerts, /tx/{tx_id}, /stats, /metrics (Prometheus).
     """
     from model_store.registry import ModelStoreError
+    from producer.kafka_io import ProducerError, ensure_topics
     from stream_app.scorer import LoadedModel
 
     overrides = {k: v for k, v in (("web_port", web_port), ("web_bind", web_bind)) if v is not None}
@@ -36,6 +38,11 @@ def worker(
         model = LoadedModel.from_store(s.model_dir, s.model_version)
     except ModelStoreError as e:
         fail(f"{e} (train one with `txmon train gcn --data DIR`)")
+    try:  # as Faust's consumer did for its topic: a worker started first must not wait for a producer to make them
+        ensure_topics(s.kafka_bootstrap, [s.topic_transactions, s.topic_alerts, s.topic_stats, s.topic_dead_letter],
+                      s.topic_partitions)
+    except ProducerError as e:
+        fail(str(e))
     from stream_app.app import create_app, run_worker
 
     run_worker(create_app(s, model), s, loglevel)

@@ -74,3 +74,25 @@ def test_errors_are_clean(monkeypatch: pytest.MonkeyPatch, bootstrap: str | None
     assert result.exit_code == 2, result.output
     assert "error:" in result.output and message in _text(result.output)
     assert "Traceback" not in result.output
+
+
+@pytest.mark.integration
+def test_the_worker_creates_missing_topics_before_it_joins(kafka_bootstrap: str, topic_env: dict[str, str],
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker started before any producer: its consumer finds its topic (aiokafka would see one created later only
+    at its next metadata refresh, minutes on)."""
+    import stream_app.app
+    import stream_app.scorer
+
+    monkeypatch.setenv("TXMON_KAFKA_BOOTSTRAP", kafka_bootstrap)
+    monkeypatch.setenv("TXMON_REDIS_URL", "redis://127.0.0.1:1/0")  # not used: the worker itself is not run
+    monkeypatch.setenv("TXMON_TOPIC_PARTITIONS", "3")
+    ran = []
+    monkeypatch.setattr(stream_app.scorer.LoadedModel, "from_store", classmethod(lambda cls, *args: "a model"))
+    monkeypatch.setattr(stream_app.app, "create_app", lambda settings, model: (settings, model))
+    monkeypatch.setattr(stream_app.app, "run_worker", lambda made, settings, loglevel: ran.append(made))
+    result = runner.invoke(app, ["worker", "--web-port", "0"])
+    assert result.exit_code == 0, result.output
+    assert len(ran) == 1 and ran[0][1] == "a model"
+    names = list(topic_env.values())
+    assert _partitions(kafka_bootstrap, names) == dict.fromkeys(names, 3)
