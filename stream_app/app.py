@@ -43,7 +43,7 @@ EXIT_BATCH_FAILED = 70  # EX_SOFTWARE: a batch could not be processed and publis
 
 class _Served:
     """The Processor (Redis client + model), built on first use, so making the app (e.g. for ``--help``)
-    needs no Redis or model. The agent and the web views all run on the one event loop: no race."""
+    needs no Redis or model. The consuming loop and the web views all run on the one event loop: no race."""
 
     def __init__(self, settings: Settings, model: LoadedModel | None = None) -> None:
         self.settings = settings
