@@ -33,16 +33,16 @@ def dropout(h: torch.Tensor, p: float, training: bool) -> torch.Tensor:
 
 class _RowBlockMM(torch.autograd.Function):
     """block @ h through scipy's CSR product (2-3x torch's CSR matmul on CPU here), with the
-    transpose precomputed for the backward pass instead of derived anew each time."""
+    transpose made once per block, when a backward pass first needs it (inference never does)."""
 
     @staticmethod
-    def forward(ctx: Any, h: torch.Tensor, block: sparse.csr_matrix, block_t: sparse.csr_matrix) -> torch.Tensor:
-        ctx.block_t = block_t
-        return torch.from_numpy(block @ h.detach().numpy())
+    def forward(ctx: Any, h: torch.Tensor, block: RowBlock) -> torch.Tensor:
+        ctx.row_block = block
+        return torch.from_numpy(block.block @ h.detach().numpy())
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
-        return torch.from_numpy(ctx.block_t @ grad.contiguous().numpy()), None, None
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return torch.from_numpy(ctx.row_block.transposed @ grad.contiguous().numpy()), None
 
 
 class RowBlock:
@@ -50,10 +50,16 @@ class RowBlock:
 
     def __init__(self, block: sparse.csr_matrix) -> None:
         self.block = block.astype(np.float32).tocsr()
-        self.block_t = self.block.T.tocsr()
+        self._transposed: sparse.csr_matrix | None = None
+
+    @property
+    def transposed(self) -> sparse.csr_matrix:
+        if self._transposed is None:
+            self._transposed = self.block.T.tocsr()
+        return self._transposed
 
     def __matmul__(self, h: torch.Tensor) -> torch.Tensor:
-        return _RowBlockMM.apply(h, self.block, self.block_t)
+        return _RowBlockMM.apply(h, self)
 
 
 class GCN(nn.Module):
