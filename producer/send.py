@@ -114,8 +114,7 @@ def prepare_topics(bootstrap: str, settings: Settings, partitions: int | None = 
     """Create txmon's topics when missing (``partitions`` each, default ``settings.topic_partitions``)."""
     wanted = partitions or settings.topic_partitions
     topic = settings.topic_transactions
-    counts = ensure_topics(bootstrap, [topic, settings.topic_alerts, settings.topic_stats,
-                                       settings.topic_dead_letter], wanted)
+    counts = ensure_topics(bootstrap, settings.topics, wanted)
     notes = []
     if counts[topic] != wanted:
         notes.append(f"topic {topic} already exists with {counts[topic]} partitions (not {wanted}); "

@@ -35,7 +35,7 @@ def create(
     if not s.kafka_bootstrap:
         fail(NO_BROKER)
     wanted = partitions or s.topic_partitions
-    names = [s.topic_transactions, s.topic_alerts, s.topic_stats, s.topic_dead_letter]
+    names = s.topics
     try:
         counts = ensure_topics(s.kafka_bootstrap, names, wanted)
     except ProducerError as e:

@@ -26,7 +26,8 @@ def worker(
     Web views on --web-port: /health, /alerts, /tx/{tx_id}, /stats, /metrics (Prometheus).
     """
     from model_store.registry import ModelStoreError
-    from producer.kafka_io import ProducerError, ensure_topics
+    from producer.kafka_io import ProducerError
+    from producer.send import prepare_topics
     from stream_app.scorer import LoadedModel
 
     overrides = {k: v for k, v in (("web_port", web_port), ("web_bind", web_bind)) if v is not None}
@@ -39,8 +40,7 @@ def worker(
     except ModelStoreError as e:
         fail(f"{e} (train one with `txmon train gcn --data DIR`)")
     try:  # as Faust's consumer did for its topic: a worker started first must not wait for a producer to make them
-        ensure_topics(s.kafka_bootstrap, [s.topic_transactions, s.topic_alerts, s.topic_stats, s.topic_dead_letter],
-                      s.topic_partitions)
+        prepare_topics(s.kafka_bootstrap, s)
     except ProducerError as e:
         fail(str(e))
     from stream_app.app import create_app, run_worker

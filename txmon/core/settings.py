@@ -64,6 +64,11 @@ class Settings(BaseSettings):
                                                       "~/.cache/txmon/kafka/<version>")
 
 
+    @property
+    def topics(self) -> list[str]:
+        """txmon's four topics: transactions, alerts, statistics, dead letters."""
+        return [self.topic_transactions, self.topic_alerts, self.topic_stats, self.topic_dead_letter]
+
     def to_env(self) -> dict[str, str]:
         """These settings as ``TXMON_*`` variables: how a worker process started by txmon receives them."""
         env = {}
