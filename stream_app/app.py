@@ -31,7 +31,7 @@ from stream_app.processor import Processor
 from stream_app.redis_client import connect
 from stream_app.retention import prune_ended
 from stream_app.retries import BatchFailed, retrying
-from stream_app.routing import Consumed, Outputs, record_published, route
+from stream_app.routing import Outputs, Record, record_published, route
 from stream_app.scorer import LoadedModel
 from stream_app.state import StateLost
 from txmon.core.settings import Settings
@@ -130,7 +130,7 @@ def create_app(settings: Settings, model: LoadedModel | None = None) -> faust.Ap
     # route() runs on the event loop, not on a thread of its own: measured on the full replay, a route thread
     # fighting Faust's loop for the GIL made batches 40% slower and p99 event→alert 5x worse (docs/tansu.md).
 
-    async def process(msgs: list[Consumed]) -> Outputs:
+    async def process(msgs: list[Record]) -> Outputs:
         proc = processor()
         proc.check_state()
         out = route(proc, msgs, settings.max_record_bytes, settings.worker_app_id)
@@ -138,7 +138,7 @@ def create_app(settings: Settings, model: LoadedModel | None = None) -> faust.Ap
             log.info("replay %s: every partition has passed replay_end", end.replay_id)
         return out
 
-    async def handle(by_partition: dict[int, list[Consumed]]) -> None:
+    async def handle(by_partition: dict[int, list[Record]]) -> None:
         work = []
         for partition, fetched in by_partition.items():
             start = await retrying(partial(delivery.admit, partition),

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, ConsumerStoppedError
 
-from stream_app.routing import Consumed
+from stream_app.routing import Record
 from txmon.core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ class TransactionsConsumer:
         return (not self._stopping and self._consumer is not None
                 and TopicPartition(self.topic, partition) in self._consumer.assignment())
 
-    async def batches(self) -> AsyncIterator[dict[int, list[Consumed]]]:
+    async def batches(self) -> AsyncIterator[dict[int, list[Record]]]:
         """Micro-batches by partition, until the consumer stops: what arrives within ``batch_wait_s`` of a
         batch's first record, at most ``batch_max`` records (Faust's ``take``, without a stream per record)."""
         assert self._consumer is not None, "start() first"
@@ -92,8 +92,7 @@ class TransactionsConsumer:
                         n += len(msgs)
             except ConsumerStoppedError:
                 return
-            yield {tp.partition: [Consumed(m.topic, m.partition, m.offset, m.key, m.value) for m in msgs]
-                   for tp, msgs in fetched.items() if msgs}
+            yield {tp.partition: msgs for tp, msgs in fetched.items() if msgs}
 
     async def commit(self, partition: int, next_offset: int) -> bool:
         """Commit ``next_offset`` for the group (at-least-once); False when the partition moved meanwhile."""

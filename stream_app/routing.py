@@ -9,7 +9,9 @@ in Redis is theirs on a retry (stream_app.claims).
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import redis
 from pydantic import ValidationError
@@ -34,8 +36,26 @@ from txmon.core.contracts import (
 from txmon.core.elliptic_format import STEP_MAX
 
 
+class Record(Protocol):
+    """A consumed record as route reads it: aiokafka's ``ConsumerRecord`` as fetched (no copy per record), or
+    ``Consumed``."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+
+
 @dataclass(frozen=True)
 class Consumed:
+    """A ``Record`` made by hand (tests, tools)."""
+
     topic: str
     partition: int
     offset: int
@@ -74,7 +94,7 @@ class Outputs:
         return [(s.replay_id, s.step) for s in self.stats_records]
 
 
-def _dead_letter(msg: Consumed, reason: str) -> tuple[bytes | None, bytes]:
+def _dead_letter(msg: Record, reason: str) -> tuple[bytes | None, bytes]:
     text = (msg.value or b"").decode("utf-8", errors="replace")
     key = msg.key[:DEAD_LETTER_KEY_BYTES] if msg.key else msg.key  # a dead letter must always be sendable
     record = DeadLetter(reason=reason, topic=msg.topic, partition=msg.partition, offset=msg.offset,
@@ -95,7 +115,7 @@ def _marker_problem(record: StepEnd | ReplayEnd) -> str | None:
     return None
 
 
-def route(processor: Processor, batch: list[Consumed], max_record_bytes: int, group: str = "") -> Outputs:
+def route(processor: Processor, batch: Sequence[Record], max_record_bytes: int, group: str = "") -> Outputs:
     """Process ``batch``, records of one partition in offset order, read by consumer group ``group``; return
     what to publish."""
     out = Outputs()
@@ -107,7 +127,7 @@ def route(processor: Processor, batch: list[Consumed], max_record_bytes: int, gr
     origin = Origin.of(batch[0].partition, [msg.offset for msg in batch], batch[0].topic, group)
     pending: list[TxEvent] = []
     offsets: list[int] = []
-    msgs: dict[int, Consumed] = {}  # id(event) -> its record, for the dead letters of refused events
+    msgs: dict[int, Record] = {}  # id(event) -> its record, for the dead letters of refused events
     reason: str | None
 
     def flush() -> None:
