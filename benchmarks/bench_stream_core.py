@@ -128,5 +128,6 @@ def naive_path(proc: Processor, client: redis.Redis, model: LoadedModel, events:
     print(f"\nper-event path on {len(subset):,} tx of step {step}: {naive:,.0f} tx/s; "
           f"batched on the same tx: {same:,.0f} tx/s ({same / naive:.0f}x)")
 
+
 if __name__ == "__main__":
     main()
