@@ -114,17 +114,19 @@ def create_app(settings: Settings, model: LoadedModel | None = None) -> faust.Ap
     dead_letter_topic = app.topic(settings.topic_dead_letter, key_type=bytes, value_type=bytes)
     processor = _Served(settings, model)
     consumer = TransactionsConsumer(settings, on_revoked=lambda partitions: delivery.revoke(partitions))
-    topics = OutputTopics(settings.topic_alerts, settings.topic_stats, settings.topic_dead_letter)
+    topics = OutputTopics(settings.topic_alerts, settings.topic_stats, settings.topic_dead_letter,
+                          settings.topic_transactions)
     delivery: Delivery
     if settings.processing_guarantee in (None, "exactly_once"):
         delivery = ExactlyOnce(
             settings.kafka_bootstrap or "127.0.0.1:9092", settings.worker_app_id, settings.topic_transactions, topics,
             assigned=consumer.assigned)
     else:
-        by_name = {t.get_topic_name(): t for t in (alerts_topic, stats_topic, dead_letter_topic)}
+        transactions_topic = app.topic(settings.topic_transactions, key_type=bytes, value_type=bytes)
+        by_name = {t.get_topic_name(): t for t in (alerts_topic, stats_topic, dead_letter_topic, transactions_topic)}
 
-        async def send(topic: str, key: bytes | None, value: bytes) -> None:
-            await by_name[topic].send(key=key, value=value)
+        async def send(topic: str, key: bytes | None, value: bytes, partition: int | None) -> None:
+            await by_name[topic].send(key=key, value=value, partition=partition)
 
         delivery = AtLeastOnce(topics, send, app.producer.flush, consumer.commit)
     # route() runs on the event loop, not on a thread of its own: measured on the full replay, a route thread
@@ -133,9 +135,9 @@ def create_app(settings: Settings, model: LoadedModel | None = None) -> faust.Ap
     async def process(msgs: list[Record]) -> Outputs:
         proc = processor()
         proc.check_state()
-        out = route(proc, msgs, settings.max_record_bytes, settings.worker_app_id)
-        for end in record_published(proc, out):
-            log.info("replay %s: every partition has passed replay_end", end.replay_id)
+        out = route(proc, msgs, settings.max_record_bytes, settings.worker_app_id, consumer.placement())
+        for replay_id in record_published(proc, out):
+            log.info("replay %s: done (every partition has passed replay_end, every step is closed)", replay_id)
         return out
 
     async def handle(by_partition: dict[int, list[Record]]) -> None:

@@ -15,7 +15,7 @@ exactly once, in the transaction that commits its cause's offset.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import redis
 
@@ -29,10 +29,14 @@ class Origin:
 
     ``Origin.direct()`` is for calls outside a consumer (tests, benchmarks): its one cause is unique, so it
     owns only the claims it makes itself.
+
+    ``scored``: the windows of each step this try has scored already, which a later call of the same try (a
+    hand-over after the step's events, the close after both) does not score again. A retry is a new Origin.
     """
 
     source: str
     offsets: frozenset[int]
+    scored: dict[StepKeys, set[int]] = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     @classmethod
     def of(cls, partition: int, offsets: list[int], topic: str = "", group: str = "") -> Origin:
@@ -59,12 +63,14 @@ class Origin:
 
 
 def claim_windows(client: redis.Redis, keys: StepKeys, new: list[int], cause: bytes,
-                  origin: Origin) -> set[int]:
+                  origin: Origin, key: str | None = None) -> set[int]:
     """Claim the arrival windows ``new`` for ``cause`` (HSETNX) and return every window of the step this
-    origin owns: the ones it just claimed and the ones an earlier try of its records claimed. One round trip."""
+    origin owns: the ones it just claimed and the ones an earlier try of its records claimed. One round trip.
+    ``key``: the claims' hash, ``keys.windows`` (who scores) by default, or ``keys.handed`` (who hands over)."""
+    key = key or keys.windows
     pipe = client.pipeline(transaction=False)
     for w in new:
-        pipe.hsetnx(keys.windows, str(w), cause)
-    pipe.hgetall(keys.windows)
+        pipe.hsetnx(key, str(w), cause)
+    pipe.hgetall(key)
     claims: dict[bytes, bytes] = pipe.execute()[-1]
     return {int(w) for w, c in claims.items() if origin.owns(c)}

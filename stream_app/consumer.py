@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, ConsumerStoppedError
 
+from stream_app.placement import Placement
 from stream_app.routing import Record
 from txmon.core.settings import Settings
 
@@ -64,6 +65,10 @@ class TransactionsConsumer:
             heartbeat_interval_ms=1_000,
             fetch_max_wait_ms=settings.fetch_wait_ms or DEFAULT_FETCH_WAIT_MS,
             max_partition_fetch_bytes=max(1 << 20, settings.max_record_bytes),
+            # Workers hand work over to each other on this topic inside their transactions (stream_app.placement):
+            # an aborted hand-over is never seen. Tansu has no transactions (and at-least-once sends none).
+            isolation_level="read_committed" if settings.processing_guarantee in (None, "exactly_once")
+            else "read_uncommitted",
         )
         self._consumer.subscribe([self.topic], listener=self._listener)
         await self._consumer.start()
@@ -72,6 +77,15 @@ class TransactionsConsumer:
         """Whether ``partition`` is this worker's now (never once it is stopping)."""
         return (not self._stopping and self._consumer is not None
                 and TopicPartition(self.topic, partition) in self._consumer.assignment())
+
+    def placement(self) -> Placement:
+        """The topic's partition count and this worker's partitions now (stream_app.placement)."""
+        assert self._consumer is not None, "start() first"
+        partitions = self._consumer.partitions_for_topic(self.topic)
+        if not partitions:  # it has fetched records of the topic, so this is not expected: the batch is retried
+            raise RuntimeError(f"no metadata for topic {self.topic} yet")
+        held = frozenset(tp.partition for tp in self._consumer.assignment() if tp.topic == self.topic)
+        return Placement(len(partitions), held)
 
     async def batches(self) -> AsyncIterator[dict[int, list[Record]]]:
         """Micro-batches by partition, until the consumer stops: what arrives within ``batch_wait_s`` of a

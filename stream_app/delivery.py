@@ -56,10 +56,13 @@ class OutputTopics:
     alerts: str
     stats: str
     dead_letter: str
+    transactions: str  # hand-overs go to the input topic, to the partition owning their step
 
-    def records(self, out: Outputs) -> list[tuple[str, bytes | None, bytes]]:
-        return ([(self.alerts, k, v) for k, v in out.alerts] + [(self.stats, k, v) for k, v in out.stats]
-                + [(self.dead_letter, k, v) for k, v in out.dead_letters])
+    def records(self, out: Outputs) -> list[tuple[str, bytes | None, bytes, int | None]]:
+        """(topic, key, value, partition: None for the producer's choice by key)."""
+        return ([(self.alerts, k, v, None) for k, v in out.alerts] + [(self.stats, k, v, None) for k, v in out.stats]
+                + [(self.dead_letter, k, v, None) for k, v in out.dead_letters]
+                + [(self.transactions, k, v, p) for p, k, v in out.handovers])
 
 
 class Delivery(Protocol):
@@ -187,8 +190,8 @@ class ExactlyOnce:
         if not owner.in_txn:
             await owner.producer.begin_transaction()
             owner.in_txn = True
-        sent = [await owner.producer.send(topic, value=value, key=key) for topic, key, value in
-                self.topics.records(out)]
+        sent = [await owner.producer.send(topic, value=value, key=key, partition=to)
+                for topic, key, value, to in self.topics.records(out)]
         await owner.producer.send_offsets_to_transaction(
             {TopicPartition(self.input_topic, partition): next_offset}, self.group_id)
         if self._crash_at and out.alerts:
@@ -248,7 +251,7 @@ class AtLeastOnce:
     """Send through the worker's own producer, flush, then commit the batch's offsets (``commit``: False when
     the partition moved meanwhile)."""
 
-    def __init__(self, topics: OutputTopics, send: Callable[[str, bytes | None, bytes], Awaitable[object]],
+    def __init__(self, topics: OutputTopics, send: Callable[[str, bytes | None, bytes, int | None], Awaitable[object]],
                  flush: Callable[[], Awaitable[object]], commit: Callable[[int, int], Awaitable[bool]]) -> None:
         self.topics = topics
         self._send = send
@@ -259,8 +262,8 @@ class AtLeastOnce:
         return 0
 
     async def deliver(self, partition: int, out: Outputs, first_offset: int, next_offset: int) -> bool:
-        for topic, key, value in self.topics.records(out):
-            await self._send(topic, key, value)
+        for topic, key, value, to in self.topics.records(out):
+            await self._send(topic, key, value, to)
         if not out.empty:
             await self._flush()  # on the broker before the offsets are committed
         return await self._commit(partition, next_offset)

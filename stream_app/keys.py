@@ -76,6 +76,12 @@ class StepKeys:
         and publishes it (stream_app.claims)."""
         return self.prefix + "win"
 
+    @property
+    def handed(self) -> str:
+        """Hash: arrival window -> the cause of the input record whose processing hands it over to the step's
+        owning partition (stream_app.placement): a retry of that record hands it over again."""
+        return self.prefix + "handed"
+
 
 @dataclass(frozen=True)
 class ReplayKeys:
@@ -118,7 +124,7 @@ class ReplayKeys:
     @property
     def declared(self) -> str:
         """Hash: what the replay's first markers declared — 'partitions', 'count:<step>' — which later markers
-        must repeat."""
+        must repeat; and 'last_step', from its first replay_end."""
         return self.prefix + "declared"
 
     @property
@@ -141,7 +147,9 @@ class ReplayKeys:
 SEQ_BITS = 20  # seqs are below 2**20: bounds a step's bitmaps (128 KiB)
 INSTANCE = "txm:instance"  # a random token: written by the first worker, gone when Redis loses its data
 WRITES = "txm:writes"  # incremented by every worker before each batch: goes back when Redis loses recent writes
-ENDED = "txm:ended"  # sorted set: replay id -> when every partition had passed its replay_end (Unix seconds)
+# sorted set: replay id -> when the replay was done: every partition had passed its replay_end and every step
+# was closed (Unix seconds)
+ENDED = "txm:ended"
 REPLAYS = "txm:replays"  # sorted set: replay id -> when a worker first saw it (Unix seconds)
 LATEST_ALERTS = "txm:latest:alerts"  # list: the newest alerts' JSON, any replay, newest first
 LATEST_N = 1000

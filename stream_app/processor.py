@@ -5,6 +5,10 @@ batch's Lua write, then GET of the seen/scored bitmaps and the edge log); the re
 not in this worker's cache (only with several workers); store the arrival scores; claim alert ids
 (only when there are alerts). Everything per event is numpy; the GCN runs once per arrival window
 that the batch completes (see ARRIVAL_WINDOW).
+
+Called by a worker, with a ``Handover``, a batch that completes windows of a step owned by another worker's
+partition, or a step's last step_end, hands the work over (stream_app.placement); called directly, without
+one, it does all the work itself.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from stream_app.alerts import Candidate, claim
 from stream_app.claims import Origin, claim_windows
 from stream_app.graph_store import FeatureCache, GraphStore, NodeBatch, StepGraph
 from stream_app.keys import SEQ_BITS, ReplayKeys, StepKeys
+from stream_app.placement import Handover
 from stream_app.retention import is_pruned
 from stream_app.scorer import LoadedModel, Scored, score_rows, top_neighbours
 from stream_app.state import check_instance, instance_token
@@ -38,7 +43,7 @@ from stream_app.step_close import (
     record_step_end,
     unfinished_earlier_steps,
 )
-from txmon.core.contracts import ARRIVAL_WINDOW, Alert, TxEvent, check_replay_id
+from txmon.core.contracts import ARRIVAL_WINDOW, Alert, StepReady, TxEvent, WindowsReady, check_replay_id
 from txmon.core.elliptic_format import STEP_MAX
 from txmon.core.errors import TxmonError
 
@@ -138,7 +143,7 @@ class Processor:
 
     def process_batch(self, events: list[TxEvent], *, checked: bool = False, origin: Origin | None = None,
                       offsets: list[int] | None = None, rejects: list[tuple[TxEvent, str]] | None = None,
-                      late: set[int] | None = None) -> list[Alert]:
+                      late: set[int] | None = None, handover: Handover | None = None) -> list[Alert]:
         """Write the batch to Redis, score the arrival windows it completes, return the arrival alerts.
 
         checked: the caller already ran ``check`` on every event (the router does, to dead-letter).
@@ -147,6 +152,7 @@ class Processor:
         rejects: receives (event, reason) for events that contradict the step (a seq already holding another
         transaction or other features, or a late event whose seq had not arrived): nothing of them is written.
         late: ids (``id(event)``) of events whose record came after their partition's step_end for their step.
+        handover: completed windows of steps its placement does not hold go there (as ``windows_ready``), not scored.
         """
         origin = origin or Origin.direct()
         at = offsets if offsets is not None else [origin.last] * len(events)
@@ -169,11 +175,11 @@ class Processor:
             # holding that record holds some of the step's events too, so it passes here and re-owns them.
             cause = origin.cause(max(o for _, o in step_events))
             alerts += self._process_step(StepKeys(replay_id, step), [e for e, _ in step_events], origin, cause,
-                                         rejects if rejects is not None else [], late or set())
+                                         rejects if rejects is not None else [], late or set(), handover)
         return alerts
 
     def _process_step(self, keys: StepKeys, events: list[TxEvent], origin: Origin, cause: bytes,
-                      rejects: list[tuple[TxEvent, str]], late: set[int]) -> list[Alert]:
+                      rejects: list[tuple[TxEvent, str]], late: set[int], handover: Handover | None) -> list[Alert]:
         unique: dict[int, TxEvent] = {}
         for e in events:  # sorted by seq; the same seq twice in a batch: a redelivery, or a conflict
             first = unique.setdefault(e.seq, e)
@@ -189,12 +195,42 @@ class Processor:
                                          f"partition's step_end for the step, which may have closed without it: not "
                                          f"written") for s in refused]
         self.cache.put(keys, batch.seqs[ok], self.model.scale(batch.records["features"][ok]), batch.records[ok])
-        # Windows whose every seq has arrived (here or on another worker): their graph is final.
+        n_windows = self._complete_windows(graph)
+        new = np.flatnonzero(graph.seen[:n_windows * self.window_size] & ~graph.scored[:n_windows * self.window_size])
+        if handover is not None and not handover.placement.holds(keys.replay_id, keys.step):
+            self._hand_over(keys, new, origin, cause, handover)
+            return []
+        return self._score_arrivals(keys, graph, new, n_windows, origin, cause)
+
+    def _complete_windows(self, graph: StepGraph) -> int:
+        """How many of the step's first windows have every seq arrived (here or on another worker): their
+        graph is final."""
         unseen = np.flatnonzero(~graph.seen)
         prefix = int(unseen[0]) if unseen.size else graph.size
-        ready = prefix - prefix % self.window_size
-        new = np.flatnonzero(graph.seen[:ready] & ~graph.scored[:ready])
-        return self._score_arrivals(keys, graph, new, ready // self.window_size, origin, cause)
+        return prefix // self.window_size
+
+    def _hand_over(self, keys: StepKeys, new: NDArray[np.int64], origin: Origin, cause: bytes,
+                   handover: Handover) -> None:
+        """Claim the complete windows of ``new`` for ``cause`` and hand over every window ``origin`` claimed
+        (these, and an earlier try's) to the step's owning partition, as one ``windows_ready`` record."""
+        new_windows = [int(w) for w in np.unique(new // self.window_size)]
+        owned = claim_windows(self.redis, keys, new_windows, cause, origin, keys.handed)
+        if owned:
+            handover.records.append(WindowsReady(replay_id=keys.replay_id, step=keys.step, windows=sorted(owned),
+                                                 event_time=time.time()))
+
+    def on_windows_ready(self, replay_id: str, step: int, windows: list[int], origin: Origin,
+                         offset: int) -> list[Alert]:
+        """Score the handed-over ``windows`` of the step that are not scored yet (the record at ``offset`` of
+        ``origin`` claims them), and any window an earlier try of ``origin`` claimed; return the arrival alerts.
+        MarkerRefused when the replay's graph was pruned."""
+        if self.pruned(replay_id):
+            raise MarkerRefused(f"replay {replay_id} has ended and its graph was pruned")
+        keys = StepKeys(replay_id, step)
+        graph = self.store.read_graph(keys)
+        arrived = np.flatnonzero(graph.seen & ~graph.scored)
+        new = arrived[np.isin(arrived // self.window_size, windows)]
+        return self._score_arrivals(keys, graph, new, self._complete_windows(graph), origin, origin.cause(offset))
 
     def _score_arrivals(self, keys: StepKeys, graph: StepGraph, new: NDArray[np.int64], n_windows: int,
                         origin: Origin, cause: bytes) -> list[Alert]:
@@ -202,24 +238,27 @@ class Processor:
         yet), claimed here for ``cause``, and those an earlier try of its records claimed. A node of window w is
         scored on the step's arrived nodes with seq < (w + 1) * window_size. Store the scores; claim the alerts."""
         owned = claim_windows(self.redis, keys, [int(w) for w in np.unique(new // self.window_size)], cause, origin)
+        done = origin.scored.setdefault(keys, set())
+        windows = [w for w in owned if w < n_windows and w not in done]  # not twice in one try
+        done.update(windows)
         arrived = np.flatnonzero(graph.seen)  # in proportion to the nodes, not to the largest seq named
-        todo = arrived[np.isin(arrived // self.window_size, [w for w in owned if w < n_windows])]
+        todo = arrived[np.isin(arrived // self.window_size, windows)]
         if todo.size == 0:
             return []
         model = self.model.on_arrival
         adj = graph.adjacency()
         probs = np.zeros(todo.size)
-        windows = []  # (indices into todo, scored, the ball's seqs, their rows in it)
+        outputs = []  # (indices into todo, scored, the ball's seqs, their rows in it)
         for w in np.unique(todo // self.window_size):
             sel = np.flatnonzero(todo // self.window_size == w)
             scored, nodes, at = self._score_window(keys, arrival_view(adj, int(w), self.window_size), todo[sel])
             probs[sel] = scored.probs[at]
-            windows.append((sel, scored, nodes, at))
+            outputs.append((sel, scored, nodes, at))
         probs = probs.astype(np.float32).astype(np.float64)  # as stored: step close re-reads it
         self.store.store_arrival(keys, todo, probs)  # the same scores on a retry: the window's graph is final
         alerting = probs >= model.threshold
         candidates = []
-        for sel, scored, nodes, at in windows:
+        for sel, scored, nodes, at in outputs:
             hit = alerting[sel]
             if not hit.any():
                 continue
@@ -264,16 +303,31 @@ class Processor:
                 what = "partitions" if f == "partitions" else f"transactions in step {step}"
                 raise MarkerRefused(f"the marker says {v} {what}, but replay {replay_id} declared {int(d)}")
 
-    def on_replay_end(self, replay_id: str, partition: int, n_partitions: int) -> bool:
-        """Record that ``partition`` has passed replay_end (everything before it is processed);
-        True once every partition has — what ``txmon replay`` waits for, never consumer lag."""
-        return add_partition(self.redis, ReplayKeys(replay_id).replay_end, partition, n_partitions)
+    def on_replay_end(self, replay_id: str, partition: int, n_partitions: int, last_step: int) -> bool:
+        """Record that ``partition`` has passed replay_end (everything before it is processed); True once the
+        replay is done (``replay_done``)."""
+        self.redis.hsetnx(ReplayKeys(replay_id).declared, "last_step", last_step)
+        add_partition(self.redis, ReplayKeys(replay_id).replay_end, partition, n_partitions)
+        return self.replay_done(replay_id)
+
+    def replay_done(self, replay_id: str) -> bool:
+        """Whether every partition has passed the replay's replay_end and every step of it is closed — what
+        ``txmon replay`` waits for, never consumer lag. A step's close can come after the last replay_end (it is
+        handed over to the step's partition), so both the last replay_end and every close ask."""
+        rk = ReplayKeys(replay_id)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hmget(rk.declared, ["partitions", "last_step"])
+        pipe.scard(rk.replay_end)
+        (partitions, last_step), ended = pipe.execute()
+        if partitions is None or last_step is None or ended < int(partitions):
+            return False
+        return not unfinished_earlier_steps(self.redis, replay_id, int(last_step) + 1)
 
     def on_step_end(self, replay_id: str, step: int, partition: int, n_partitions: int,
                     origin: Origin | None = None, offset: int | None = None,
-                    count: int | None = None) -> StepResult | None:
-        """Record the partition's step_end; finalise the step if the set is complete and ``origin`` owns the
-        close: this step_end claims it, or an earlier try of it did (stream_app.claims).
+                    count: int | None = None, handover: Handover | None = None) -> StepResult | None:
+        """Record the partition's step_end; if the set is complete, hand the close over (``handover``: a
+        ``step_ready`` record) or, without one, close the step here (``close_step``).
 
         origin, offset: the consumed record (default: a direct call); count: the transactions the marker says the
         step has. MarkerRefused for a marker that contradicts the replay (its partition or transaction count),
@@ -288,12 +342,25 @@ class Processor:
         if offset is not None:
             self.redis.hsetnx(ReplayKeys(replay_id).markers, f"{step}:{partition}", offset)
         origin = origin or Origin.direct()
-        cause = origin.cause(origin.last if offset is None else offset)
         if not record_step_end(self.redis, replay_id, step, partition, n_partitions):
             return None
         if count and not self.redis.bitcount(StepKeys(replay_id, step).seen):
             raise MarkerRefused(f"step_end completes step {step} of replay {replay_id}, but none of its {count} "
                                 f"transactions has arrived")
+        if handover is not None:
+            handover.records.append(StepReady(replay_id=replay_id, step=step, count=count or 0,
+                                              event_time=time.time()))
+            return None
+        return self.close_step(replay_id, step, origin, origin.last if offset is None else offset, count)
+
+    def close_step(self, replay_id: str, step: int, origin: Origin, offset: int,
+                   count: int | None = None) -> StepResult | None:
+        """Finalise the step if ``origin`` owns its close: the record at ``offset`` claims it, or an earlier try of
+        ``origin`` did (stream_app.claims); None when the close is another record's (done, or running elsewhere).
+        Every partition must have passed the step's step_end. MarkerRefused when the replay's graph was pruned."""
+        if self.pruned(replay_id):
+            raise MarkerRefused(f"replay {replay_id} has ended and its graph was pruned")
+        cause = origin.cause(offset)
         if not claim_finalisation(self.redis, replay_id, step, self.close_lease_s, origin, cause):
             return None  # another step_end's: done, or another worker is on it
         # Earlier steps still being closed elsewhere: their counts from their graphs (complete by now).

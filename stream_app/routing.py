@@ -3,7 +3,8 @@
 Order matters within a partition: a step's transactions precede its ``step_end`` there, so the
 transactions gathered so far are processed before each marker is handled. One partition a call: its
 outputs are committed with that partition's offsets (stream_app.delivery), and what its records claimed
-in Redis is theirs on a retry (stream_app.claims).
+in Redis is theirs on a retry (stream_app.claims). Given a ``Placement``, the work of steps owned by other
+partitions is handed over to them as records for the transactions topic (stream_app.placement).
 """
 
 from __future__ import annotations
@@ -18,17 +19,22 @@ from pydantic import ValidationError
 
 from stream_app.claims import Origin
 from stream_app.keys import LATEST_ALERTS, LATEST_N, ReplayKeys
+from stream_app.placement import Handover, Placement
 from stream_app.processor import MarkerRefused, Processor
 from stream_app.retention import mark_ended
+from stream_app.step_close import StepResult
 from txmon.core.contracts import (
     DEAD_LETTER_EXCERPT,
     DEAD_LETTER_KEY_BYTES,
     Alert,
     DeadLetter,
+    Marker,
     ReplayEnd,
     StepEnd,
+    StepReady,
     StepStats,
     TxEvent,
+    WindowsReady,
     check_replay_id,
     parse_records,
     validation_reason,
@@ -69,6 +75,8 @@ class Outputs:
     stats: list[tuple[bytes, bytes]] = field(default_factory=list)
     dead_letters: list[tuple[bytes | None, bytes]] = field(default_factory=list)
     replay_ends: list[tuple[ReplayEnd, int]] = field(default_factory=list)  # (marker, partition): see record_published
+    # (partition, key, value) for the transactions topic: work handed over to the partition owning its step
+    handovers: list[tuple[int, bytes, bytes]] = field(default_factory=list)
     processed: int = 0
     close_seconds: list[float] = field(default_factory=list)  # one per step this batch finalised
     alert_records: list[Alert] = field(default_factory=list)  # what ``alerts`` carries, as records
@@ -87,11 +95,25 @@ class Outputs:
     @property
     def empty(self) -> bool:
         """Nothing to publish and no marker handled."""
-        return not (self.alerts or self.stats or self.dead_letters or self.replay_ends)
+        return not (self.alerts or self.stats or self.dead_letters or self.replay_ends or self.handovers)
 
     @property
     def steps_closed(self) -> list[tuple[str, int]]:
         return [(s.replay_id, s.step) for s in self.stats_records]
+
+    def add_close(self, result: StepResult, seconds: float) -> None:
+        for alert in result.alerts:
+            self.add_alert(alert)
+        key = f"{result.stats.replay_id}:{result.stats.step}".encode()
+        self.stats.append((key, result.stats.model_dump_json().encode()))
+        self.stats_records.append(result.stats)
+        self.close_seconds.append(seconds)
+
+    def add_handovers(self, handover: Handover) -> None:
+        for r in handover.records:
+            partition = handover.placement.owner(r.replay_id, r.step)
+            self.handovers.append((partition, f"{r.replay_id}:{r.step}".encode(), r.model_dump_json().encode()))
+        handover.records.clear()
 
 
 def _dead_letter(msg: Record, reason: str) -> tuple[bytes | None, bytes]:
@@ -103,21 +125,23 @@ def _dead_letter(msg: Record, reason: str) -> tuple[bytes | None, bytes]:
     return key, record.model_dump_json().encode()
 
 
-def _marker_problem(record: StepEnd | ReplayEnd) -> str | None:
+def _marker_problem(record: Marker) -> str | None:
     """Why the worker cannot take this marker, or None: a bad one must be dead-lettered, not crash the agent."""
     try:
         check_replay_id(record.replay_id)
     except ValueError as e:
         return str(e)
-    last = record.step if isinstance(record, StepEnd) else record.last_step
+    last = record.last_step if isinstance(record, ReplayEnd) else record.step
     if last > STEP_MAX:  # step close walks the steps before it
         return f"step {last} is beyond {STEP_MAX}"
     return None
 
 
-def route(processor: Processor, batch: Sequence[Record], max_record_bytes: int, group: str = "") -> Outputs:
+def route(processor: Processor, batch: Sequence[Record], max_record_bytes: int, group: str = "",
+          placement: Placement | None = None) -> Outputs:
     """Process ``batch``, records of one partition in offset order, read by consumer group ``group``; return
-    what to publish."""
+    what to publish. ``placement``: hand over the work of steps owned by partitions this worker does not hold
+    (and every step close); None: do all the work here."""
     out = Outputs()
     if not batch:
         return out
@@ -125,9 +149,12 @@ def route(processor: Processor, batch: Sequence[Record], max_record_bytes: int, 
     if len(partitions) > 1:
         raise ValueError(f"route takes one partition's records, got partitions {sorted(partitions)}")
     origin = Origin.of(batch[0].partition, [msg.offset for msg in batch], batch[0].topic, group)
+    handover = Handover(placement) if placement is not None else None
     pending: list[TxEvent] = []
     offsets: list[int] = []
     msgs: dict[int, Record] = {}  # id(event) -> its record, for the dead letters of refused events
+    # (replay id, step) -> handed-over windows, their records: scored once per step, after the events
+    handed: dict[tuple[str, int], tuple[set[int], list[Record]]] = {}
     reason: str | None
 
     def flush() -> None:
@@ -135,7 +162,7 @@ def route(processor: Processor, batch: Sequence[Record], max_record_bytes: int, 
             rejects: list[tuple[TxEvent, str]] = []
             late = processor.late_events(pending, offsets, batch[0].partition)
             for alert in processor.process_batch(pending, checked=True, origin=origin, offsets=offsets,
-                                                 rejects=rejects, late=late):
+                                                 rejects=rejects, late=late, handover=handover):
                 out.add_alert(alert)
             for event, why in rejects:
                 out.dead_letters.append(_dead_letter(msgs[id(event)], why))
@@ -144,6 +171,36 @@ def route(processor: Processor, batch: Sequence[Record], max_record_bytes: int, 
             pending.clear()
             offsets.clear()
             msgs.clear()
+        for (replay_id, step), (windows, records) in handed.items():
+            try:
+                alerts = processor.on_windows_ready(replay_id, step, sorted(windows), origin, records[-1].offset)
+            except MarkerRefused as e:
+                out.dead_letters += [_dead_letter(m, str(e)) for m in records]
+                continue
+            for alert in alerts:
+                out.add_alert(alert)
+        handed.clear()
+
+    closed: set[tuple[str, int]] = set()
+
+    def close(record: StepReady | StepEnd, msg: Record) -> None:
+        t0 = time.perf_counter()
+        try:
+            if isinstance(record, StepEnd):
+                result = processor.on_step_end(record.replay_id, record.step, msg.partition, record.partitions,
+                                               origin, msg.offset, record.count, handover)
+            elif (record.replay_id, record.step) in closed:
+                # Two step_ready of a step (a retried step_end wrote it again) in one batch: this origin owns
+                # both claims, so the second would close the step again.
+                return
+            else:
+                closed.add((record.replay_id, record.step))
+                result = processor.close_step(record.replay_id, record.step, origin, msg.offset, record.count)
+        except MarkerRefused as e:
+            out.dead_letters.append(_dead_letter(msg, str(e)))
+            return
+        if result is not None:
+            out.add_close(result, time.perf_counter() - t0)
 
     parsed = iter(parse_records([m.value for m in batch if m.value is not None and len(m.value) <= max_record_bytes]))
     for msg in batch:
@@ -168,22 +225,13 @@ def route(processor: Processor, batch: Sequence[Record], max_record_bytes: int, 
                 msgs[id(record)] = msg
         elif reason := _marker_problem(record):
             out.dead_letters.append(_dead_letter(msg, reason))
-        elif isinstance(record, StepEnd):
+        elif isinstance(record, WindowsReady):  # complete windows: no order to keep with the events around it
+            windows, records = handed.setdefault((record.replay_id, record.step), (set(), []))
+            windows.update(record.windows)
+            records.append(msg)
+        elif isinstance(record, StepEnd | StepReady):
             flush()
-            t0 = time.perf_counter()
-            try:
-                result = processor.on_step_end(record.replay_id, record.step, msg.partition, record.partitions,
-                                               origin, msg.offset, record.count)
-            except MarkerRefused as e:
-                out.dead_letters.append(_dead_letter(msg, str(e)))
-                continue
-            if result is not None:
-                for alert in result.alerts:
-                    out.add_alert(alert)
-                key = f"{record.replay_id}:{record.step}".encode()
-                out.stats.append((key, result.stats.model_dump_json().encode()))
-                out.stats_records.append(result.stats)
-                out.close_seconds.append(time.perf_counter() - t0)
+            close(record, msg)
         else:
             flush()
             try:
@@ -193,22 +241,26 @@ def route(processor: Processor, batch: Sequence[Record], max_record_bytes: int, 
                 continue
             out.replay_ends.append((record, msg.partition))
     flush()
+    if handover is not None:
+        out.add_handovers(handover)
     return out
 
 
-def record_published(processor: Processor, out: Outputs) -> list[ReplayEnd]:
+def record_published(processor: Processor, out: Outputs) -> list[str]:
     """Record in Redis what the batch publishes — the replay's alert ids, the newest alerts, the step
-    statistics — and only then its replay_end markers; returns the replays whose every partition has now
-    passed replay_end. Every write is idempotent (a retried batch writes the same ids and sets), so this runs
-    before the batch's Kafka transaction commits: a crash in between leaves its records to be processed again,
-    and the retry commits them. Whoever sees a replay end in Redis (``txmon replay``) reads the alert topic
-    until it holds as many of the replay's alerts as recorded here."""
+    statistics — and only then its replay_end markers; returns the replays now done (every partition has
+    passed replay_end, every step is closed: by this batch's last replay_end, or its last close). Every write
+    is idempotent (a retried batch writes the same ids and sets), so this runs before the batch's Kafka
+    transaction commits: a crash in between leaves its records to be processed again, and the retry commits
+    them. Whoever sees a replay end in Redis (``txmon replay``) reads the alert topic until it holds as many of
+    the replay's alerts as recorded here."""
     _record_published(processor.redis, out)
-    ended = [end for end, partition in out.replay_ends
-             if processor.on_replay_end(end.replay_id, partition, end.partitions)]
-    for end in ended:
-        mark_ended(processor.redis, end.replay_id, time.time())
-    return ended
+    ended = {end.replay_id for end, partition in out.replay_ends
+             if processor.on_replay_end(end.replay_id, partition, end.partitions, end.last_step)}
+    ended |= {s.replay_id for s in out.stats_records if s.replay_id not in ended and processor.replay_done(s.replay_id)}
+    for replay_id in sorted(ended):
+        mark_ended(processor.redis, replay_id, time.time())
+    return sorted(ended)
 
 
 def _record_published(client: redis.Redis, out: Outputs) -> None:

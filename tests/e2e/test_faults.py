@@ -27,7 +27,7 @@ from txmon.core.contracts import ALERT_KINDS, Alert, StepStats
 from txmon.embedded import RedisServer
 from txmon.embedded.kafka_broker import KafkaBroker
 from txmon.embedded.tansu_broker import TansuBroker
-from txmon.pipeline.completion import published_alerts
+from txmon.pipeline.completion import published_alerts, replay_done
 from txmon.pipeline.runner import Pipeline
 from txmon.testing.e2e import TopicReader, read_step_scores, train_small_gcn, unique_settings, wait_for
 
@@ -178,7 +178,7 @@ def test_a_broker_restarted_without_its_data_never_makes_the_worker_skip_records
             send_replay(plan, again.bootstrap, settings)  # creates the topics again
             deadline = time.monotonic() + TIMEOUT
             while time.monotonic() < deadline and worker.exit_code is None and \
-                    client.scard("txm:{after}:replay_end") < PARTITIONS:
+                    not replay_done(client, "after"):
                 time.sleep(0.2)
             if worker.exit_code is not None:  # stopped: it must say why, and a restarted worker does it all
                 assert worker.exit_code == 70, worker.log_tail()
@@ -292,7 +292,7 @@ def test_redis_restarted_from_its_append_only_file_keeps_the_graph_or_stops_loud
             sender.join(TIMEOUT)
             deadline = time.monotonic() + TIMEOUT
             while time.monotonic() < deadline and worker.exit_code is None and \
-                    client.scard("txm:{restarted}:replay_end") < PARTITIONS:
+                    not replay_done(client, "restarted"):
                 time.sleep(0.2)
             if worker.exit_code is not None:
                 assert how == "kill9", f"a clean restart lost data: {worker.log_tail()}"

@@ -36,8 +36,8 @@ def replay(
     = None,
     epochs: Annotated[int, typer.Option(min=1, help="GCN training epochs, when the embedded run must train one")]
     = 200,
-    timeout: Annotated[float, typer.Option(min=1, help="seconds to wait, once the replay is sent, for the worker "
-                                                       "to pass its replay_end")] = 600.0,
+    timeout: Annotated[float, typer.Option(min=1, help="seconds to wait, once the replay is sent, for the workers "
+                                                       "to pass its replay_end and close every step")] = 600.0,
 ) -> None:
     """Replay a period through the stream and write a report with the labels joined back.
 
@@ -45,8 +45,8 @@ def replay(
     with neither, starts an embedded Apache Kafka broker (Tansu where Java is missing), redis-server and one
     worker for this replay.
 
-    Waits until the worker has processed the replay_end marker on every partition (never by consumer
-    lag), then reads the replay's alerts and statistics and writes report.html + report.json.
+    Waits until the workers have processed the replay_end marker on every partition and closed every step
+    (never by consumer lag), then reads the replay's alerts and statistics and writes report.html + report.json.
     """
     check_replay_options(from_step, to_step, rate, max_speed, replay_id)
     settings = read_settings()
@@ -84,7 +84,7 @@ class _RunView:
     def waiting(self, ended: int, steps: int) -> None:
         if self.status is None:
             self.bar.stop()
-            self.status = err_console.status("waiting for the worker to pass replay_end ...")
+            self.status = err_console.status("waiting for the worker to pass replay_end and close every step ...")
             self.status.start()
         self.status.update(f"waiting for the worker: {steps} of {self.steps} steps finalised, {ended} of "
                            f"{self.partitions} partitions past replay_end")

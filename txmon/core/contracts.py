@@ -1,8 +1,10 @@
 """Wire contracts: every record txmon puts on Kafka, defined once (pydantic v2).
 
-The transactions topic carries three kinds, told apart by ``kind``: ``tx`` events, ``step_end``
-markers (one per partition after each step) and a final ``replay_end``. The worker publishes
-``Alert`` records, one ``StepStats`` record per step, and ``DeadLetter`` records for bad input.
+The transactions topic carries five kinds, told apart by ``kind``: the producer's ``tx`` events,
+``step_end`` markers (one per partition after each step) and a final ``replay_end``; and the workers'
+hand-overs, ``windows_ready`` and ``step_ready``, which pass a step's scoring and close to the worker that
+owns the step (stream_app.placement). The worker publishes ``Alert`` records, one ``StepStats`` record per
+step, and ``DeadLetter`` records for bad input.
 Labels never travel on these topics.
 """
 
@@ -30,7 +32,7 @@ from pydantic import (
 
 from txmon.core.elliptic_format import N_FEATURES, STEP_MAX, STEP_MIN
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # -- vocabulary: the words and numbers the records share, spelled once ----------------------------------------------
 
@@ -160,7 +162,33 @@ class ReplayEnd(_Record):
     event_time: float = Field(description="when the producer sent the marker, Unix seconds")
 
 
-TopicEvent = Annotated[TxEvent | StepEnd | ReplayEnd, Field(discriminator="kind")]
+class WindowsReady(_Record):
+    """Written by a worker to the step's owning partition: these arrival windows of the step have every
+    transaction, score them (the owner of the partition does)."""
+
+    kind: Literal["windows_ready"] = Field("windows_ready", description="record kind on the transactions topic")
+    replay_id: ReplayId
+    step: Step = Field(description="the step the windows belong to")
+    windows: list[Annotated[int, Field(ge=0)]] = Field(
+        min_length=1, description=f"arrival windows of the step (window w: seqs w·{ARRIVAL_WINDOW} .. "
+                                  f"(w + 1)·{ARRIVAL_WINDOW} − 1), each complete")
+    event_time: float = Field(description="when the worker wrote the record, Unix seconds")
+
+
+class StepReady(_Record):
+    """Written by the worker that saw a step's last step_end to the step's owning partition: close the step
+    (the owner of the partition does)."""
+
+    kind: Literal["step_ready"] = Field("step_ready", description="record kind on the transactions topic")
+    replay_id: ReplayId
+    step: Step = Field(description="the step whose step_end every partition has passed")
+    count: int = Field(ge=0, description="transactions in the step, as its step_end markers declared")
+    event_time: float = Field(description="when the worker wrote the record, Unix seconds")
+
+
+TopicRecord = TxEvent | StepEnd | ReplayEnd | WindowsReady | StepReady
+Marker = StepEnd | ReplayEnd | WindowsReady | StepReady  # every kind but tx: no features, handled one by one
+TopicEvent = Annotated[TopicRecord, Field(discriminator="kind")]
 TOPIC_EVENT = TypeAdapter(TopicEvent)
 
 
@@ -276,12 +304,12 @@ class DeadLetter(_Record):
     received_at: float = Field(description="when the worker refused it, Unix seconds")
 
 
-def parse_records(values: Sequence[bytes]) -> list[TxEvent | StepEnd | ReplayEnd | ValidationError]:
+def parse_records(values: Sequence[bytes]) -> list[TopicRecord | ValidationError]:
     """Each JSON value of the transactions topic as its record, or the error validating it: the same as
     ``TOPIC_EVENT.validate_json`` one by one, but the transactions' features — most of a record and of its parse —
     are decoded and checked in one call for the batch. A batch holding a bad feature string is decoded again one
     record at a time, so every bad record gets the reason it would get alone."""
-    out: list[TxEvent | StepEnd | ReplayEnd | ValidationError] = []
+    out: list[TopicRecord | ValidationError] = []
     deferred: list[tuple[int, TxEvent]] = []  # the events whose features are still base64, and where they are
     for v in values:
         try:

@@ -49,7 +49,9 @@ RECORDS: dict[RecordName, RecordKind] = {
                                        "the refused record's key, byte for byte (absent if it had none)"),
     RecordName.transaction: RecordKind(TOPIC_EVENT, "txmon transaction-topic record", "topic_transactions",
                                        "`tx`: the tx id as decimal text (UTF-8); `step_end` and `replay_end`: "
-                                       "none (each is sent to every partition explicitly)"),
+                                       "none (each is sent to every partition explicitly); `windows_ready` and "
+                                       "`step_ready`: `<replay_id>:<step>` (sent to the step's owning "
+                                       "partition explicitly)"),
 }
 
 
@@ -65,7 +67,8 @@ def json_schema(name: RecordName) -> dict[str, Any]:
         # pydantic marks ``kind`` optional (it has a default) but the union needs it to pick the variant.
         for variant in body["$defs"].values():
             variant["required"] = ["kind", *(f for f in variant.get("required", []) if f != "kind")]
-        body["description"] = "One of three kinds, told apart by `kind`: tx, step_end, replay_end."
+        body["description"] = ("One of five kinds, told apart by `kind`: tx, step_end, replay_end (from the "
+                               "producer), windows_ready, step_ready (hand-overs between workers).")
     head = {"$schema": DIALECT, "$id": schema_id(name), "title": kind.title,
             "description": body.pop("description", ""), "x-schema-version": SCHEMA_VERSION}
     body.pop("title", None)

@@ -1,9 +1,11 @@
 """Knowing when the workers are done with a replay, and collecting what they published (used by the runner).
 
 "Done" is never read from consumer lag (Tansu's end offsets are wrong, docs/tansu.md): the worker
-records in Redis each partition whose ``replay_end`` marker it has processed, after the replay's
-alerts and statistics are on Kafka (``stream_app.routing.record_published``). Then the alerts are read
-back from the alert topic until there are as many as the worker counted as published.
+records in Redis each partition whose ``replay_end`` marker it has processed, and the replay as done
+(``txm:ended``) once every partition has and every step is closed — a step's close is handed over to the
+partition owning it, so it can come after the last replay_end (``stream_app.routing.record_published``).
+Then the alerts are read back from the alert topic until there are as many as the worker counted as
+published.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import cast
 import redis
 from pydantic import ValidationError
 
-from stream_app.keys import REPLAYS, ReplayKeys
+from stream_app.keys import ENDED, REPLAYS, ReplayKeys
 from txmon.core.contracts import Alert, StepStats
 from txmon.core.errors import TxmonError
 
@@ -34,6 +36,11 @@ def replay_exists(client: redis.Redis, replay_id: str) -> bool:
 
 def partitions_ended(client: redis.Redis, replay_id: str) -> int:
     return int(client.scard(ReplayKeys(replay_id).replay_end))
+
+
+def replay_done(client: redis.Redis, replay_id: str) -> bool:
+    """Whether a worker recorded the replay as done: every partition passed replay_end, every step closed."""
+    return client.zscore(ENDED, replay_id) is not None
 
 
 def steps_finalised(client: redis.Redis, replay_id: str) -> int:
@@ -55,7 +62,8 @@ def stored_stats(client: redis.Redis, replay_id: str) -> list[StepStats]:
 def wait_for_replay_end(client: redis.Redis, replay_id: str, partitions: int, timeout: float,
                         check: Callable[[], None] = lambda: None,
                         progress: Callable[[int, int], None] = lambda ended, steps: None) -> float:
-    """Block until every partition has passed the replay's replay_end; return the seconds waited.
+    """Block until the replay is done — every partition has passed its replay_end and every step is closed;
+    return the seconds waited.
 
     ``check`` raises to abort (e.g. the embedded worker died); ``progress(partitions ended, steps finalised)``.
     """
@@ -63,12 +71,12 @@ def wait_for_replay_end(client: redis.Redis, replay_id: str, partitions: int, ti
     while True:
         ended = partitions_ended(client, replay_id)
         progress(ended, steps_finalised(client, replay_id))
-        if ended >= partitions:
+        if ended >= partitions and replay_done(client, replay_id):
             return time.monotonic() - t0
         if time.monotonic() - t0 > timeout:
             raise ReplayRunError(
                 f"the worker has not finished replay {replay_id} after {timeout:g} s: {ended} of {partitions} "
-                f"partitions passed replay_end, {steps_finalised(client, replay_id)} steps finalised "
+                f"partitions passed replay_end, {steps_finalised(client, replay_id)} steps finalised; not done "
                 "(is a worker running against this Kafka and Redis?)")
         check()
         time.sleep(0.1)

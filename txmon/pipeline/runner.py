@@ -8,7 +8,7 @@ and the pipeline benchmark all drive it::
         result = p.run(plan, rate=None, timeout=300)          # send, wait for replay_end, collect
     # workers stopped (SIGTERM, then SIGKILL), then the services started here; also on Ctrl-C
 
-"Done" is the Redis replay_end set (``completion.wait_for_replay_end``), never consumer lag. The lower
+"Done" is recorded by the workers in Redis (``completion.wait_for_replay_end``), never consumer lag. The lower
 steps (``send``, ``wait_replay_end``, ``collect_alerts``, ``follow``) are public for callers that need
 another order, e.g. a test that sends a replay twice and waits once.
 """
@@ -50,10 +50,10 @@ class WorkerNotReady(TxmonError, RuntimeError):
 
 @dataclass(frozen=True)
 class RunResult:
-    """What one replay produced, read once every partition had passed its replay_end."""
+    """What one replay produced, read once it was done (every partition past replay_end, every step closed)."""
 
     summary: ReplaySummary  # what was sent
-    seconds: float  # from the first send until every partition had passed replay_end
+    seconds: float  # from the first send until the replay was done
     published: dict[str, int]  # alerts the workers published, by kind (their own count, in Redis)
     stats: list[StepStats]  # step statistics, by step, as published
     alerts: list[Alert] | None  # the replay's alerts read back from the alert topic (when asked for)
@@ -224,8 +224,8 @@ class Pipeline:
 
     def wait_replay_end(self, replay_id: str, timeout: float,
                         progress: Callable[[int, int], None] | None = None, check: Check | None = None) -> float:
-        """Block until every partition has passed the replay's replay_end (ReplayRunError after ``timeout``):
-        every event and step close before it is processed and published. Returns the seconds waited.
+        """Block until every partition has passed the replay's replay_end and every step is closed
+        (ReplayRunError after ``timeout``): everything is processed and published. Returns the seconds waited.
         ``progress(partitions ended, steps finalised)``."""
         return wait_for_replay_end(self.client, replay_id, self.partitions, timeout, check=self._checks(check),
                                    progress=progress or (lambda ended, steps: None))

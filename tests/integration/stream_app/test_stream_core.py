@@ -27,10 +27,13 @@ from replay.synth import generate
 from stream_app.claims import Origin
 from stream_app.graph_store import NODES_PER_CHUNK, RECORD, GraphStore, NodeBatch
 from stream_app.keys import ReplayKeys, StepKeys
+from stream_app.placement import Placement
 from stream_app.processor import MAX_SEQ, Processor
+from stream_app.routing import Consumed, Outputs, record_published, route
 from stream_app.scorer import LoadedModel
-from txmon.core.contracts import ARRIVAL_WINDOW, TxEvent
+from txmon.core.contracts import ARRIVAL_WINDOW, ReplayEnd, StepEnd, TxEvent
 from txmon.core.graph import undirected_adjacency
+from txmon.testing.records import MAX_BYTES, TOPIC
 
 pytestmark = [pytest.mark.integration, pytest.mark.filterwarnings("ignore:Sparse:UserWarning")]
 TOL = 1e-5
@@ -237,6 +240,87 @@ def test_arrival_scores_depend_only_on_the_data(r: redis.Redis, ds: EllipticData
     in_step = [np.flatnonzero(ds.steps == t) for t in ds.steps]
     assert (sim.ahead == [s.size - min((seq[i] // WINDOW + 1) * WINDOW, s.size)
                           for i, s in enumerate(in_step)]).all()
+
+
+def _partition_logs(ds: EllipticDataset, replay_id: str, partitions: int) -> list[list[bytes]]:
+    """The producer's records on each partition: a step's events (by tx id), then its step_end everywhere;
+    after the last step, replay_end everywhere."""
+    logs: list[list[bytes]] = [[] for _ in range(partitions)]
+    events = replay_events(ds, replay_id)
+    steps = [int(t) for t in np.unique(ds.steps)]
+    for t in steps:
+        for e in events:
+            if e.step == t:
+                logs[e.tx_id % partitions].append(e.model_dump_json().encode())
+        end = StepEnd(replay_id=replay_id, step=t, count=int((ds.steps == t).sum()), partitions=partitions,
+                      event_time=1.0)
+        for log in logs:
+            log.append(end.model_dump_json().encode())
+    end_all = ReplayEnd(replay_id=replay_id, first_step=steps[0], last_step=steps[-1], count=ds.n_nodes,
+                        partitions=partitions, event_time=1.0)
+    for log in logs:
+        log.append(end_all.model_dump_json().encode())
+    return logs
+
+
+def test_work_handed_over_to_the_owning_partition_gives_the_same_outputs(r: redis.Redis, redis_url: str,
+                                                                        ds: EllipticDataset) -> None:
+    """Two workers holding two of four partitions each, batches of random partitions and sizes, hand-over
+    records appended to the partition they are for (as the broker would): every window is scored and every step
+    closed by the worker holding the step's owning partition, once; the arrival scores are the data's; the
+    replay is done only after its last close; and the alerts are those of one processor doing everything."""
+    model, _ = make_model(ds)
+    partitions, held = 4, [frozenset({0, 1}), frozenset({2, 3})]
+    workers = [Processor(r, model, window_size=WINDOW),
+               Processor(redis.Redis.from_url(redis_url), model, window_size=WINDOW)]
+    logs = _partition_logs(ds, "ho", partitions)
+    done_at: list[int] = []  # how many steps had closed when the replay was reported done
+    outs: list[tuple[int, Outputs]] = []
+    rng = np.random.default_rng(5)
+    read = [0] * partitions
+    for _ in range(10_000):
+        left = [p for p in range(partitions) if read[p] < len(logs[p])]
+        if not left:
+            break
+        p = int(rng.choice(left))
+        w = 0 if p in held[0] else 1
+        end = min(len(logs[p]), read[p] + int(rng.integers(1, 60)))
+        batch = [Consumed(TOPIC, p, o, None, logs[p][o]) for o in range(read[p], end)]
+        read[p] = end
+        out = route(workers[w], batch, MAX_BYTES, "g", Placement(partitions, held[w]))
+        assert not out.dead_letters, out.dead_letters
+        outs.append((w, out))
+        done_at += [sum(len(o.stats_records) for _, o in outs)] * len(record_published(workers[w], out))
+        for to, _key, value in out.handovers:
+            logs[to].append(value)
+    else:
+        pytest.fail("the partitions were not consumed within 10,000 batches")
+
+    steps = [int(t) for t in np.unique(ds.steps)]
+    assert done_at == [len(steps)]  # once, and only after every close
+    handed = [v for log in logs for v in log if b'"windows_ready"' in v]
+    assert handed and sum(b'"step_ready"' in v for log in logs for v in log) >= len(steps)
+    closes = [(w, s.step) for w, o in outs for s in o.stats_records]
+    assert sorted(s for _, s in closes) == steps
+    placements = [Placement(partitions, h) for h in held]
+    assert all(placements[w].holds("ho", s) for w, s in closes)
+    alerts = [(w, a) for w, o in outs for a in o.alert_records]
+    assert len({a.alert_id for _, a in alerts}) == len(alerts)  # each published once
+    assert all(placements[w].holds("ho", a.step) for w, a in alerts)  # arrival ones too: scored by the owner
+
+    seq = step_seqs(ds)
+    got = np.zeros(ds.n_nodes)
+    for t in steps:
+        in_step = np.flatnonzero(ds.steps == t)
+        got[in_step] = stored(r, "ho", t, "arr")[seq[in_step]]
+    np.testing.assert_allclose(got, expected_arrival(ds, model.on_arrival, WINDOW), atol=TOL, rtol=0)
+
+    direct = Processor(r, model, window_size=WINDOW)
+    want = []
+    for b in batches(replay_events(ds, "direct"), rng):
+        want += direct.process_batch(b)
+    want += [a for res in close_all(direct, ds, "direct").values() if res is not None for a in res.alerts]
+    assert sorted((a.tx_id, a.kind) for _, a in alerts) == sorted((a.tx_id, a.kind) for a in want)
 
 
 # ---------------------------------------------------------------- at-least-once

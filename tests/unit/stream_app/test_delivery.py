@@ -24,7 +24,7 @@ def test_revoke_goes_on_without_a_producer_that_does_not_stop(monkeypatch) -> No
     monkeypatch.setattr(delivery, "STOP_WAIT_S", 0.2)
 
     async def run() -> tuple[float, _Stuck, ExactlyOnce]:
-        eos = ExactlyOnce("127.0.0.1:1", "g", "t", OutputTopics("a", "s", "d"), assigned=lambda p: True)
+        eos = ExactlyOnce("127.0.0.1:1", "g", "t", OutputTopics("a", "s", "d", "t"), assigned=lambda p: True)
         stuck = _Stuck()
         eos._owners[0] = _Owner(stuck, in_txn=True, last_commit=0.0)  # type: ignore[arg-type]
         t0 = time.monotonic()
