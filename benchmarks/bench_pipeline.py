@@ -230,6 +230,26 @@ def percentile_ms(values: list[float], q: float) -> float:
     return float(np.percentile(np.array(values) * 1e3, q)) if values else float("nan")
 
 
+def work_done(workers: list) -> list[tuple[float, float]]:
+    """Per worker, from its /metrics: (steps it closed, arrival alerts it raised) — where the scoring went."""
+    out = []
+    for w in workers:
+        m = w.metrics()
+        out.append((m.total("txmon_steps_finalised_total"), m.total("txmon_alerts_total", kind="arrival")))
+    return out
+
+
+def slow_down(pid: int) -> subprocess.Popen:
+    """Pin every thread of ``pid`` to the last CPU and start a busy loop pinned there; returns the loop's process."""
+    cpu = max(os.sched_getaffinity(0))
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        os.sched_setaffinity(int(tid), {cpu})
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"],
+                           preexec_fn=lambda: os.sched_setaffinity(0, {cpu}))
+    print(f"--slow-worker: pid {pid} pinned to CPU {cpu}, busy loop pid {hog.pid} there")
+    return hog
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--scale", type=float, default=1.0, help="synthetic data set size (1.0 = Elliptic's 203,769 tx)")
@@ -250,6 +270,9 @@ def main() -> None:
     ap.add_argument("--plain-worker", action="store_true",
                     help="run `python -m txmon worker` itself (no batch log, no --fetch-wait-ms)")
     ap.add_argument("--profile", type=Path, default=None, help="py-spy the worker in phase 2; flame graph here")
+    ap.add_argument("--slow-worker", action="store_true",
+                    help="pin the last worker to the last CPU and run a busy loop there: one worker on a busier "
+                         "core, as on a shared machine, to see where the work goes when a worker falls behind")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--timeout", type=float, default=900, help="seconds to wait for a phase")
     args = ap.parse_args()
@@ -271,7 +294,7 @@ def main() -> None:
           f"({counts[largest]:,} tx); model: random GCN {gcn.architecture()}, threshold {threshold:.4f} "
           f"(set-up {time.perf_counter() - t0:.1f} s)")
 
-    collector = profiler = None
+    collector = profiler = hog = None
     results: dict[str, float] = {}
     # Always the embedded stack, whatever TXMON_* say; the topics are the settings' (a fresh broker).
     settings = Settings(kafka_bootstrap=None, redis_url=None, model_dir=tmp / "models", topic_partitions=PARTITIONS,
@@ -287,6 +310,8 @@ def main() -> None:
             workers = pipeline.start_workers(args.workers, args.timeout, command=command,
                                              BENCH_BATCH_LOG=str(tmp / "batches.log"))
             worker = workers[0]
+            if args.slow_worker:
+                hog = slow_down(workers[-1].pid)
             collector = Collector(pipeline.bootstrap, settings.topic_stats, settings.topic_alerts)
             broker = pipeline.stack.broker_name if pipeline.stack else "Kafka"
             assert pipeline.stack and pipeline.stack.broker and pipeline.stack.redis  # the embedded stack, above
@@ -317,8 +342,11 @@ def main() -> None:
                 time.sleep(1.0)  # py-spy attaches
             pids = {f"worker {i + 1}" if len(workers) > 1 else "worker": w.pid for i, w in enumerate(workers)}
             meter = CpuMeter({**pids, **services})
+            work0 = work_done(workers)
             plan, start, summary = run("full", "the full replay")
             cpu_full = meter.report(tx=plan.count)
+            work = [tuple(b - a for a, b in zip(w0, w1, strict=True))
+                    for w0, w1 in zip(work0, work_done(workers), strict=True)]
             if profiler:
                 profiler.stop()
             stats = collector.stats_of("full")
@@ -341,6 +369,9 @@ def main() -> None:
                       f"{end - start:.1f} s ({100 * secs.sum() / (end - start):.0f}%), {1e6 * secs.sum() / n:,.0f} µs "
                       f"per tx; the rest is Faust, the Kafka clients and waiting")
             print(f"  {cpu_full}")
+            if len(workers) > 1:
+                print("  work per worker: steps closed " + " / ".join(f"{c:.0f}" for c, _ in work)
+                      + ", arrival alerts " + " / ".join(f"{a:.0f}" for _, a in work))
             print(f"  redis: {results['bytes_per_tx']:,.0f} bytes per transaction (used_memory delta "
                   f"{(mem1 - mem0) / 2**20:,.1f} MiB); largest step by key family (MEMORY USAGE / tx): "
                   + ", ".join(f"{k} {v:,.1f}" for k, v in breakdown.items()))
@@ -421,6 +452,9 @@ def main() -> None:
                 print(f"naive per-event path (Processor.process_batch on single events, first {len(events):,} tx "
                       f"of step {largest}): {naive:,.0f} tx/s → the full replay would take {n / naive:,.0f} s")
         finally:
+            if hog is not None:
+                hog.kill()  # ours: started by slow_down
+                hog.wait()
             if profiler:
                 for p in profiler.procs:
                     if p.poll() is None:
