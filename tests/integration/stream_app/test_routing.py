@@ -14,6 +14,7 @@ import pytest
 import redis
 
 from stream_app.keys import StepKeys
+from stream_app.placement import Placement
 from stream_app.processor import MAX_SEQ, Processor
 from stream_app.routing import Consumed, Outputs, record_published, route
 from txmon.core.contracts import DEAD_LETTER_EXCERPT, Alert, DeadLetter, StepStats, encode_features
@@ -307,3 +308,41 @@ def test_an_event_after_its_partitions_step_end_is_refused_unless_it_arrived_bef
     assert redis_client.get(keys.seen) == seen  # not marked as arrived
     again = route(proc, [msg(tx(seq=1), offset=1), msg(tx(seq=2, event_time=1_800_000_000.0), offset=5)], MAX_BYTES)
     assert not again.dead_letters  # before the marker, or already there: nothing to refuse
+
+
+# -- hand-overs (stream_app.placement) -----------------------------------------------------------------------------
+
+
+def test_a_handed_over_close_runs_once_and_the_replay_is_done_only_after_it(proc: Processor) -> None:
+    placement = Placement(1, frozenset({0}))
+    batch = [msg(tx(step=1, seq=i), offset=i) for i in range(4)]
+    batch += [msg(step_end(step=1, count=4), offset=4), msg(replay_end(), offset=5)]
+    out = route(proc, batch, MAX_BYTES, placement=placement)
+    assert out.processed == 4 and not out.stats_records  # the close is handed over, not run here
+    assert [(p, k) for p, k, _ in out.handovers] == [(placement.owner("r", 1), b"r:1")]
+    assert record_published(proc, out) == []  # every partition passed replay_end, but step 1 is not closed
+    ready = json.loads(out.handovers[0][2])
+    assert ready["kind"] == "step_ready" and ready["count"] == 4
+    # A step_ready written twice (its step_end retried) and read in one batch closes the step once.
+    closing = route(proc, [msg(ready, offset=6), msg(ready, offset=7)], MAX_BYTES, placement=placement)
+    assert closing.steps_closed == [("r", 1)] and not closing.dead_letters
+    assert record_published(proc, closing) == ["r"]
+    later = route(proc, [msg(ready, offset=8)], MAX_BYTES, placement=placement)
+    assert not later.stats_records and not later.dead_letters  # closed by another record: nothing twice
+
+
+def test_windows_of_a_step_owned_elsewhere_are_handed_over_once_and_scored_by_the_owner(
+        proc: Processor, redis_client: redis.Redis) -> None:
+    proc.window_size = 2
+    here, owner = Placement(2, frozenset({0})), Placement(2, frozenset({1}))
+    step = next(s for s in range(1, 10) if here.owner("r", s) == 1)  # a step owned by the other worker
+    out = route(proc, [msg(tx(step=step, seq=i), offset=i) for i in range(5)], MAX_BYTES, placement=here)
+    assert out.processed == 5 and not out.alerts  # windows 0 and 1 complete, not scored here
+    (to, _, value), = out.handovers
+    assert to == 1 and json.loads(value)["windows"] == [0, 1]
+    more = route(proc, [msg(tx(step=step, seq=5), offset=5)], MAX_BYTES, placement=here)
+    assert [json.loads(v)["windows"] for _, _, v in more.handovers] == [[2]]  # 0 and 1 are handed over already
+    scored = route(proc, [msg(json.loads(value), partition=1, offset=0)], MAX_BYTES, placement=owner)
+    assert sorted(a.tx_id for a in scored.alert_records) == [1000 * step + i + 1 for i in range(4)]  # threshold 0
+    again = route(proc, [msg(json.loads(value), partition=1, offset=1)], MAX_BYTES, placement=owner)
+    assert not again.alerts and not again.dead_letters  # scored already: a repeated hand-over changes nothing
