@@ -155,6 +155,7 @@ def route(processor: Processor, batch: Sequence[Record], max_record_bytes: int, 
     msgs: dict[int, Record] = {}  # id(event) -> its record, for the dead letters of refused events
     # (replay id, step) -> handed-over windows, their records: scored once per step, after the events
     handed: dict[tuple[str, int], tuple[set[int], list[Record]]] = {}
+    closed: set[tuple[str, int]] = set()  # steps a step_ready of this batch closed
     reason: str | None
 
     def flush() -> None:
@@ -181,9 +182,7 @@ def route(processor: Processor, batch: Sequence[Record], max_record_bytes: int, 
                 out.add_alert(alert)
         handed.clear()
 
-    closed: set[tuple[str, int]] = set()
-
-    def close(record: StepReady | StepEnd, msg: Record) -> None:
+    def end_step(record: StepReady | StepEnd, msg: Record) -> None:
         t0 = time.perf_counter()
         try:
             if isinstance(record, StepEnd):
@@ -231,7 +230,7 @@ def route(processor: Processor, batch: Sequence[Record], max_record_bytes: int, 
             records.append(msg)
         elif isinstance(record, StepEnd | StepReady):
             flush()
-            close(record, msg)
+            end_step(record, msg)
         else:
             flush()
             try:

@@ -187,7 +187,7 @@ class StepReady(_Record):
 
 
 TopicRecord = TxEvent | StepEnd | ReplayEnd | WindowsReady | StepReady
-Marker = StepEnd | ReplayEnd | WindowsReady | StepReady  # every kind but tx: no features, handled one by one
+Marker = StepEnd | ReplayEnd | WindowsReady | StepReady  # every kind but tx
 TopicEvent = Annotated[TopicRecord, Field(discriminator="kind")]
 TOPIC_EVENT = TypeAdapter(TopicEvent)
 
