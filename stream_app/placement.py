@@ -4,11 +4,13 @@ A window of a step can be scored once its last transaction has arrived, and a st
 partition has passed its step_end. The worker whose batch completes them is the one furthest behind, so
 doing the work there loads the slowest worker most (two workers measured 15 % / 85 % of the CPU over a full
 replay). Instead, each step of a replay is owned by one partition of the transactions topic. A worker that
-completes windows of a step whose partition it does not hold writes a ``windows_ready`` record there, and the
-last step_end of a step becomes a ``step_ready`` record there, whoever sees it. The partition's holder
-processes them in offset order as its own input: the claims (stream_app.claims) and the Kafka transaction
-(stream_app.delivery) of the work are those of the hand-over record, and a step's close comes after every
-window hand-over written before it. Windows of a step the worker owns are scored where they complete.
+completes windows of a step whose partition it does not hold writes a ``windows_ready`` record there, and
+the last step_end of such a step becomes a ``step_ready`` record there. The partition's holder processes them in
+offset order as its own input: the claims (stream_app.claims) and the Kafka transaction (stream_app.delivery) of
+the work are those of the hand-over record. A worker that holds the owning partition scores the windows and
+closes the step where they complete, without a round trip through Kafka — unless a window of the step is
+claimed but not scored by another record (a worker died in between): then the close goes through the owning
+partition too, after that record's retry.
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ import math
 import time
 from dataclasses import replace
 from itertools import groupby
+from typing import cast
 
 import numpy as np
 import redis
@@ -326,8 +327,9 @@ class Processor:
     def on_step_end(self, replay_id: str, step: int, partition: int, n_partitions: int,
                     origin: Origin | None = None, offset: int | None = None,
                     count: int | None = None, handover: Handover | None = None) -> StepResult | None:
-        """Record the partition's step_end; if the set is complete, hand the close over (``handover``: a
-        ``step_ready`` record) or, without one, close the step here (``close_step``).
+        """Record the partition's step_end; if the set is complete, close the step here (``close_step``), or —
+        given a ``handover`` whose placement does not hold the step's owning partition, or while a window of the
+        step is being scored for another record — hand the close over as a ``step_ready`` record.
 
         origin, offset: the consumed record (default: a direct call); count: the transactions the marker says the
         step has. MarkerRefused for a marker that contradicts the replay (its partition or transaction count),
@@ -347,11 +349,24 @@ class Processor:
         if count and not self.redis.bitcount(StepKeys(replay_id, step).seen):
             raise MarkerRefused(f"step_end completes step {step} of replay {replay_id}, but none of its {count} "
                                 f"transactions has arrived")
-        if handover is not None:
+        if handover is not None and (not handover.placement.holds(replay_id, step)
+                                     or self._scored_elsewhere(StepKeys(replay_id, step), origin)):
             handover.records.append(StepReady(replay_id=replay_id, step=step, count=count or 0,
                                               event_time=time.time()))
             return None
         return self.close_step(replay_id, step, origin, origin.last if offset is None else offset, count)
+
+    def _scored_elsewhere(self, keys: StepKeys, origin: Origin) -> bool:
+        """Whether a window of the step is claimed for scoring by another record and not stored yet: a worker
+        died between the two, and its record (on the step's owning partition) will be processed again. The
+        close must come after that, so it goes through the owning partition too."""
+        claims = cast("dict[bytes, bytes]", self.redis.hgetall(keys.windows))  # a binary client
+        others = [int(w) for w, c in claims.items() if not origin.owns(c)]
+        if not others:
+            return False
+        graph = self.store.read_graph(keys)
+        unscored = np.unique(np.flatnonzero(graph.seen & ~graph.scored) // self.window_size)
+        return bool(np.isin(others, unscored).any())
 
     def close_step(self, replay_id: str, step: int, origin: Origin, offset: int,
                    count: int | None = None) -> StepResult | None:

@@ -176,8 +176,9 @@ class WindowsReady(_Record):
 
 
 class StepReady(_Record):
-    """Written by the worker that saw a step's last step_end to the step's owning partition: close the step
-    (the owner of the partition does)."""
+    """Written by the worker that saw a step's last step_end, when it does not hold the step's owning partition
+    (or a window of the step is still being scored elsewhere), to that partition: close the step (its holder
+    does)."""
 
     kind: Literal["step_ready"] = Field("step_ready", description="record kind on the transactions topic")
     replay_id: ReplayId

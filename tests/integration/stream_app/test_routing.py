@@ -313,21 +313,37 @@ def test_an_event_after_its_partitions_step_end_is_refused_unless_it_arrived_bef
 # -- hand-overs (stream_app.placement) -----------------------------------------------------------------------------
 
 
+def _step_one(replay_id: str = "r") -> list[Consumed]:
+    batch = [msg(tx(step=1, seq=i, replay_id=replay_id), offset=i) for i in range(4)]
+    return batch + [msg(step_end(replay_id=replay_id, step=1, count=4), offset=4),
+                    msg(replay_end(replay_id=replay_id), offset=5)]
+
+
+def test_the_holder_of_a_steps_partition_closes_it_where_its_step_end_completes(proc: Processor) -> None:
+    out = route(proc, _step_one(), MAX_BYTES, placement=Placement(1, frozenset({0})))
+    assert out.steps_closed == [("r", 1)] and not out.handovers  # no round trip through Kafka
+    assert record_published(proc, out) == ["r"]
+
+
 def test_a_handed_over_close_runs_once_and_the_replay_is_done_only_after_it(proc: Processor) -> None:
-    placement = Placement(1, frozenset({0}))
-    batch = [msg(tx(step=1, seq=i), offset=i) for i in range(4)]
-    batch += [msg(step_end(step=1, count=4), offset=4), msg(replay_end(), offset=5)]
-    out = route(proc, batch, MAX_BYTES, placement=placement)
-    assert out.processed == 4 and not out.stats_records  # the close is handed over, not run here
-    assert [(p, k) for p, k, _ in out.handovers] == [(placement.owner("r", 1), b"r:1")]
+    owner = Placement(2, frozenset({Placement(2, frozenset()).owner("r", 1)}))
+    elsewhere = Placement(2, frozenset({0, 1}) - owner.held)
+    out = route(proc, _step_one(), MAX_BYTES, placement=elsewhere)
+    assert out.processed == 4 and not out.stats_records and not out.alerts  # nothing of step 1 is done here
+    handed = [json.loads(v) for p, k, v in out.handovers if (p, k) == (min(owner.held), b"r:1")]
+    assert [h["kind"] for h in handed] == ["windows_ready", "step_ready"] == [
+        json.loads(v)["kind"] for _, _, v in out.handovers]
     assert record_published(proc, out) == []  # every partition passed replay_end, but step 1 is not closed
-    ready = json.loads(out.handovers[0][2])
-    assert ready["kind"] == "step_ready" and ready["count"] == 4
-    # A step_ready written twice (its step_end retried) and read in one batch closes the step once.
-    closing = route(proc, [msg(ready, offset=6), msg(ready, offset=7)], MAX_BYTES, placement=placement)
+    windows, ready = handed
+    assert ready["count"] == 4
+    # The owner reads them; a step_ready written twice (its step_end retried) in one batch closes the step once.
+    closing = route(proc, [msg(windows, offset=6), msg(ready, offset=7), msg(ready, offset=8)], MAX_BYTES,
+                    placement=owner)
     assert closing.steps_closed == [("r", 1)] and not closing.dead_letters
+    kinds = [a.kind for a in closing.alert_records]  # threshold 0: every transaction alerts on arrival
+    assert kinds.count("arrival") == 4 and kinds.index("arrival") < kinds.index("confirmed")
     assert record_published(proc, closing) == ["r"]
-    later = route(proc, [msg(ready, offset=8)], MAX_BYTES, placement=placement)
+    later = route(proc, [msg(ready, offset=9)], MAX_BYTES, placement=owner)
     assert not later.stats_records and not later.dead_letters  # closed by another record: nothing twice
 
 

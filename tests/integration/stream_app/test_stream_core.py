@@ -299,8 +299,8 @@ def test_work_handed_over_to_the_owning_partition_gives_the_same_outputs(r: redi
     steps = [int(t) for t in np.unique(ds.steps)]
     assert done_at == [len(steps)]  # once, and only after every close
     handed = [v for log in logs for v in log if b'"windows_ready"' in v]
-    assert handed and sum(b'"step_ready"' in v for log in logs for v in log) >= len(steps)
-    closes = [(w, s.step) for w, o in outs for s in o.stats_records]
+    assert handed and any(b'"step_ready"' in v for log in logs for v in log)  # and some closes went through Kafka
+    closes = [(w, s.step) for w, o in outs for s in o.stats_records]  # where they completed, or handed over
     assert sorted(s for _, s in closes) == steps
     placements = [Placement(partitions, h) for h in held]
     assert all(placements[w].holds("ho", s) for w, s in closes)
