@@ -30,13 +30,15 @@ class Origin:
     ``Origin.direct()`` is for calls outside a consumer (tests, benchmarks): its one cause is unique, so it
     owns only the claims it makes itself.
 
-    ``scored``: the windows of each step this try has scored already, which a later call of the same try (a
-    hand-over after the step's events, the close after both) does not score again. A retry is a new Origin.
+    ``scored``, ``closed``: the windows of each step this try has scored already and the steps it has closed,
+    which a later call of the same try (a hand-over after the step's events, the close after both, a second
+    step_ready of a step) does not do again. A retry is a new Origin.
     """
 
     source: str
     offsets: frozenset[int]
     scored: dict[StepKeys, set[int]] = field(default_factory=dict, compare=False, hash=False, repr=False)
+    closed: set[tuple[str, int]] = field(default_factory=set, compare=False, hash=False, repr=False)
 
     @classmethod
     def of(cls, partition: int, offsets: list[int], topic: str = "", group: str = "") -> Origin:

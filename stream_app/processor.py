@@ -102,6 +102,11 @@ class Processor:
         return {id(e) for e, o in zip(events, offsets, strict=True)
                 if (e.replay_id, e.step) in marker and o > marker[(e.replay_id, e.step)]}
 
+    def refuse_if_pruned(self, replay_id: str) -> None:
+        """MarkerRefused when the replay's graph was pruned: its steps are closed and their inputs gone."""
+        if self.pruned(replay_id):
+            raise MarkerRefused(_pruned(replay_id))
+
     def pruned(self, replay_id: str) -> bool:
         """Whether the replay's graph was pruned (stream_app.retention); "no" is remembered for a second."""
         if replay_id in self._pruned:
@@ -170,7 +175,7 @@ class Processor:
             step_events = list(group)
             if self.pruned(replay_id):
                 if rejects is not None:
-                    rejects += [(e, f"replay {replay_id} has ended and its graph was pruned") for e, _ in step_events]
+                    rejects += [(e, _pruned(replay_id)) for e, _ in step_events]
                 continue
             # The step's windows this batch completes are caused by its last record of the step: a retry
             # holding that record holds some of the step's events too, so it passes here and re-owns them.
@@ -225,8 +230,7 @@ class Processor:
         """Score the handed-over ``windows`` of the step that are not scored yet (the record at ``offset`` of
         ``origin`` claims them), and any window an earlier try of ``origin`` claimed; return the arrival alerts.
         MarkerRefused when the replay's graph was pruned."""
-        if self.pruned(replay_id):
-            raise MarkerRefused(f"replay {replay_id} has ended and its graph was pruned")
+        self.refuse_if_pruned(replay_id)
         keys = StepKeys(replay_id, step)
         graph = self.store.read_graph(keys)
         arrived = np.flatnonzero(graph.seen & ~graph.scored)
@@ -338,8 +342,7 @@ class Processor:
         marker (flush the micro-batch first).
         """
         check_replay_id(replay_id)
-        if self.pruned(replay_id):
-            raise MarkerRefused(f"replay {replay_id} has ended and its graph was pruned")
+        self.refuse_if_pruned(replay_id)
         self.declare(replay_id, n_partitions, step, count)
         if offset is not None:
             self.redis.hsetnx(ReplayKeys(replay_id).markers, f"{step}:{partition}", offset)
@@ -360,24 +363,28 @@ class Processor:
         """Whether a window of the step is claimed for scoring by another record and not stored yet: a worker
         died between the two, and its record (on the step's owning partition) will be processed again. The
         close must come after that, so it goes through the owning partition too."""
-        claims = cast("dict[bytes, bytes]", self.redis.hgetall(keys.windows))  # a binary client
-        others = [int(w) for w, c in claims.items() if not origin.owns(c)]
-        if not others:
-            return False
-        graph = self.store.read_graph(keys)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hgetall(keys.windows)
+        pipe.get(keys.seen)
+        pipe.get(keys.scored)
+        claims, seen, scored = cast("tuple[dict[bytes, bytes], bytes | None, bytes | None]", pipe.execute())
+        graph = StepGraph.decode(seen, scored, None)  # the bitmaps are enough: one round trip, no edge log
         unscored = np.unique(np.flatnonzero(graph.seen & ~graph.scored) // self.window_size)
-        return bool(np.isin(others, unscored).any())
+        return any(int(w) in unscored and not origin.owns(c) for w, c in claims.items())
 
     def close_step(self, replay_id: str, step: int, origin: Origin, offset: int,
                    count: int | None = None) -> StepResult | None:
         """Finalise the step if ``origin`` owns its close: the record at ``offset`` claims it, or an earlier try of
         ``origin`` did (stream_app.claims); None when the close is another record's (done, or running elsewhere).
-        Every partition must have passed the step's step_end. MarkerRefused when the replay's graph was pruned."""
-        if self.pruned(replay_id):
-            raise MarkerRefused(f"replay {replay_id} has ended and its graph was pruned")
+        Every partition must have passed the step's step_end. MarkerRefused when the replay's graph was pruned.
+        A try closes a step once, however many of its records ask (a step_ready written twice)."""
+        self.refuse_if_pruned(replay_id)
+        if (replay_id, step) in origin.closed:
+            return None
         cause = origin.cause(offset)
         if not claim_finalisation(self.redis, replay_id, step, self.close_lease_s, origin, cause):
             return None  # another step_end's: done, or another worker is on it
+        origin.closed.add((replay_id, step))
         # Earlier steps still being closed elsewhere: their counts from their graphs (complete by now).
         unfinished = {}
         for s in unfinished_earlier_steps(self.redis, replay_id, step):
@@ -403,6 +410,10 @@ class Processor:
 def _same_transaction(a: TxEvent, b: TxEvent) -> bool:
     """The same record as far as the graph is concerned (a re-sent replay has another event time)."""
     return a.tx_id == b.tx_id and bool(np.array_equal(a.features, b.features))
+
+
+def _pruned(replay_id: str) -> str:
+    return f"replay {replay_id} has ended and its graph was pruned"
 
 
 def _conflict(keys: StepKeys, seq: int) -> str:

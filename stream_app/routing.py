@@ -155,7 +155,6 @@ def route(processor: Processor, batch: Sequence[Record], max_record_bytes: int, 
     msgs: dict[int, Record] = {}  # id(event) -> its record, for the dead letters of refused events
     # (replay id, step) -> handed-over windows, their records: scored once per step, after the events
     handed: dict[tuple[str, int], tuple[set[int], list[Record]]] = {}
-    closed: set[tuple[str, int]] = set()  # steps a step_ready of this batch closed
     reason: str | None
 
     def flush() -> None:
@@ -188,12 +187,7 @@ def route(processor: Processor, batch: Sequence[Record], max_record_bytes: int, 
             if isinstance(record, StepEnd):
                 result = processor.on_step_end(record.replay_id, record.step, msg.partition, record.partitions,
                                                origin, msg.offset, record.count, handover)
-            elif (record.replay_id, record.step) in closed:
-                # Two step_ready of a step (a retried step_end wrote it again) in one batch: this origin owns
-                # both claims, so the second would close the step again.
-                return
             else:
-                closed.add((record.replay_id, record.step))
                 result = processor.close_step(record.replay_id, record.step, origin, msg.offset, record.count)
         except MarkerRefused as e:
             out.dead_letters.append(_dead_letter(msg, str(e)))
@@ -256,7 +250,7 @@ def record_published(processor: Processor, out: Outputs) -> list[str]:
     _record_published(processor.redis, out)
     ended = {end.replay_id for end, partition in out.replay_ends
              if processor.on_replay_end(end.replay_id, partition, end.partitions, end.last_step)}
-    ended |= {s.replay_id for s in out.stats_records if s.replay_id not in ended and processor.replay_done(s.replay_id)}
+    ended |= {r for r in {s.replay_id for s in out.stats_records} - ended if processor.replay_done(r)}
     for replay_id in sorted(ended):
         mark_ended(processor.redis, replay_id, time.time())
     return sorted(ended)
