@@ -10,7 +10,7 @@ from numpy.typing import NDArray
 from scipy import sparse
 from torch.nn import functional as F
 
-from model_store.graph import hop_rows
+from model_store.graph import hop_rows, row_block
 from model_store.metrics import choose_threshold, f1_at
 from model_store.models.gcn import RowBlock
 
@@ -77,9 +77,10 @@ class RowPlan:
     """What a GCN needs to compute the logits of some target rows: Â·X and Â's row blocks."""
 
     def __init__(self, adj: sparse.csr_matrix, ax_full_rows: Callable[[np.ndarray], torch.Tensor],
-                 rows: NDArray[np.int64], layers: int) -> None:
-        hops = hop_rows(adj, rows, layers - 1)
+                 rows: NDArray[np.int64], layers: int, hops: list[NDArray[np.int64]] | None = None) -> None:
+        """``hops``: ``hop_rows(adj, rows, layers - 1)`` when the caller has it (then ``adj`` needs only its rows)."""
+        hops = hops if hops is not None else hop_rows(adj, rows, layers - 1)
         self.hops = hops  # R_0 (the targets) .. R_{L-1}
         self.targets = hops[0]
         self.ax = ax_full_rows(hops[-1])
-        self.blocks = [RowBlock(adj[hops[i]][:, hops[i + 1]]) for i in range(layers - 2, -1, -1)]
+        self.blocks = [RowBlock(row_block(adj, hops[i], hops[i + 1])) for i in range(layers - 2, -1, -1)]

@@ -28,6 +28,49 @@ def gcn_adjacency(edge_index: torch.Tensor, n: int) -> sparse.csr_matrix:
     return sparse.csr_matrix((w.numpy().astype(np.float64), (dst, src)), shape=(n, n))
 
 
+def _entries(adj: sparse.csr_matrix, rows: NDArray[np.int64]) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """(where the entries of ``rows`` are in adj.indices and adj.data, in row order; the indptr of those rows)."""
+    starts = adj.indptr[rows]
+    counts = adj.indptr[rows + 1] - starts
+    indptr = np.zeros(rows.size + 1, dtype=np.int64)
+    np.cumsum(counts, out=indptr[1:])
+    return np.repeat(starts - indptr[:-1], counts) + np.arange(indptr[-1]), indptr
+
+
+def neighbours(adj: sparse.csr_matrix, rows: NDArray[np.int64]) -> NDArray[np.int64]:
+    """The column indices of ``rows``' entries, in row order: ``adj[rows].indices``."""
+    return adj.indices[_entries(adj, rows)[0]]
+
+
+def row_block(adj: sparse.csr_matrix, rows: NDArray[np.int64], cols: NDArray[np.int64]) -> sparse.csr_matrix:
+    """``adj[rows][:, cols]`` where ``cols`` (sorted, distinct) holds every column ``rows`` use — the blocks a
+    GCN's layers read: the same matrix, entries in the same order, without scipy's checks on each indexing
+    step (most of the cost on a small block). ValueError when a column of ``rows`` is not in ``cols``."""
+    take, indptr = _entries(adj, rows)
+    used = adj.indices[take]
+    at = np.searchsorted(cols, used)
+    if used.size and (at.max() >= cols.size or not np.array_equal(cols[at], used)):
+        raise ValueError("row_block: the rows use columns outside cols")
+    return sparse.csr_matrix((adj.data[take], at, indptr), shape=(rows.size, cols.size))
+
+
+def gcn_rows(adj: sparse.csr_matrix, rows: NDArray[np.int64]) -> sparse.csr_matrix:
+    """Rows ``rows`` of Â for the graph of ``adj`` (symmetric, no self loops, no repeated entries), in an n × n
+    matrix whose other rows are empty: bit for bit ``gcn_adjacency``'s values there, at the cost of those rows —
+    for callers that read a few rows of a large graph (an arrival window's ball in its step)."""
+    n = adj.shape[0]
+    # gcn_norm's own arithmetic: float32 degrees with the self loop, torch's pow(-0.5), then d_j^-1/2 · d_i^-1/2
+    deg = torch.from_numpy((np.diff(adj.indptr) + 1).astype(np.float32))
+    dis = deg.pow_(-0.5).numpy()
+    take, indptr = _entries(adj, rows)
+    dst = np.concatenate([np.repeat(rows, np.diff(indptr)), rows])
+    src = np.concatenate([adj.indices[take], rows])
+    order = np.lexsort((src, dst))  # CSR order, as scipy's COO conversion leaves gcn_adjacency's
+    dst, src = dst[order], src[order]
+    w = (dis[src] * dis[dst]).astype(np.float64)
+    return sparse.csr_matrix((w, src, np.searchsorted(dst, np.arange(n + 1))), shape=(n, n))
+
+
 def transition_matrix(edge_index: torch.Tensor, n: int) -> sparse.csr_matrix:
     """T = D^-1 A (rows of isolated nodes stay zero)."""
     src, dst = edge_index.numpy()
@@ -40,6 +83,6 @@ def hop_rows(adj: sparse.csr_matrix, rows: NDArray[np.int64], hops: int) -> list
     """[rows, rows ∪ N(rows), ...]: the nodes each GCN layer must compute, innermost last."""
     out = [np.unique(rows)]
     for _ in range(hops):
-        nxt = adj[out[-1]].indices
+        nxt = neighbours(adj, out[-1])
         out.append(np.union1d(out[-1], nxt))
     return out

@@ -20,7 +20,7 @@ from numpy.typing import NDArray
 from scipy import sparse
 
 from model_store.fitting import RowPlan
-from model_store.graph import gcn_adjacency
+from model_store.graph import gcn_rows, hop_rows, neighbours, row_block
 from model_store.inference import Scaler, gcn_scores, load_servable_gcn
 from model_store.models.gcn import GCN
 from model_store.registry import ModelStore
@@ -99,24 +99,25 @@ def score_rows(model: LoadedModel, view: sparse.csr_matrix, todo: NDArray[np.int
     """P(illicit) of the nodes ``todo`` (sorted) of the graph ``view``, computing each layer on the rows the next
     one reads only (``GCN.forward_rows``): the layers-hop ball of ``todo`` feeds the first layer, its inner balls
     the others. On arrival windows that is half the work of PyG's forward on the (layers+1)-hop ball, whose
-    outer shells only give degrees (1.44x faster on the full-size data, benchmarks/bench_window_scoring.py).
+    outer shells only give degrees (benchmarks/bench_window_scoring.py). Only the rows of Â the layers read are
+    built (``gcn_rows``, not Â of the whole view: on a step's last windows the view is most of the step), and
+    row blocks are cut without scipy's per-call checks (``row_block``); the outputs are those of Â built whole.
 
     ``features(seqs)``: the scaled features of those nodes. Returns the outputs on R_2, the 2-hop ball of
     ``todo`` (in its order: the probabilities at ``todo``, the last layer's input on R_1, zero elsewhere — what
     ``top_neighbours`` reads), and R_2. Models of two layers or more (every GCN here has three)."""
-    coo = view.tocoo()
-    adj = gcn_adjacency(torch.from_numpy(np.vstack([coo.row, coo.col]).astype(np.int64)), view.shape[0])
+    hops = hop_rows(view, todo, model.layers - 1)  # the self loops Â adds change no row set
+    adj = gcn_rows(view, hops[-1])  # the rows the layers read, not Â of the whole view
 
     def ax_rows(rows: NDArray[np.int64]) -> torch.Tensor:
-        block = adj[rows]
-        cols = np.unique(block.indices)
-        return torch.from_numpy((block[:, cols] @ features(cols)).astype(np.float32))
+        cols = np.unique(neighbours(adj, rows))
+        return torch.from_numpy((row_block(adj, rows, cols) @ features(cols)).astype(np.float32))
 
-    plan = RowPlan(adj, ax_rows, todo, model.layers)
+    plan = RowPlan(adj, ax_rows, todo, model.layers, hops)
     with torch.no_grad():
         logits, last_input = model.gcn.forward_rows_with_input(plan.ax, plan.blocks)
     inner = plan.hops[1]  # R_1: the last layer's input rows, todo and its neighbours
-    nodes = np.union1d(inner, view[inner].indices)  # R_1's neighbours too: its degrees in the view, as in Â
+    nodes = np.union1d(inner, neighbours(view, inner))  # R_1's neighbours too: its degrees in the view, as in Â
     probs = np.zeros(nodes.size)
     probs[np.searchsorted(nodes, plan.targets)] = torch.softmax(logits, dim=1)[:, 1].numpy()
     hidden = torch.zeros((nodes.size, last_input.shape[1]), dtype=last_input.dtype)

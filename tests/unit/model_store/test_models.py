@@ -27,7 +27,15 @@ from sklearn.metrics import (
 
 from model_store import MODEL_TYPES
 from model_store.fitting import RowPlan
-from model_store.graph import gcn_adjacency, transition_matrix, undirected_edge_index
+from model_store.graph import (
+    gcn_adjacency,
+    gcn_rows,
+    hop_rows,
+    neighbours,
+    row_block,
+    transition_matrix,
+    undirected_edge_index,
+)
 from model_store.inference import Scaler, gcn_scores
 from model_store.metrics import choose_threshold, f1_per_step, illicit_metrics
 from model_store.models.forest import forest_predict, forest_to_tensors
@@ -134,6 +142,46 @@ def test_undirected_edges_and_transition_matrix_on_a_hand_graph() -> None:
     expected[0, [1, 2]] = expected[1, [0, 2]] = expected[2, [0, 1]] = 0.5
     expected[3, 4] = expected[4, 3] = 1.0
     np.testing.assert_array_equal(t, expected)
+
+
+def _random_graph(seed: int, n: int = 60, m: int = 90) -> sparse.csr_matrix:
+    """Symmetric, no self loops, no repeated entries (a step's graph as the worker holds it); some nodes isolated."""
+    rng = np.random.default_rng(seed)
+    ei = undirected_edge_index(rng.integers(0, n - 5, size=(m, 2)), n).numpy()
+    return sparse.csr_matrix((np.ones(ei.shape[1]), (ei[0], ei[1])), shape=(n, n))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_gcn_rows_are_gcn_adjacency_rows_bit_for_bit(seed: int) -> None:
+    adj = _random_graph(seed)
+    coo = adj.tocoo()
+    full = gcn_adjacency(torch.from_numpy(np.vstack([coo.row, coo.col]).astype(np.int64)), adj.shape[0])
+    rows = np.unique(np.random.default_rng(seed).integers(0, adj.shape[0], 20))
+    rows = np.union1d(rows, [adj.shape[0] - 1])  # an isolated node: its self loop only
+    part = gcn_rows(adj, rows)
+    assert part.shape == full.shape
+    for a, b in ((full[rows], part[rows]), (full[rows][:, rows], part[rows][:, rows])):
+        np.testing.assert_array_equal(a.indptr, b.indptr)
+        np.testing.assert_array_equal(a.indices, b.indices)
+        np.testing.assert_array_equal(a.data, b.data)  # exact: arrival scores must not move
+    others = np.setdiff1d(np.arange(adj.shape[0]), rows)
+    assert part[others].nnz == 0
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_row_block_and_neighbours_are_scipy_indexing(seed: int) -> None:
+    adj = _random_graph(seed)
+    adj.data = np.random.default_rng(seed).random(adj.nnz)  # values, so a mixed-up entry would show
+    hops = hop_rows(adj, np.array([seed, 7, 30]), 2)
+    np.testing.assert_array_equal(neighbours(adj, hops[1]), adj[hops[1]].indices)
+    for rows, cols in ((hops[0], hops[1]), (hops[1], hops[2]), (hops[0], hops[2])):
+        got, want = row_block(adj, rows, cols), adj[rows][:, cols]
+        assert got.shape == want.shape
+        np.testing.assert_array_equal(got.indptr, want.indptr)
+        np.testing.assert_array_equal(got.indices, want.indices)
+        np.testing.assert_array_equal(got.data, want.data)
+    with pytest.raises(ValueError, match="outside cols"):
+        row_block(adj, hops[1], hops[0])  # hop 1 rows have neighbours outside hop 0 in these graphs
 
 
 def test_transition_matrix_rows_sum_to_one_except_isolated_nodes(ds) -> None:
