@@ -268,12 +268,14 @@ class Processor:
             if not hit.any():
                 continue
             meta = self.cache.get(keys, todo[sel[hit]])[1]
-            for i, m, nbs in zip(sel[hit], meta, top_neighbours(model, scored, at[hit]), strict=True):
-                nb_ids = self.cache.get(keys, nodes[[j for j, _ in nbs]])[1]["tx_id"]
+            explained = top_neighbours(model, scored, at[hit])
+            # one cache lookup for every alert's neighbours: a call per alert cost more than the lookup
+            nb_ids = iter(self.cache.get(keys, nodes[[j for nbs in explained for j, _ in nbs]])[1]["tx_id"].tolist())
+            for i, m, nbs in zip(sel[hit], meta, explained, strict=True):
                 candidates.append(Candidate(
                     kind="arrival", tx_id=int(m["tx_id"]), step=keys.step, arrival_score=float(probs[i]),
                     final_score=None, event_time=float(m["event_time"]),
-                    neighbours=[(int(t), wt) for t, (_, wt) in zip(nb_ids, nbs, strict=True)]))
+                    neighbours=[(next(nb_ids), wt) for _, wt in nbs]))
         return claim(self.redis, keys.replay_id, candidates, model.threshold, model.version, origin, cause)
 
     def _score_window(self, keys: StepKeys, view: sparse.csr_matrix,
