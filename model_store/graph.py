@@ -28,7 +28,7 @@ def gcn_adjacency(edge_index: torch.Tensor, n: int) -> sparse.csr_matrix:
     return sparse.csr_matrix((w.numpy().astype(np.float64), (dst, src)), shape=(n, n))
 
 
-def _entries(adj: sparse.csr_matrix, rows: NDArray[np.int64]) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+def row_entries(adj: sparse.csr_matrix, rows: NDArray[np.int64]) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
     """(where the entries of ``rows`` are in adj.indices and adj.data, in row order; the indptr of those rows)."""
     starts = adj.indptr[rows]
     counts = adj.indptr[rows + 1] - starts
@@ -39,14 +39,14 @@ def _entries(adj: sparse.csr_matrix, rows: NDArray[np.int64]) -> tuple[NDArray[n
 
 def neighbours(adj: sparse.csr_matrix, rows: NDArray[np.int64]) -> NDArray[np.int64]:
     """The column indices of ``rows``' entries, in row order: ``adj[rows].indices``."""
-    return adj.indices[_entries(adj, rows)[0]]
+    return adj.indices[row_entries(adj, rows)[0]]
 
 
 def row_block(adj: sparse.csr_matrix, rows: NDArray[np.int64], cols: NDArray[np.int64]) -> sparse.csr_matrix:
     """``adj[rows][:, cols]`` where ``cols`` (sorted, distinct) holds every column ``rows`` use — the blocks a
     GCN's layers read: the same matrix, entries in the same order, without scipy's checks on each indexing
     step (most of the cost on a small block). ValueError when a column of ``rows`` is not in ``cols``."""
-    take, indptr = _entries(adj, rows)
+    take, indptr = row_entries(adj, rows)
     used = adj.indices[take]
     at = np.searchsorted(cols, used)
     if used.size and (at.max() >= cols.size or not np.array_equal(cols[at], used)):
@@ -62,7 +62,7 @@ def gcn_rows(adj: sparse.csr_matrix, rows: NDArray[np.int64]) -> sparse.csr_matr
     # gcn_norm's own arithmetic: float32 degrees with the self loop, torch's pow(-0.5), then d_j^-1/2 · d_i^-1/2
     deg = torch.from_numpy((np.diff(adj.indptr) + 1).astype(np.float32))
     dis = deg.pow_(-0.5).numpy()
-    take, indptr = _entries(adj, rows)
+    take, indptr = row_entries(adj, rows)
     dst = np.concatenate([np.repeat(rows, np.diff(indptr)), rows])
     src = np.concatenate([adj.indices[take], rows])
     order = np.lexsort((src, dst))  # CSR order, as scipy's COO conversion leaves gcn_adjacency's
