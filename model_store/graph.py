@@ -55,9 +55,9 @@ def row_block(adj: sparse.csr_matrix, rows: NDArray[np.int64], cols: NDArray[np.
 
 
 def gcn_rows(adj: sparse.csr_matrix, rows: NDArray[np.int64]) -> sparse.csr_matrix:
-    """Rows ``rows`` of Â for the graph of ``adj`` (symmetric, no self loops, no repeated entries), in an n × n
-    matrix whose other rows are empty: bit for bit ``gcn_adjacency``'s values there, at the cost of those rows —
-    for callers that read a few rows of a large graph (an arrival window's ball in its step)."""
+    """Rows ``rows`` (distinct) of Â for the graph of ``adj`` (symmetric, no self loops, no repeated entries), in
+    an n × n matrix whose other rows are empty: bit for bit ``gcn_adjacency``'s values there, at the cost of those
+    rows — for callers that read a few rows of a large graph (an arrival window's ball in its step)."""
     n = adj.shape[0]
     # gcn_norm's own arithmetic: float32 degrees with the self loop, torch's pow(-0.5), then d_j^-1/2 · d_i^-1/2
     deg = torch.from_numpy((np.diff(adj.indptr) + 1).astype(np.float32))
