@@ -4,9 +4,10 @@ Each run is a subprocess that replays a synthetic data set (same seed, same rand
 ``process_batch`` (batches of --batch events, about what the pipeline's worker gets) and ``on_step_end``,
 against its own redis-server. The baseline's runs import a copy of the revision (``git archive``) ahead of
 this checkout, in the same environment (the installed packages are this checkout's). Runs alternate, --repeat
-times each. Prints each side's CPU seconds of the process per transaction (median, ratio) and whether the two
-raised the same alerts, statistics and final scores — compared as their JSON without the clock fields
-(event_time is the time the plan was built, processing_time and computed_at the time of the run).
+times each. Prints each side's CPU seconds of the process per transaction (median, ratio; the step closes'
+share) and whether the two raised the same alerts, statistics and final scores — compared as their JSON
+without the clock fields (event_time is the time the plan was built, processing_time and computed_at the time
+of the run).
 
     python benchmarks/bench_against.py --baseline 3dc080a [--scale 1.0] [--repeat 2]
 """
@@ -56,10 +57,13 @@ def run_once(scale: float, batch: int, seed: int) -> dict:
     with RedisServer() as server:
         proc = Processor(redis.Redis.from_url(server.url), model)
         t0 = time.process_time()
+        closes = 0.0
         for step, evs in by_step.items():
             for i in range(0, len(evs), batch):
                 alerts += proc.process_batch(evs[i:i + batch])
+            t_close = time.process_time()
             res = proc.on_step_end("bench", step, 0, 1)
+            closes += time.process_time() - t_close
             assert res is not None
             alerts += res.alerts
             stats.append(res.stats)
@@ -71,6 +75,7 @@ def run_once(scale: float, batch: int, seed: int) -> dict:
 
     return {
         "code": str(Path(stream_app.processor.__file__).resolve().parent.parent), "tx": ds.n_nodes, "cpu_s": cpu,
+        "close_s": closes,
         "alerts": len(alerts),
         "alerts_digest": digest([a.model_dump_json(exclude={"processing_time", "event_time"})
                                  for a in sorted(alerts, key=lambda a: a.alert_id)]),
@@ -120,7 +125,9 @@ def main() -> None:
     for side, rs in runs.items():
         per_tx = statistics.median(r["cpu_s"] / r["tx"] for r in rs)
         each = ", ".join(f"{r['cpu_s'] / r['tx'] * 1e6:.1f}" for r in rs)
-        print(f"  {side:18s} median {per_tx * 1e6:6.1f} µs CPU per transaction  {base / per_tx:4.2f}x  (runs: {each})")
+        close = statistics.median(r["close_s"] / r["tx"] for r in rs)
+        print(f"  {side:18s} median {per_tx * 1e6:6.1f} µs CPU per transaction  {base / per_tx:4.2f}x  (runs: {each}); "
+              f"step closes {close * 1e6:.1f} of it")
     if not all(same.values()):
         sys.exit("the two sides produced different outputs")
 
