@@ -106,18 +106,20 @@ def score_rows(model: LoadedModel, view: sparse.csr_matrix, todo: NDArray[np.int
     ``features(seqs)``: the scaled features of those nodes. Returns the outputs on R_2, the 2-hop ball of
     ``todo`` (in its order: the probabilities at ``todo``, the last layer's input on R_1, zero elsewhere — what
     ``top_neighbours`` reads), and R_2. Models of two layers or more (every GCN here has three)."""
-    hops = hop_rows(view, todo, model.layers - 1)  # the self loops Â adds change no row set
-    adj = gcn_rows(view, hops[-1])  # the rows the layers read, not Â of the whole view
+    # R_0 .. R_{L-1} for the layers, and R_2 for the explanations (the self loops Â adds change no row set)
+    hops = hop_rows(view, todo, max(model.layers - 1, 2))
+    layer_hops = hops[:model.layers]
+    adj = gcn_rows(view, layer_hops[-1])  # the rows the layers read, not Â of the whole view
 
     def ax_rows(rows: NDArray[np.int64]) -> torch.Tensor:
         cols = np.unique(neighbours(adj, rows))
         return torch.from_numpy((row_block(adj, rows, cols) @ features(cols)).astype(np.float32))
 
-    plan = RowPlan(adj, ax_rows, todo, model.layers, hops)
+    plan = RowPlan(adj, ax_rows, todo, model.layers, layer_hops)
     with torch.no_grad():
         logits, last_input = model.gcn.forward_rows_with_input(plan.ax, plan.blocks)
-    inner = plan.hops[1]  # R_1: the last layer's input rows, todo and its neighbours
-    nodes = np.union1d(inner, neighbours(view, inner))  # R_1's neighbours too: its degrees in the view, as in Â
+    inner = hops[1]  # R_1: the last layer's input rows, todo and its neighbours
+    nodes = hops[2]  # R_1's neighbours too: its degrees in the view, as in Â
     probs = np.zeros(nodes.size)
     probs[np.searchsorted(nodes, plan.targets)] = torch.softmax(logits, dim=1)[:, 1].numpy()
     hidden = torch.zeros((nodes.size, last_input.shape[1]), dtype=last_input.dtype)
