@@ -1,10 +1,10 @@
 """Benchmark: the worker's core (Processor) with redis-py's pure-Python RESP parser against hiredis (its C parser
 and command packer, which redis-py uses whenever the ``hiredis`` package is installed).
 
-Each run is a subprocess that replays a synthetic data set through ``process_batch`` (batches of --batch events,
-about what the pipeline's worker gets) and ``on_step_end``, against its own redis-server, and reports the CPU
-seconds of the whole process per transaction. The two variants alternate (--repeat times each); the Python
-parser's runs hide ``hiredis`` from redis-py. Both must raise the same alerts.
+Each run is a subprocess that replays a synthetic data set through the processor as ``bench_against.py`` does
+(``run_once``: batches of --batch events, its own redis-server) and reports the CPU seconds of the whole process
+per transaction. The two variants alternate (--repeat times each); the Python parser's runs hide ``hiredis``
+from redis-py. Both must raise the same alerts.
 
     python benchmarks/bench_redis_parser.py [--scale 0.5] [--batch 470] [--repeat 2]
 """
@@ -16,47 +16,8 @@ import json
 import statistics
 import subprocess
 import sys
-import time
 
-
-def run_once(scale: float, batch: int, seed: int) -> dict:
-    """In the subprocess: the replay through a Processor; CPU seconds and the alerts raised."""
-    from collections import defaultdict
-
-    import numpy as np
-    import redis
-    import torch
-    from redis.utils import HIREDIS_AVAILABLE
-
-    from model_store.inference import Scaler
-    from model_store.models.gcn import GCN
-    from producer.plan import plan_replay
-    from replay.data.dataset import EllipticDataset
-    from replay.synth import generate
-    from stream_app.processor import Processor
-    from stream_app.scorer import LoadedModel
-    from txmon.core.contracts import TxEvent
-    from txmon.embedded import RedisServer
-
-    d = generate(scale, seed=seed)
-    ds = EllipticDataset(d.tx_ids, d.steps, d.features.astype(np.float32), d.labels, d.edges, fingerprint="bench")
-    torch.manual_seed(seed)
-    model = LoadedModel(GCN(ds.features.shape[1]).eval(), Scaler.fit(ds.features), 0.55, "gcn-bench")
-    by_step: dict[int, list[TxEvent]] = defaultdict(list)
-    for e in (e for sp in plan_replay(ds, replay_id="bench") for e in sp.events()):  # as the producer sends
-        by_step[e.step].append(e)
-    alerts: list[str] = []
-    with RedisServer() as server:
-        proc = Processor(redis.Redis.from_url(server.url), model)
-        t0 = time.process_time()
-        for step, evs in by_step.items():
-            for i in range(0, len(evs), batch):
-                alerts += [a.alert_id for a in proc.process_batch(evs[i:i + batch])]
-            res = proc.on_step_end("bench", step, 0, 1)
-            assert res is not None
-            alerts += [a.alert_id for a in res.alerts]
-        cpu = time.process_time() - t0
-    return {"hiredis": HIREDIS_AVAILABLE, "cpu_s": cpu, "tx": ds.n_nodes, "alerts": sorted(alerts)}
+from bench_against import run_once  # benchmarks/, this script's directory, is on sys.path
 
 
 def main() -> None:
@@ -70,7 +31,9 @@ def main() -> None:
     if args.child:
         if args.child == "python":
             sys.modules["hiredis"] = None  # type: ignore[assignment]  # redis-py then finds no hiredis
-        print(json.dumps(run_once(args.scale, args.batch, args.seed)))
+        from redis.utils import HIREDIS_AVAILABLE
+
+        print(json.dumps({**run_once(args.scale, args.batch, args.seed), "hiredis": HIREDIS_AVAILABLE}))
         return
     runs: dict[str, list[dict]] = {"python": [], "hiredis": []}
     for _ in range(args.repeat):
@@ -83,9 +46,9 @@ def main() -> None:
                          "is the hiredis package installed?")
             out.append(result)
     first = runs["python"][0]
-    same = all(r["alerts"] == first["alerts"] for rs in runs.values() for r in rs)
+    same = all(r["alerts_digest"] == first["alerts_digest"] for rs in runs.values() for r in rs)
     print(f"{first['tx']:,} transactions, batches of {args.batch}, {args.repeat} runs of each variant, alternating; "
-          f"{len(first['alerts']):,} alerts, the same in every run: {same}")
+          f"{first['alerts']:,} alerts, the same in every run: {same}")
     base = statistics.median(r["cpu_s"] / r["tx"] for r in runs["python"])
     for variant, rs in runs.items():
         per_tx = statistics.median(r["cpu_s"] / r["tx"] for r in rs)
