@@ -19,6 +19,7 @@ The model is the shipped GCN architecture (3 layers, 100 wide) with random weigh
 
     python benchmarks/bench_pipeline.py [--scale 1.0] [--rate 5000] [--also-rates 2000,3000] [--paced-steps 10]
                                         [--naive 2000] [--profile /tmp/worker.svg] [--fetch-wait-ms 500]
+                                        [--record-format batch|json] [--compare-json]
 """
 
 from __future__ import annotations
@@ -273,6 +274,11 @@ def main() -> None:
     ap.add_argument("--slow-worker", action="store_true",
                     help="pin the last worker to the last CPU and run a busy loop there: one worker on a busier "
                          "core, as on a shared machine, to see where the work goes when a worker falls behind")
+    ap.add_argument("--record-format", choices=["batch", "json"], default="batch",
+                    help="how the producer sends transactions (TXMON_RECORD_FORMAT)")
+    ap.add_argument("--compare-json", action="store_true",
+                    help="after the throughput phase, the same full replay sent as JSON records (the format before "
+                         "tx_batch), on the same stack and workers: the baseline beside it")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--timeout", type=float, default=900, help="seconds to wait for a phase")
     args = ap.parse_args()
@@ -298,6 +304,7 @@ def main() -> None:
     results: dict[str, float] = {}
     # Always the embedded stack, whatever TXMON_* say; the topics are the settings' (a fresh broker).
     settings = Settings(kafka_bootstrap=None, redis_url=None, model_dir=tmp / "models", topic_partitions=PARTITIONS,
+                        record_format=args.record_format,
                         **({"embedded_broker": args.broker} if args.broker else {}),
                         **({"batch_max": args.batch_max} if args.batch_max else {}),
                         **({"fetch_wait_ms": args.fetch_wait_ms} if args.fetch_wait_ms else {}),
@@ -375,6 +382,22 @@ def main() -> None:
             print(f"  redis: {results['bytes_per_tx']:,.0f} bytes per transaction (used_memory delta "
                   f"{(mem1 - mem0) / 2**20:,.1f} MiB); largest step by key family (MEMORY USAGE / tx): "
                   + ", ".join(f"{k} {v:,.1f}" for k, v in breakdown.items()))
+
+            if args.compare_json:  # the baseline: the producer switched to JSON, the workers as they are
+                as_sent = pipeline.settings
+                pipeline.settings = as_sent.model_copy(update={"record_format": "json"})
+                try:
+                    meter = CpuMeter({**pids, **services})
+                    plan_j, start_j, summary_j = run("full-json", "the full replay as JSON records")
+                    cpu_json = meter.report(tx=plan_j.count)
+                finally:
+                    pipeline.settings = as_sent
+                end_j = max(t for t, _ in collector.stats_of("full-json"))
+                results["throughput_json"] = summary_j.events / (end_j - start_j)
+                print(f"\nbaseline, the same replay as JSON records: {results['throughput_json']:,.0f} tx/s end to end "
+                      f"(producer {summary_j.rate:,.0f} tx/s); {args.record_format} records "
+                      f"{results['throughput'] / results['throughput_json']:.2f}x that")
+                print(f"  {cpu_json}")
 
             # 3. latency, paced
             k = min(args.paced_steps, 49)

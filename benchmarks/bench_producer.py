@@ -2,8 +2,10 @@
 
 Measures, in one run, against one broker started here (memory storage, 127.0.0.1):
 - planning: ``plan_replay`` over all steps (numpy; the events themselves are built while sending);
-- txmon produce --max: ``send_replay`` of the whole replay (build event, JSON, send; flush and
-  markers at every step), transactions per second and MB/s, median of --repeat runs;
+- txmon produce --max: ``send_replay`` of the whole replay as binary ``tx_batch`` records (the default: up to
+  64 transactions a record) and as one JSON record a transaction (``TXMON_RECORD_FORMAT=json``, the format
+  before; flush and markers at every step), transactions per second, MB/s and CPU µs per transaction, median
+  of --repeat runs, alternating;
 - baseline: the straightforward loop, one ``send`` + ``flush`` per event (same events, same
   producer settings) on the first --baseline-events transactions;
 - before: the producer's earlier path, a validated TxEvent model and its JSON per event (same flushes),
@@ -56,10 +58,12 @@ def events_of(plan: ReplayPlan, limit: int):
             n += 1
 
 
-def bench_send(plan: ReplayPlan, bootstrap: str, topic: str) -> tuple[float, float, int, float]:
+def bench_send(plan: ReplayPlan, bootstrap: str, topic: str, record_format: str = "batch",
+               ) -> tuple[float, float, int, float]:
     """``send_replay``: (tx/s, MB/s, bytes, CPU µs per transaction of this process, kafka-python's sender thread
     included)."""
-    settings = Settings(kafka_bootstrap=bootstrap, topic_transactions=topic, topic_partitions=PARTITIONS)
+    settings = Settings(kafka_bootstrap=bootstrap, topic_transactions=topic, topic_partitions=PARTITIONS,
+                        record_format=record_format)
     cpu = time.process_time()
     s = send_replay(plan, bootstrap, settings)
     cpu = time.process_time() - cpu
@@ -188,11 +192,13 @@ def main() -> None:
     with embedded_broker(Settings()) as broker:  # Apache Kafka where it runs (TXMON_EMBEDDED_BROKER=tansu: Tansu)
         bs = broker.bootstrap
         print(f"{broker.label} at {bs}, {PARTITIONS} partitions per topic\n")
-        runs, before = [], []
-        for i in range(args.repeat):  # alternating, so that a noisy moment hits both
+        runs, json_runs, before = [], [], []
+        for i in range(args.repeat):  # alternating, so that a noisy moment hits all three
             runs.append(bench_send(plan, bs, f"bench.send.{i}"))
+            json_runs.append(bench_send(plan, bs, f"bench.json.{i}", "json"))
             before.append(bench_model_path(plan, bs, f"bench.model.{i}"))
         rate, mbs, cpu = med(r[0] for r in runs), med(r[1] for r in runs), med(r[3] for r in runs)
+        j_rate, j_mbs, j_cpu = med(r[0] for r in json_runs), med(r[1] for r in json_runs), med(r[3] for r in json_runs)
         m_rate, m_cpu = med(r[0] for r in before), med(r[1] for r in before)
         b_rate, b_mbs = bench_baseline(plan, bs, "bench.baseline", args.baseline_events)
         c_rate, c_mbs = bench_ceiling(plan, bs, "bench.ceiling", min(args.ceiling_events, plan.count))
@@ -200,17 +206,19 @@ def main() -> None:
 
     print(f"{'':44} {'tx/s':>9} {'MB/s':>7} {'x baseline':>11}")
     print(f"{'baseline: send + flush per event':44} {b_rate:9,.0f} {b_mbs:7.1f} {1.0:11.2f}")
-    print(f"{'txmon produce --max (median of ' + str(len(runs)) + ')':44} {rate:9,.0f} {mbs:7.1f} "
+    print(f"{'txmon produce --max, tx_batch (median of ' + str(len(runs)) + ')':44} {rate:9,.0f} {mbs:7.1f} "
           f"{rate / b_rate:11.2f}")
+    print(f"{'txmon produce --max, JSON records':44} {j_rate:9,.0f} {j_mbs:7.1f} {j_rate / b_rate:11.2f}")
     print(f"{'ceiling: pre-serialised values, same producer':44} {c_rate:9,.0f} {c_mbs:7.1f} {c_rate / b_rate:11.2f}")
-    print(f"\nproducer CPU per transaction (median of {len(runs)}): txmon produce --max {cpu:.1f} µs at "
-          f"{rate:,.0f} tx/s; a validated event model per transaction (as before) {m_cpu:.1f} µs at {m_rate:,.0f} tx/s "
-          f"({m_cpu / cpu:.2f}x)")
+    print(f"\nproducer CPU per transaction (median of {len(runs)}): txmon produce --max, tx_batch records {cpu:.1f} µs "
+          f"at {rate:,.0f} tx/s; JSON records {j_cpu:.1f} µs at {j_rate:,.0f} tx/s ({j_cpu / cpu:.2f}x); a validated "
+          f"event model per transaction (as before that) {m_cpu:.1f} µs at {m_rate:,.0f} tx/s ({m_cpu / cpu:.2f}x)")
     enc_model, enc_wire = bench_encoding(plan)
     print(f"building a record, no Kafka: event model + JSON {enc_model:.1f} µs, wire heads + stamp {enc_wire:.1f} µs "
           f"({enc_model / enc_wire:.1f}x)")
-    print(f"\nall --max runs: {', '.join(f'{r[0]:,.0f}' for r in runs)} tx/s; "
-          f"{runs[0][2] / plan.count:,.0f} bytes per transaction on the wire (key + value)")
+    print(f"\nall --max runs: tx_batch {', '.join(f'{r[0]:,.0f}' for r in runs)} tx/s, JSON "
+          f"{', '.join(f'{r[0]:,.0f}' for r in json_runs)} tx/s; bytes per transaction on the wire (key + value): "
+          f"tx_batch {runs[0][2] / plan.count:,.0f}, JSON {json_runs[0][2] / plan.count:,.0f}")
     print(f"pacing: asked {args.rate:,.0f} tx/s, got {p_rate:,.0f} tx/s over {p_events:,} events "
           f"({(p_rate / args.rate - 1) * 100:+.1f}%)")
 

@@ -31,9 +31,13 @@ from pydantic import TypeAdapter
 
 from replay.data.dataset import EllipticDataset
 from txmon.core.contracts import SCHEMA_VERSION, ReplayEnd, StepEnd, TxEvent, step_range_error
+from txmon.core.elliptic_format import N_FEATURES
 from txmon.core.errors import TxmonError
+from txmon.core.tx_batch import TxColumns
 
 Clock = Callable[[], float]
+ROW_BYTES = 3 * 8 + 4 * N_FEATURES  # tx_id, seq, event_time, features
+EDGE_BYTES = 2 * 8 + 4 + 1  # edge_tx, edge_seq, edge_row, edge_out
 _FLOAT = TypeAdapter(float)
 
 
@@ -137,11 +141,7 @@ class StepPlan:
         — the features of the whole step base64-encoded at once — because the producer sends each one.
 
         PlanError if a feature is not finite (the event model would refuse it)."""
-        bad = np.argwhere(~np.isfinite(self.features))
-        if bad.size:
-            i, j = (int(v) for v in bad[0])
-            raise PlanError(f"tx {int(self.tx_ids[i])} (step {self.step}): feature {j} is {self.features[i, j]}; "
-                            f"it cannot be sent")
+        self.check_features()
         b64 = _rows_base64(self.features)
         prefix = (f'{{"schema_version":{SCHEMA_VERSION},"kind":"tx","replay_id":{json.dumps(self.replay_id)},'
                   f'"tx_id":')
@@ -156,6 +156,49 @@ class StepPlan:
             heads.append(f'{prefix}{tx_id},"step":{self.step},"seq":{seq},"features":"{b64[seq]}",'
                          f'"inputs_from":[{ins}],"outputs_to":[{outs}],"event_time":'.encode())
         return heads
+
+    def check_features(self) -> None:
+        """PlanError if a feature is not finite (the event contract refuses it)."""
+        bad = np.argwhere(~np.isfinite(self.features))
+        if bad.size:
+            i, j = (int(v) for v in bad[0])
+            raise PlanError(f"tx {int(self.tx_ids[i])} (step {self.step}): feature {j} is {self.features[i, j]}; "
+                            f"it cannot be sent")
+
+    def record_sizes(self) -> NDArray[np.int64]:
+        """Bytes each transaction takes in a ``tx_batch`` record (its columns), header aside."""
+        edges = np.diff(self.inputs.ptr) + np.diff(self.outputs.ptr)
+        return ROW_BYTES + EDGE_BYTES * edges
+
+    def columns(self, start: int, stop: int, event_times: NDArray[np.float64]) -> TxColumns:
+        """Seqs ``start..stop-1`` as one batch, with these event times: row i is ``event(start + i)``."""
+        parts = []
+        for out, nb in ((False, self.inputs), (True, self.outputs)):
+            sub = nb.slice(start, stop)
+            rows = np.repeat(np.arange(stop - start, dtype=np.int64), np.diff(sub.ptr))
+            parts.append((rows, np.full(rows.size, out), sub.ids, sub.seqs))
+        rows = np.concatenate([p[0] for p in parts])
+        order = np.argsort(rows, kind="stable")  # by row; each row's inputs before its outputs
+        seqs = np.arange(start, stop, dtype=np.int64)
+        return TxColumns(self.replay_id, self.step, self.tx_ids[start:stop].astype(np.int64), seqs,
+                         np.asarray(event_times, dtype=np.float64), self.features[start:stop], rows[order],
+                         np.concatenate([p[1] for p in parts])[order], np.concatenate([p[2] for p in parts])[order],
+                         np.concatenate([p[3] for p in parts])[order])
+
+    def batch_ends(self, max_rows: int, max_bytes: int) -> list[int]:
+        """Where the step's ``tx_batch`` records end (exclusive seqs): consecutive seqs, at most ``max_rows`` of
+        them and ``max_bytes`` of columns each (a transaction larger than that alone goes alone)."""
+        ends = []
+        size, rows = 0, 0
+        for seq, b in enumerate(self.record_sizes().tolist()):
+            if rows and (rows == max_rows or size + b > max_bytes):
+                ends.append(seq)
+                size, rows = 0, 0
+            size += b
+            rows += 1
+        if rows:
+            ends.append(self.count)
+        return ends
 
     def end(self, partitions: int) -> StepEnd:
         return StepEnd(replay_id=self.replay_id, step=self.step, count=self.count, partitions=partitions,

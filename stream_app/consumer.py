@@ -21,8 +21,10 @@ from aiokafka.errors import CommitFailedError, ConsumerStoppedError
 from stream_app.placement import Placement
 from stream_app.routing import Record
 from txmon.core.settings import Settings
+from txmon.core.tx_batch import transactions_in
 
 log = logging.getLogger(__name__)
+FIRST_FETCH = 16  # records
 DEFAULT_FETCH_WAIT_MS = 500  # aiokafka's: Apache Kafka answers a fetch as soon as data arrives
 READY = "ready: joined consumer group"  # logged at each assignment: txmon.pipeline waits for the first
 
@@ -89,21 +91,26 @@ class TransactionsConsumer:
 
     async def batches(self) -> AsyncIterator[dict[int, list[Record]]]:
         """Micro-batches by partition, until the consumer stops: what arrives within ``batch_wait_s`` of a
-        batch's first record, at most ``batch_max`` records (Faust's ``take``, without a stream per record)."""
+        batch's first record, about ``batch_max`` transactions at most (a ``tx_batch`` record counts its
+        transactions; Faust's ``take``, without a stream per record)."""
         assert self._consumer is not None, "start() first"
         while not self._stopping:
             try:
-                fetched = await self._consumer.getmany(timeout_ms=self.wait_ms, max_records=self.batch_max)
+                # The first fetch is small: records may hold one transaction each, or 64.
+                fetched = await self._consumer.getmany(timeout_ms=self.wait_ms,
+                                                       max_records=min(self.batch_max, FIRST_FETCH))
                 if not fetched:
                     continue
                 deadline = time.monotonic() + self.wait_ms / 1000
-                n = sum(len(msgs) for msgs in fetched.values())
+                records = sum(len(msgs) for msgs in fetched.values())
+                n = sum(transactions_in(m.value) for msgs in fetched.values() for m in msgs)
                 while n < self.batch_max and (left := deadline - time.monotonic()) > 0:
-                    more = await self._consumer.getmany(timeout_ms=int(left * 1000) + 1,
-                                                        max_records=self.batch_max - n)
+                    want = max(1, (self.batch_max - n) * records // n)  # at the transactions per record so far
+                    more = await self._consumer.getmany(timeout_ms=int(left * 1000) + 1, max_records=want)
                     for tp, msgs in more.items():
                         fetched.setdefault(tp, []).extend(msgs)
-                        n += len(msgs)
+                        records += len(msgs)
+                        n += sum(transactions_in(m.value) for m in msgs)
             except ConsumerStoppedError:
                 return
             yield {tp.partition: msgs for tp, msgs in fetched.items() if msgs}

@@ -41,6 +41,7 @@ from stream_app.keys import REPLAYS, ReplayKeys, StepKeys
 from txmon.core.contracts import TxEvent
 from txmon.core.elliptic_format import N_FEATURES, STEP_MAX
 from txmon.core.graph import undirected_adjacency
+from txmon.core.tx_batch import TxColumns
 
 RECORD = np.dtype([("tx_id", "<i8"), ("event_time", "<f8"), ("features", "<f4", (N_FEATURES,))])
 NODES_PER_CHUNK = 96  # 96 * 676 = 64,896 bytes + the sds header fits a 65,536-byte jemalloc class
@@ -203,6 +204,20 @@ class NodeBatch:
         edges = np.array(pairs, dtype=np.int64).reshape(-1, 2)
         edges = edges[edges[:, 0] != edges[:, 1]]
         return cls(np.array([e.seq for e in keep], dtype=np.int64), rec, edges)
+
+    @classmethod
+    def from_columns(cls, cols: TxColumns) -> NodeBatch:
+        """``from_events`` for a batch's columns whose rows are sorted by seq, each seq once: the same arrays."""
+        rec = np.zeros(len(cols), dtype=RECORD)
+        rec["tx_id"] = cols.tx_id
+        rec["event_time"] = cols.event_time
+        rec["features"] = cols.features
+        own = cols.seq[cols.edge_row]
+        inputs, outputs = ~cols.edge_out, cols.edge_out
+        src = np.concatenate([cols.edge_seq[inputs], own[outputs]])  # inputs pay into the row, outputs from it
+        dst = np.concatenate([own[inputs], cols.edge_seq[outputs]])
+        edges = np.stack([src, dst], axis=1).astype(np.int64).reshape(-1, 2)
+        return cls(cols.seq.astype(np.int64), rec, edges[edges[:, 0] != edges[:, 1]])
 
 
 @dataclass(frozen=True)

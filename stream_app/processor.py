@@ -47,6 +47,7 @@ from stream_app.step_close import (
 from txmon.core.contracts import ARRIVAL_WINDOW, Alert, StepReady, TxEvent, WindowsReady, check_replay_id
 from txmon.core.elliptic_format import STEP_MAX
 from txmon.core.errors import TxmonError
+from txmon.core.tx_batch import TxColumns
 
 log = logging.getLogger(__name__)
 
@@ -92,15 +93,19 @@ class Processor:
 
     def late_events(self, events: list[TxEvent], offsets: list[int], partition: int) -> set[int]:
         """ids of the events whose record came after ``partition``'s step_end for their step (one round trip)."""
-        steps = sorted({(e.replay_id, e.step) for e in events})
+        marker = self.step_end_offsets(sorted({(e.replay_id, e.step) for e in events}), partition)
+        return {id(e) for e, o in zip(events, offsets, strict=True)
+                if (e.replay_id, e.step) in marker and o > marker[(e.replay_id, e.step)]}
+
+    def step_end_offsets(self, steps: list[tuple[str, int]], partition: int) -> dict[tuple[str, int], int]:
+        """The offset of ``partition``'s step_end for each of ``steps`` that has passed it (one round trip): records
+        after it are late."""
         if not steps:
-            return set()
+            return {}
         pipe = self.redis.pipeline(transaction=False)
         for replay_id, step in steps:
             pipe.hget(ReplayKeys(replay_id).markers, f"{step}:{partition}")
-        marker = {k: int(v) for k, v in zip(steps, pipe.execute(), strict=True) if v is not None}
-        return {id(e) for e, o in zip(events, offsets, strict=True)
-                if (e.replay_id, e.step) in marker and o > marker[(e.replay_id, e.step)]}
+        return {k: int(v) for k, v in zip(steps, pipe.execute(), strict=True) if v is not None}
 
     def refuse_if_pruned(self, replay_id: str) -> None:
         """MarkerRefused when the replay's graph was pruned: its steps are closed and their inputs gone."""
@@ -145,18 +150,34 @@ class Processor:
                 return f"neighbour seq {s} is not an earlier seq of the step (the event's seq is {event.seq})"
         return None
 
+    @staticmethod
+    def check_columns(cols: TxColumns) -> list[tuple[int, str]]:
+        """``check`` for a batch's rows, as arrays: (row, why) for each row the worker cannot take, in row order.
+        The batch's replay id and step are the caller's to check (the whole record goes with them)."""
+        why: dict[int, str] = {}
+        for i in np.flatnonzero(cols.seq >= MAX_SEQ).tolist():
+            why[i] = f"seq {int(cols.seq[i])} is beyond {MAX_SEQ - 1}"
+        for i in np.flatnonzero(~np.isfinite(cols.event_time)).tolist():
+            why.setdefault(i, f"event_time {float(cols.event_time[i])} is not finite")
+        if cols.n_edges:
+            own = cols.seq[cols.edge_row]
+            for k in np.flatnonzero((cols.edge_seq < 0) | (cols.edge_seq >= own)).tolist():
+                why.setdefault(int(cols.edge_row[k]), f"neighbour seq {int(cols.edge_seq[k])} is not an earlier seq "
+                                                      f"of the step (the event's seq is {int(own[k])})")
+        return sorted(why.items())
+
     # -- arrival --------------------------------------------------------------------------------------------------
 
     def process_batch(self, events: list[TxEvent], *, checked: bool = False, origin: Origin | None = None,
                       offsets: list[int] | None = None, rejects: list[tuple[TxEvent, str]] | None = None,
                       late: set[int] | None = None, handover: Handover | None = None) -> list[Alert]:
-        """Write the batch to Redis, score the arrival windows it completes, return the arrival alerts.
+        """Write the batch to Redis, score the arrival windows it completes, return the arrival alerts: the events
+        grouped by replay and step, each group through ``process_columns``.
 
-        checked: the caller already ran ``check`` on every event (the router does, to dead-letter).
+        checked: the caller already ran ``check`` on every event.
         origin, offsets: the consumed records the events came from (one offset per event), whose claims a
         retry owns (stream_app.claims); default: a direct call, owning only what it claims itself.
-        rejects: receives (event, reason) for events that contradict the step (a seq already holding another
-        transaction or other features, or a late event whose seq had not arrived): nothing of them is written.
+        rejects: receives (event, reason) for events that contradict the step (``process_columns``).
         late: ids (``id(event)``) of events whose record came after their partition's step_end for their step.
         handover: completed windows of steps its placement does not hold go there (as ``windows_ready``), not scored.
         """
@@ -169,44 +190,67 @@ class Processor:
                 log.warning("skipping tx %s of replay %r: %s", e.tx_id, e.replay_id, reason)
             else:
                 good.append((e, offset))
-        good.sort(key=lambda eo: (eo[0].replay_id, eo[0].step, eo[0].seq))
+        good.sort(key=lambda eo: (eo[0].replay_id, eo[0].step))
         alerts: list[Alert] = []
-        for (replay_id, step), group in groupby(good, key=lambda eo: (eo[0].replay_id, eo[0].step)):
-            step_events = list(group)
-            if self.pruned(replay_id):
-                if rejects is not None:
-                    rejects += [(e, _pruned(replay_id)) for e, _ in step_events]
-                continue
-            # The step's windows this batch completes are caused by its last record of the step: a retry
-            # holding that record holds some of the step's events too, so it passes here and re-owns them.
-            cause = origin.cause(max(o for _, o in step_events))
-            alerts += self._process_step(StepKeys(replay_id, step), [e for e, _ in step_events], origin, cause,
-                                         rejects if rejects is not None else [], late or set(), handover)
+        for _, group in groupby(good, key=lambda eo: (eo[0].replay_id, eo[0].step)):
+            step_events, step_offsets = zip(*group, strict=True)
+            was_late = np.array([id(e) in (late or set()) for e in step_events], dtype=bool)
+            found, refused = self.process_columns(TxColumns.from_events(step_events),
+                                                  np.array(step_offsets, dtype=np.int64), origin=origin,
+                                                  late=was_late, handover=handover)
+            alerts += found
+            if rejects is not None:
+                rejects += [(step_events[i], why) for i, why in refused]
         return alerts
 
-    def _process_step(self, keys: StepKeys, events: list[TxEvent], origin: Origin, cause: bytes,
-                      rejects: list[tuple[TxEvent, str]], late: set[int], handover: Handover | None) -> list[Alert]:
-        unique: dict[int, TxEvent] = {}
-        for e in events:  # sorted by seq; the same seq twice in a batch: a redelivery, or a conflict
-            first = unique.setdefault(e.seq, e)
-            if first is not e and not _same_transaction(first, e):
-                rejects.append((e, _conflict(keys, e.seq)))
-        batch = NodeBatch.from_events(list(unique.values()))
-        late_seqs = np.array([s for s, e in unique.items() if id(e) in late], dtype=np.int64)
-        graph, conflicts, refused = self.store.write_batch(keys, batch, late_seqs)
+    def process_columns(self, cols: TxColumns, offsets: NDArray[np.int64], *, origin: Origin | None = None,
+                        late: NDArray[np.bool_] | None = None,
+                        handover: Handover | None = None) -> tuple[list[Alert], list[tuple[int, str]]]:
+        """Write one step's transactions to Redis, score the arrival windows they complete; return the arrival
+        alerts and (row, reason) for the rows refused because they contradict the step (a seq already holding
+        another transaction or other features, or a late row whose seq had not arrived): nothing of them is
+        written. The rows must pass ``check_columns``.
+
+        offsets: each row's record offset in ``origin``; late: the rows whose record came after their partition's
+        step_end for the step."""
+        origin = origin or Origin.direct()
+        if self.pruned(cols.replay_id):
+            return [], [(i, _pruned(cols.replay_id)) for i in range(len(cols))]
+        # The step's windows this batch completes are caused by its last record of the step: a retry
+        # holding that record holds some of the step's events too, so it passes here and re-owns them.
+        cause = origin.cause(int(offsets.max()))
+        late = late if late is not None else np.zeros(len(cols), dtype=bool)
+        return self._process_step(StepKeys(cols.replay_id, cols.step), cols, origin, cause, late, handover)
+
+    def _process_step(self, keys: StepKeys, cols: TxColumns, origin: Origin, cause: bytes, late: NDArray[np.bool_],
+                      handover: Handover | None) -> tuple[list[Alert], list[tuple[int, str]]]:
+        rejects: list[tuple[int, str]] = []
+        # The same seq twice in a batch: a redelivery (kept once), or a conflict with the first (refused).
+        order = np.argsort(cols.seq, kind="stable")
+        sorted_seqs = cols.seq[order]
+        first = np.r_[True, sorted_seqs[1:] != sorted_seqs[:-1]]
+        keep = order[first]
+        if not first.all():
+            dups = order[~first]
+            orig = keep[np.searchsorted(cols.seq[keep], cols.seq[dups])]
+            same = (cols.tx_id[dups] == cols.tx_id[orig]) & (cols.features[dups] == cols.features[orig]).all(axis=1)
+            rejects += [(int(i), _conflict(keys, int(cols.seq[i]))) for i in np.sort(dups[~same])]
+        batch = NodeBatch.from_columns(cols.take(keep))
+        graph, conflicts, refused = self.store.write_batch(keys, batch, batch.seqs[late[keep]])
         ok = ~np.isin(batch.seqs, np.r_[conflicts, refused])
         if not ok.all():
-            rejects += [(unique[int(s)], _conflict(keys, int(s))) for s in conflicts]
-            rejects += [(unique[int(s)], f"seq {int(s)} of step {keys.step} of replay {keys.replay_id} came after its "
-                                         f"partition's step_end for the step, which may have closed without it: not "
-                                         f"written") for s in refused]
+            row_of = dict(zip(batch.seqs.tolist(), keep.tolist(), strict=True))
+            rejects += [(row_of[int(s)], _conflict(keys, int(s))) for s in conflicts]
+            rejects += [(row_of[int(s)], f"seq {int(s)} of step {keys.step} of replay {keys.replay_id} came after "
+                                         f"its partition's step_end for the step, which may have closed without "
+                                         f"it: not written") for s in refused]
         self.cache.put(keys, batch.seqs[ok], self.model.scale(batch.records["features"][ok]), batch.records[ok])
         n_windows = self._complete_windows(graph)
         new = np.flatnonzero(graph.seen[:n_windows * self.window_size] & ~graph.scored[:n_windows * self.window_size])
         if handover is not None and not handover.placement.holds(keys.replay_id, keys.step):
             self._hand_over(keys, new, origin, cause, handover)
-            return []
-        return self._score_arrivals(keys, graph, new, n_windows, origin, cause)
+            return [], rejects
+        return self._score_arrivals(keys, graph, new, n_windows, origin, cause), rejects
 
     def _complete_windows(self, graph: StepGraph) -> int:
         """How many of the step's first windows have every seq arrived (here or on another worker): their
@@ -407,11 +451,6 @@ class Processor:
         mark_finalised(self.redis, replay_id, step, cause)
         self.cache.drop(keys)
         return replace(result, alerts=arrivals + result.alerts) if arrivals else result
-
-
-def _same_transaction(a: TxEvent, b: TxEvent) -> bool:
-    """The same record as far as the graph is concerned (a re-sent replay has another event time)."""
-    return a.tx_id == b.tx_id and bool(np.array_equal(a.features, b.features))
 
 
 def _pruned(replay_id: str) -> str:

@@ -14,7 +14,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import numpy as np
 import redis
+from numpy.typing import NDArray
 from pydantic import ValidationError
 
 from stream_app.claims import Origin
@@ -40,6 +42,7 @@ from txmon.core.contracts import (
     validation_reason,
 )
 from txmon.core.elliptic_format import STEP_MAX
+from txmon.core.tx_batch import BatchFormatError, TxColumns, is_batch
 
 
 class Record(Protocol):
@@ -116,8 +119,9 @@ class Outputs:
         handover.records.clear()
 
 
-def _dead_letter(msg: Record, reason: str) -> tuple[bytes | None, bytes]:
-    text = (msg.value or b"").decode("utf-8", errors="replace")
+def _dead_letter(msg: Record, reason: str, value: bytes | None = None) -> tuple[bytes | None, bytes]:
+    """``msg`` refused for ``reason``, with ``value`` (default: the record's) as its excerpt."""
+    text = ((msg.value if value is None else value) or b"").decode("utf-8", errors="replace")
     key = msg.key[:DEAD_LETTER_KEY_BYTES] if msg.key else msg.key  # a dead letter must always be sendable
     record = DeadLetter(reason=reason, topic=msg.topic, partition=msg.partition, offset=msg.offset,
                         key=key.decode("utf-8", errors="replace") if key else None,
@@ -137,6 +141,38 @@ def _marker_problem(record: Marker) -> str | None:
     return None
 
 
+@dataclass
+class _Rows:
+    """Checked transactions of one replay and step waiting in ``route`` for their batch to be processed: decoded
+    from one ``tx_batch`` record (``rows``: their row numbers in it), or from ``tx`` records (one each)."""
+
+    cols: TxColumns
+    offsets: NDArray[np.int64]
+    msgs: list[Record]  # the one batch record, or each row's record
+    rows: NDArray[np.int64] | None = None
+
+    def dead_letter(self, i: int, reason: str) -> tuple[bytes | None, bytes]:
+        if self.rows is None:
+            return _dead_letter(self.msgs[i], reason)
+        return _row_dead_letter(self.msgs[0], self.cols, i, int(self.rows[i]), reason)
+
+
+def _batch_problem(cols: TxColumns) -> str | None:
+    """Why the worker cannot take any row of this batch record (its replay id, its step), or None."""
+    try:
+        check_replay_id(cols.replay_id)
+    except ValueError as e:
+        return str(e)
+    return f"step {cols.step} is beyond {STEP_MAX}" if cols.step > STEP_MAX else None
+
+
+def _row_dead_letter(msg: Record, cols: TxColumns, i: int, row: int, reason: str) -> tuple[bytes | None, bytes]:
+    """Row ``i`` of ``cols``, row ``row`` of batch record ``msg``: its dead letter holds the JSON ``tx`` record the
+    row stands for (readable, and sendable again once mended)."""
+    where = f"transaction {row} of the batch (tx {int(cols.tx_id[i])}, seq {int(cols.seq[i])}): "
+    return _dead_letter(msg, where + reason, cols.row_json(i).encode())
+
+
 def route(processor: Processor, batch: Sequence[Record], max_record_bytes: int, group: str = "",
           placement: Placement | None = None) -> Outputs:
     """Process ``batch``, records of one partition in offset order, read by consumer group ``group``; return
@@ -148,29 +184,46 @@ def route(processor: Processor, batch: Sequence[Record], max_record_bytes: int, 
     partitions = {msg.partition for msg in batch}
     if len(partitions) > 1:
         raise ValueError(f"route takes one partition's records, got partitions {sorted(partitions)}")
-    origin = Origin.of(batch[0].partition, [msg.offset for msg in batch], batch[0].topic, group)
+    partition = batch[0].partition
+    origin = Origin.of(partition, [msg.offset for msg in batch], batch[0].topic, group)
     handover = Handover(placement) if placement is not None else None
-    pending: list[TxEvent] = []
-    offsets: list[int] = []
-    msgs: dict[int, Record] = {}  # id(event) -> its record, for the dead letters of refused events
+    pending: dict[tuple[str, int], list[_Rows]] = {}  # checked rows by step, in arrival order
+    events: list[tuple[TxEvent, Record]] = []  # checked tx records, not yet columns
+    last: list[int] = []  # the step of the last transaction taken
     # (replay id, step) -> handed-over windows, their records: scored once per step, after the events
     handed: dict[tuple[str, int], tuple[set[int], list[Record]]] = {}
     reason: str | None
 
+    def events_to_rows() -> None:
+        by_step: dict[tuple[str, int], list[tuple[TxEvent, Record]]] = {}
+        for e, m in events:
+            by_step.setdefault((e.replay_id, e.step), []).append((e, m))
+        for key, evs in by_step.items():
+            pending.setdefault(key, []).append(_Rows(TxColumns.from_events([e for e, _ in evs]),
+                                                     np.array([m.offset for _, m in evs], dtype=np.int64),
+                                                     [m for _, m in evs]))
+        events.clear()
+
     def flush() -> None:
-        if pending:
-            rejects: list[tuple[TxEvent, str]] = []
-            late = processor.late_events(pending, offsets, batch[0].partition)
-            for alert in processor.process_batch(pending, checked=True, origin=origin, offsets=offsets,
-                                                 rejects=rejects, late=late, handover=handover):
+        events_to_rows()
+        marker = processor.step_end_offsets(sorted(pending), partition)
+        for key in sorted(pending):
+            parts = pending[key]
+            cols = TxColumns.concat([p.cols for p in parts])
+            offsets = np.concatenate([p.offsets for p in parts])
+            late = offsets > marker[key] if key in marker else None
+            alerts, rejects = processor.process_columns(cols, offsets, origin=origin, late=late, handover=handover)
+            for alert in alerts:
                 out.add_alert(alert)
-            for event, why in rejects:
-                out.dead_letters.append(_dead_letter(msgs[id(event)], why))
-            out.processed += len(pending) - len(rejects)
-            out.last_step = pending[-1].step
-            pending.clear()
-            offsets.clear()
-            msgs.clear()
+            ends = np.cumsum([len(p.cols) for p in parts])
+            for i, why in rejects:
+                k = int(np.searchsorted(ends, i, side="right"))
+                out.dead_letters.append(parts[k].dead_letter(i - int(ends[k] - len(parts[k].cols)), why))
+            out.processed += len(cols) - len(rejects)
+        if last:
+            out.last_step = last[-1]
+        pending.clear()
+        last.clear()
         for (replay_id, step), (windows, records) in handed.items():
             try:
                 alerts = processor.on_windows_ready(replay_id, step, sorted(windows), origin, records[-1].offset)
@@ -180,6 +233,29 @@ def route(processor: Processor, batch: Sequence[Record], max_record_bytes: int, 
             for alert in alerts:
                 out.add_alert(alert)
         handed.clear()
+
+    def take_batch(msg: Record, value: bytes) -> None:
+        try:
+            cols = TxColumns.decode(value)
+        except BatchFormatError as e:
+            out.dead_letters.append(_dead_letter(msg, f"invalid record: {e}"))
+            return
+        if reason := _batch_problem(cols):
+            out.dead_letters.append(_dead_letter(msg, reason))
+            return
+        refused = dict(cols.problems())
+        refused.update((i, why) for i, why in processor.check_columns(cols) if i not in refused)
+        for i, why in sorted(refused.items()):
+            out.dead_letters.append(_row_dead_letter(msg, cols, i, i, why))
+        rows = np.arange(len(cols), dtype=np.int64)
+        if refused:
+            rows = rows[~np.isin(rows, list(refused))]
+            if not rows.size:
+                return
+            cols = cols.take(rows)
+        pending.setdefault((cols.replay_id, cols.step), []).append(
+            _Rows(cols, np.full(len(cols), msg.offset, dtype=np.int64), [msg], rows))
+        last.append(cols.step)
 
     def end_step(record: StepReady | StepEnd, msg: Record) -> None:
         t0 = time.perf_counter()
@@ -195,7 +271,10 @@ def route(processor: Processor, batch: Sequence[Record], max_record_bytes: int, 
         if result is not None:
             out.add_close(result, time.perf_counter() - t0)
 
-    parsed = iter(parse_records([m.value for m in batch if m.value is not None and len(m.value) <= max_record_bytes]))
+    def fits(msg: Record) -> bool:
+        return msg.value is not None and len(msg.value) <= max_record_bytes and not is_batch(msg.value)
+
+    parsed = iter(parse_records([m.value for m in batch if fits(m)]))  # type: ignore[misc]
     for msg in batch:
         if msg.value is None:
             out.dead_letters.append(_dead_letter(msg, "empty record"))
@@ -203,6 +282,9 @@ def route(processor: Processor, batch: Sequence[Record], max_record_bytes: int, 
         if len(msg.value) > max_record_bytes:
             reason = f"record of {len(msg.value):,} bytes exceeds {max_record_bytes:,}"
             out.dead_letters.append(_dead_letter(msg, reason))
+            continue
+        if is_batch(msg.value):
+            take_batch(msg, msg.value)
             continue
         record = next(parsed)
         if isinstance(record, ValidationError):
@@ -213,9 +295,8 @@ def route(processor: Processor, batch: Sequence[Record], max_record_bytes: int, 
             if reason:
                 out.dead_letters.append(_dead_letter(msg, reason))
             else:
-                pending.append(record)
-                offsets.append(msg.offset)
-                msgs[id(record)] = msg
+                events.append((record, msg))
+                last.append(record.step)
         elif reason := _marker_problem(record):
             out.dead_letters.append(_dead_letter(msg, reason))
         elif isinstance(record, WindowsReady):  # complete windows: no order to keep with the events around it

@@ -125,7 +125,9 @@ def produce(
 ) -> None:
     """Replay a data set's transactions onto Kafka, step by step, with step_end markers.
 
-    Transactions go out keyed by id, with features and edges to earlier ones; labels never do.
+    Transactions go out as binary tx_batch records, up to 64 of a step each (TXMON_RECORD_FORMAT=json: one each).
+
+    Each carries its features and its edges to earlier ones; labels never travel.
 
     After each step a step_end goes to every partition, after the last a replay_end.
 

@@ -14,8 +14,9 @@ from txmon.core.schemas import RecordName, json_schema
 
 
 def schema(
-    record: Annotated[RecordName, typer.Argument(help="alert, stats, dead-letter, or transaction (the union of "
-                                                 "tx, step_end and replay_end)")],
+    record: Annotated[RecordName, typer.Argument(help="alert, stats, dead-letter, transaction (the union of "
+                                                 "the JSON kinds on the transactions topic) or transaction-batch "
+                                                 "(the header of a binary tx_batch record)")],
     out: Annotated[Path | None, typer.Option("--out", help="write the schema to this file instead of stdout")]
     = None,
 ) -> None:

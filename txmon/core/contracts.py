@@ -32,7 +32,7 @@ from pydantic import (
 
 from txmon.core.elliptic_format import N_FEATURES, STEP_MAX, STEP_MIN
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 # -- vocabulary: the words and numbers the records share, spelled once ----------------------------------------------
 

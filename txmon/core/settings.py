@@ -29,10 +29,21 @@ class Settings(BaseSettings):
     topic_dead_letter: str = "txmon.dead-letter"
     topic_partitions: int = Field(4, ge=1)
 
+    # The producer.
+    record_format: Literal["batch", "json"] = Field(
+        "batch", description="how the producer sends transactions: batch, binary tx_batch records of up to "
+                             "producer_batch consecutive transactions of a step (txmon.core.tx_batch); json, one tx "
+                             "record each. The worker takes both")
+    producer_batch: int = Field(64, ge=1, description="transactions per tx_batch record at most (and their columns "
+                                                      "within max_record_bytes)")
+    producer_linger_ms: float = Field(20.0, ge=0, description="longest a paced replay holds a transaction to fill "
+                                                              "its tx_batch record")
+
     # The stream worker.
     worker_app_id: str = Field("txmon-worker", description="Faust app id = the Kafka consumer group")
     model_version: str = Field("latest", description="GCN version the worker serves, or latest")
-    batch_max: int = Field(1000, ge=1, description="events per micro-batch at most")
+    batch_max: int = Field(1000, ge=1, description="transactions per micro-batch, about (a tx_batch record is "
+                                                   "not split: its transactions may go beyond it)")
     batch_wait_s: float = Field(0.05, gt=0, description="how long a micro-batch waits to fill")
     max_record_bytes: int = Field(64 * 1024, ge=1024, description="larger records are dead-lettered")
     processing_guarantee: Literal["exactly_once", "at_least_once"] | None = Field(

@@ -13,8 +13,9 @@ from producer.kafka_io import ensure_topics
 from producer.send import new_replay_id, run_replay
 from replay.data.dataset import EllipticDataset
 from replay.synth import generate, synthesize
-from txmon.core.contracts import TOPIC_EVENT, ReplayEnd, StepEnd, TxEvent
+from txmon.core.contracts import ReplayEnd, StepEnd, TxEvent
 from txmon.core.settings import Settings
+from txmon.core.tx_batch import read_records
 
 runner = CliRunner()
 
@@ -55,21 +56,23 @@ def _consume_all(bootstrap: str, topic: str, replay_id: str, timeout_s: float = 
             assert time.monotonic() < deadline, f"replay_end missing on partitions {set(parts) - done}"
             for tp, batch in consumer.poll(timeout_ms=500).items():
                 for m in batch:
-                    ev = TOPIC_EVENT.validate_json(m.value)
-                    records[tp.partition].append((m.offset, m.key, ev))
-                    if isinstance(ev, ReplayEnd) and ev.replay_id == replay_id:
-                        done.add(tp.partition)
+                    for ev in read_records(m.value):
+                        records[tp.partition].append((m.offset, m.key, ev))
+                        if isinstance(ev, ReplayEnd) and ev.replay_id == replay_id:
+                            done.add(tp.partition)
         return records
     finally:
         consumer.close()
 
 
 @pytest.mark.integration
-def test_replay_through_real_kafka(kafka_bootstrap: str) -> None:
+@pytest.mark.parametrize("record_format", ["batch", "json"])
+def test_replay_through_real_kafka(kafka_bootstrap: str, record_format: str) -> None:
     d = generate(scale=0.01, n_steps=5, seed=4)
     ds = EllipticDataset(d.tx_ids, d.steps, d.features.astype(np.float32), d.labels, d.edges)
     topic = f"test.producer.{new_replay_id()}"
-    settings = Settings(kafka_bootstrap=kafka_bootstrap, topic_transactions=topic, topic_partitions=3)
+    settings = Settings(kafka_bootstrap=kafka_bootstrap, topic_transactions=topic, topic_partitions=3,
+                        record_format=record_format, producer_batch=16)
     summary = run_replay(ds, kafka_bootstrap, settings, 1, 3, replay_id="itest")
     in_range = ds.steps <= 3
     assert summary.events == int(in_range.sum()) and summary.partitions == 3 and summary.markers == 3 * 4
@@ -78,7 +81,10 @@ def test_replay_through_real_kafka(kafka_bootstrap: str) -> None:
     assert set(records) == {0, 1, 2}
     txs = [(key, ev) for recs in records.values() for _, key, ev in recs if isinstance(ev, TxEvent)]
     assert sorted(ev.tx_id for _, ev in txs) == sorted(ds.tx_ids[in_range].tolist())  # each exactly once
-    assert all(key == str(ev.tx_id).encode() for key, ev in txs)
+    if record_format == "json":
+        assert all(key == str(ev.tx_id).encode() for key, ev in txs)
+    else:  # a record's key names its step and first seq
+        assert all(key.decode().startswith(f"itest:{ev.step}:") for key, ev in txs)
     assert sum(len(ev.inputs_from) + len(ev.outputs_to) for _, ev in txs) == summary.edges
     step_of = dict(zip(ds.tx_ids.tolist(), ds.steps.tolist(), strict=True))
     for p, recs in records.items():

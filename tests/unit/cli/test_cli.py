@@ -78,5 +78,5 @@ def test_schema_prints_json_schema_or_writes_it(tmp_path: Path) -> None:
     out = tmp_path / "dl.json"
     result = runner.invoke(app, ["schema", "dead-letter", "--out", str(out)])
     assert result.exit_code == 0 and result.stdout == ""
-    assert json.loads(out.read_text(encoding="utf-8"))["$id"] == "urn:txmon:schema:dead-letter:v4"
+    assert json.loads(out.read_text(encoding="utf-8"))["$id"] == "urn:txmon:schema:dead-letter:v5"
     assert runner.invoke(app, ["schema", "bogus"]).exit_code == 2

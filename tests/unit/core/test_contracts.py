@@ -28,6 +28,7 @@ from txmon.core.contracts import (
     validation_reason,
 )
 from txmon.core.schemas import RECORDS, RecordName, json_schema, type_text, update_doc
+from txmon.core.tx_batch import TxBatchHeader, encode_events
 
 
 def _event(**kw) -> TxEvent:
@@ -171,7 +172,14 @@ def _records() -> dict[RecordName, list[BaseModel]]:
             StepEnd(replay_id="r1", step=3, count=10, partitions=4, event_time=now),
             ReplayEnd(replay_id="r1", first_step=1, last_step=3, count=30, partitions=4, event_time=now),
         ],
+        RecordName.transaction_batch: [_batch_header(encode_events([_event(), _event(seq=8, tx_id=43)]))],
     }
+
+
+def _batch_header(value: bytes) -> TxBatchHeader:
+    """The header of a binary tx_batch record, as sent."""
+    h = int.from_bytes(value[4:8], "little")
+    return TxBatchHeader.model_validate_json(value[8:8 + h])
 
 
 def _as_json(record: BaseModel) -> dict:

@@ -22,6 +22,7 @@ from replay.synth import generate, synthesize
 from txmon.core.contracts import TOPIC_EVENT, ReplayEnd, StepEnd, TxEvent, encode_features
 from txmon.core.elliptic_format import N_FEATURES
 from txmon.core.settings import Settings
+from txmon.core.tx_batch import is_batch, read_records
 from txmon.embedded import free_port
 
 runner = CliRunner()
@@ -284,20 +285,34 @@ class FakeProducer:
         self.closed = True
 
 
-def test_send_order_markers_after_flush_on_every_partition(synth_ds: EllipticDataset) -> None:
-    settings = Settings(topic_transactions="t.tx")
+@pytest.mark.parametrize("record_format", ["json", "batch"])
+def test_send_order_markers_after_flush_on_every_partition(synth_ds: EllipticDataset, record_format: str) -> None:
+    settings = Settings(topic_transactions="t.tx", record_format=record_format, producer_batch=7)
     plan = plan_replay(synth_ds, 2, 4, "fake")
     fake = FakeProducer(3)
     seen: list[tuple[int, int]] = []
     summary = send_replay(plan, "unused:1", settings, setup=TopicSetup(3), producer=fake,
                           progress=lambda d, t: seen.append((d, t)))
     i = 0
+    batches = 0
     for sp in plan:
-        for seq in range(sp.count):
+        seq = 0
+        while seq < sp.count:
             op, topic, key, value, partition = fake.log[i]
-            ev = TOPIC_EVENT.validate_json(value)
-            assert (op, topic, partition) == ("send", "t.tx", None)
-            assert isinstance(ev, TxEvent) and ev.seq == seq and key == str(ev.tx_id).encode()
+            events = read_records(value)
+            assert (op, topic) == ("send", "t.tx")
+            assert all(isinstance(ev, TxEvent) and ev.step == sp.step for ev in events)
+            assert [ev.seq for ev in events] == list(range(seq, seq + len(events)))  # in order, each once
+            if record_format == "json":
+                assert partition is None and len(events) == 1 and key == str(events[0].tx_id).encode()
+            else:  # consecutive seqs, round robin over the partitions
+                assert is_batch(value) and 1 <= len(events) <= 7 and partition == batches % 3
+                assert key == f"fake:{sp.step}:{seq}".encode()
+                batches += 1
+            for ev in events:
+                assert ev.tx_id == int(sp.tx_ids[ev.seq]) and np.array_equal(ev.features, sp.features[ev.seq])
+                assert ev.inputs_from == sp.inputs.pairs(ev.seq) and ev.outputs_to == sp.outputs.pairs(ev.seq)
+            seq += len(events)
             i += 1
         assert fake.log[i] == ("flush",)  # the step's transactions are out before its markers
         markers = fake.log[i + 1:i + 4]
@@ -315,6 +330,26 @@ def test_send_order_markers_after_flush_on_every_partition(synth_ds: EllipticDat
     assert summary.bytes == sum(len(x[3]) + len(x[2] or b"") for x in fake.log if x[0] == "send")
     assert summary.replay_id == "fake" and summary.partitions == 3 and summary.edges == plan.n_edges
     assert seen[-1] == (plan.count, plan.count)
+
+
+def test_batches_respect_the_record_size_limit(synth_ds: EllipticDataset) -> None:
+    plan = plan_replay(synth_ds, 2, 3, "sized")
+    fake = FakeProducer(2)
+    settings = Settings(producer_batch=1000, max_record_bytes=8 * 1024)
+    send_replay(plan, "unused:1", settings, setup=TopicSetup(2), producer=fake)
+    sizes = [len(x[3]) for x in fake.log if x[0] == "send" and is_batch(x[3])]
+    assert len(sizes) > 2 * len(plan) and max(sizes) <= 8 * 1024
+
+
+def test_a_paced_batch_goes_out_once_its_first_transaction_waited_the_linger_time(synth_ds: EllipticDataset) -> None:
+    plan = plan_replay(synth_ds, 2, 2, "slow")
+    fake = FakeProducer(1)
+    t = FakeTime()
+    # 200 tx/s, a transaction every 5 ms, and an 11 ms linger: a record holds three transactions (0, 5, 10 ms)
+    send_replay(plan, "unused:1", Settings(producer_batch=64, producer_linger_ms=11), setup=TopicSetup(1),
+                producer=fake, pacer=Pacer(200, clock=t.clock, sleep=t.sleep))
+    counts = [len(read_records(x[3])) for x in fake.log if x[0] == "send" and is_batch(x[3])]
+    assert sum(counts) == plan.count and counts[:-1] == [3] * (len(counts) - 1)
 
 
 def test_undelivered_records_are_a_producer_error(synth_ds: EllipticDataset) -> None:

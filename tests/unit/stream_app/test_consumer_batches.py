@@ -1,0 +1,66 @@
+"""``TransactionsConsumer.batches`` sizes micro-batches in transactions, whether a record holds one (JSON) or many
+(``tx_batch``): a fake consumer stands in for aiokafka's."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import numpy as np
+import pytest
+from aiokafka import TopicPartition
+
+from stream_app.consumer import TransactionsConsumer
+from stream_app.routing import Consumed
+from txmon.core.contracts import TxEvent
+from txmon.core.settings import Settings
+from txmon.core.tx_batch import encode_events, transactions_in
+from txmon.testing.records import TOPIC, tx
+
+
+def _batch(n: int) -> bytes:
+    return encode_events([TxEvent.model_validate_json(json.dumps(tx(seq=i))) for i in range(n)])
+
+
+class FakeConsumer:
+    """A backlog on one partition, served ``max_records`` at a time, with a count of the fetches."""
+
+    def __init__(self, values: list[bytes], consumer: TransactionsConsumer) -> None:
+        self.backlog = [Consumed(TOPIC, 0, i, None, v) for i, v in enumerate(values)]
+        self.fetches = 0
+        self.owner = consumer
+
+    async def getmany(self, timeout_ms: int, max_records: int) -> dict[TopicPartition, list[Consumed]]:
+        self.fetches += 1
+        if not self.backlog:  # as aiokafka's: nothing within the timeout
+            self.owner._stopping = True  # the test's end: the backlog is consumed
+            await asyncio.sleep(timeout_ms / 1000)
+            return {}
+        out, self.backlog = self.backlog[:max_records], self.backlog[max_records:]
+        return {TopicPartition(TOPIC, 0): out}
+
+
+def _micro_batches(values: list[bytes], batch_max: int) -> tuple[list[int], int]:
+    consumer = TransactionsConsumer(Settings(batch_max=batch_max, batch_wait_s=0.1), on_revoked=None)  # type: ignore[arg-type]
+    fake = FakeConsumer(values, consumer)
+    consumer._consumer = fake  # type: ignore[assignment]
+
+    async def collect() -> list[int]:
+        return [sum(transactions_in(m.value) for m in msgs) async for b in consumer.batches() for msgs in b.values()]
+
+    return asyncio.run(collect()), fake.fetches
+
+
+def test_a_record_counts_its_transactions() -> None:
+    assert transactions_in(_batch(5)) == 5
+    assert transactions_in(json.dumps(tx()).encode()) == 1
+    assert transactions_in(None) == 1 and transactions_in(b"TXMB\xff\xff\xff\xff{") == 1
+
+
+@pytest.mark.parametrize("per_record", [1, 64])
+def test_micro_batches_hold_about_batch_max_transactions_whatever_the_records(per_record: int) -> None:
+    value = _batch(per_record) if per_record > 1 else json.dumps(tx()).encode()
+    sizes, fetches = _micro_batches([value] * (20_000 // per_record), batch_max=1000)
+    assert sum(sizes) == 20_000 // per_record * per_record  # nothing lost
+    assert all(s <= 1000 + per_record - 1 for s in sizes) and np.median(sizes) >= 1000 - per_record + 1
+    assert fetches <= 3 * len(sizes) + 2  # a full micro-batch in a few fetches
