@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import json
 import os
 import re
 import shutil
@@ -62,8 +63,8 @@ from txmon.testing.e2e import TopicReader, claimed_alert_ids, save_gcn, wait_for
 PARTITIONS = 4
 TARGETS = {"throughput": 25_000, "ratio": 10, "p99_ms": 250, "bytes_per_tx": 1_000, "close_ms": 150}
 
-# The worker as `txmon worker` runs it, plus a one-line log per micro-batch (wall time, events, seconds in
-# route).
+# The worker as `txmon worker` runs it, plus a one-line log per route call, i.e. per partition of a micro-batch
+# (wall time, transactions processed, seconds in route, records).
 INSTRUMENTED_WORKER = """
 import os, sys, time
 import stream_app.app as app_module
@@ -71,7 +72,7 @@ _route, _log = app_module.route, open(os.environ["BENCH_BATCH_LOG"], "a", buffer
 def route(processor, batch, max_record_bytes, *rest):
     t = time.perf_counter()
     out = _route(processor, batch, max_record_bytes, *rest)
-    _log.write(f"{time.time():.4f} {len(batch)} {time.perf_counter() - t:.6f}\\n")
+    _log.write(f"{time.time():.4f} {out.processed} {time.perf_counter() - t:.6f} {len(batch)}\\n")
     return out
 app_module.route = route
 sys.argv = ["txmon", "worker"]
@@ -127,8 +128,9 @@ class CpuMeter:
 
 
 def batch_log(path: Path, start: float, end: float) -> tuple[np.ndarray, np.ndarray]:
-    """Sizes and route seconds of the micro-batches the worker finished between ``start`` and ``end``."""
-    rows = np.loadtxt(path, ndmin=2) if path.exists() and path.stat().st_size else np.zeros((0, 3))
+    """Transactions and route seconds of the route calls (a partition's share of a micro-batch each) the worker
+    finished between ``start`` and ``end``."""
+    rows = np.loadtxt(path, ndmin=2) if path.exists() and path.stat().st_size else np.zeros((0, 4))
     sel = (rows[:, 0] >= start) & (rows[:, 0] <= end)
     return rows[sel, 1], rows[sel, 2]
 
@@ -227,6 +229,31 @@ class Profiler:
                 print(f"    {100 * n / total:5.1f}%  {k}")
 
 
+def same_outputs(client: redis.Redis, collector: Collector, a: str, b: str, steps: list[int], timeout: float,
+                 pipeline: Pipeline) -> str:
+    """Whether replays ``a`` and ``b`` of the same data raised the same alerts (every field but the ids and the
+    clock), the same statistics (but the clock) and the same final scores, bit for bit."""
+    def alerts(replay_id: str) -> list[str]:
+        claimed = claimed_alert_ids(client, replay_id)
+        wait_for(lambda: claimed <= {x["alert_id"] for _, x in collector.alerts_of(replay_id)}, timeout,
+                 f"replay {replay_id}'s alerts", pipeline=pipeline)
+        once = {x["alert_id"]: x for _, x in collector.alerts_of(replay_id)}
+        return sorted(json.dumps({k: v for k, v in x.items()
+                                  if k not in ("alert_id", "replay_id", "event_time", "processing_time")},
+                                 sort_keys=True) for x in once.values())
+
+    def stats(replay_id: str) -> list[str]:
+        return sorted(json.dumps({k: v for k, v in x.items() if k not in ("replay_id", "computed_at")},
+                                 sort_keys=True) for _, x in collector.stats_of(replay_id))
+
+    def finals(replay_id: str) -> list[bytes | None]:
+        return [client.get(StepKeys(replay_id, s).fin) for s in steps]
+
+    got = [alerts(a) == alerts(b), stats(a) == stats(b), finals(a) == finals(b)]
+    return (f"alerts ({len(alerts(a)):,}) identical: {got[0]}; statistics identical: {got[1]}; final scores of "
+            f"every step identical: {got[2]}")
+
+
 def percentile_ms(values: list[float], q: float) -> float:
     return float(np.percentile(np.array(values) * 1e3, q)) if values else float("nan")
 
@@ -261,6 +288,7 @@ def main() -> None:
     ap.add_argument("--naive", type=int, default=2_000, help="events for the per-event path")
     ap.add_argument("--alert-share", type=float, default=0.02, help="threshold = this upper quantile of scores")
     ap.add_argument("--batch-max", type=int, default=None, help="TXMON_BATCH_MAX for the worker")
+    ap.add_argument("--batch-wait-s", type=float, default=None, help="TXMON_BATCH_WAIT_S for the worker")
     ap.add_argument("--fetch-wait-ms", type=int, default=None,
                     help="TXMON_FETCH_WAIT_MS for the worker (default: Faust's 1500 on Kafka, 100 on Tansu)")
     ap.add_argument("--broker", choices=["kafka", "tansu"], default=None,
@@ -307,6 +335,7 @@ def main() -> None:
                         record_format=args.record_format,
                         **({"embedded_broker": args.broker} if args.broker else {}),
                         **({"batch_max": args.batch_max} if args.batch_max else {}),
+                        **({"batch_wait_s": args.batch_wait_s} if args.batch_wait_s else {}),
                         **({"fetch_wait_ms": args.fetch_wait_ms} if args.fetch_wait_ms else {}),
                         **({"processing_guarantee": args.guarantee} if args.guarantee else {}))
     with Pipeline(settings, app_id="bench-worker", run_dir=tmp) as pipeline:
@@ -371,7 +400,8 @@ def main() -> None:
                   f"{last_computed - (start + summary.seconds):.1f} s after the last")
             sizes, secs = batch_log(tmp / "batches.log", start, end)
             if sizes.size:
-                print(f"  worker: {sizes.size:,} micro-batches, {sizes.mean():,.0f} events on average (median "
+                print(f"  worker: {sizes.size:,} route calls (a partition's share of a micro-batch each), "
+                      f"{sizes.mean():,.0f} transactions on average (median "
                       f"{np.median(sizes):,.0f}, max {sizes.max():,.0f}); route() busy {secs.sum():.1f} s of "
                       f"{end - start:.1f} s ({100 * secs.sum() / (end - start):.0f}%), {1e6 * secs.sum() / n:,.0f} µs "
                       f"per tx; the rest is Faust, the Kafka clients and waiting")
@@ -398,6 +428,8 @@ def main() -> None:
                       f"(producer {summary_j.rate:,.0f} tx/s); {args.record_format} records "
                       f"{results['throughput'] / results['throughput_json']:.2f}x that")
                 print(f"  {cpu_json}")
+                print("  " + same_outputs(client, collector, "full", "full-json", [sp.step for sp in plan],
+                                          args.timeout, pipeline))
 
             # 3. latency, paced
             k = min(args.paced_steps, 49)
@@ -432,7 +464,7 @@ def main() -> None:
                       f"(target {rate:,.0f}); {len(arrival):,} arrival alerts")
                 sizes, secs = batch_log(tmp / "batches.log", start, done)
                 if sizes.size:
-                    print(f"  worker: {sizes.size:,} micro-batches, {sizes.mean():,.0f} events on average, route() "
+                    print(f"  worker: {sizes.size:,} route calls, {sizes.mean():,.0f} transactions on average, route() "
                           f"p50 {np.median(secs) * 1e3:,.0f} ms, p99 {np.percentile(secs, 99) * 1e3:,.0f} ms per "
                           f"batch, busy {100 * secs.sum() / (done - start):.0f}% of the {done - start:.1f} s")
                 print(f"  {cpu}")
@@ -507,6 +539,7 @@ def main() -> None:
     for name, got, want, ok in rows:
         print(f"| {name} | {got} | {want} | {'met' if ok else 'NOT met'} |")
     print(f"(scale {args.scale}, {PARTITIONS} partitions, {args.workers} worker(s), batch max {settings.batch_max}, "
+          f"batch wait {settings.batch_wait_s} s, "
           f"fetch wait {pipeline.settings.fetch_wait_ms or DEFAULT_FETCH_WAIT_MS} ms, "
           f"{pipeline.settings.processing_guarantee or 'exactly_once'}, {broker})")
     shutil.rmtree(tmp, ignore_errors=True)

@@ -58,6 +58,12 @@ def test_batches_give_the_same_outputs_and_graph_as_one_json_record_a_transactio
     assert json_out.processed == batch_out.processed == len(events)
     assert _clean(json_out) == _clean(batch_out) and json_out.stats_records[0].edges_step > 20
     assert _state(redis_client) == json_state
+    redis_client.flushdb()  # both kinds in one micro-batch, for the same step
+    chunks = [events[:1], events[1:5], events[5:6], events[6:12], events[12:13], events[13:]]  # JSON, batch, ...
+    mixed = [msg(encode_events(c), offset=i) if i % 2 else msg(json.loads(c[0].model_dump_json()), offset=i)
+             for i, c in enumerate(chunks)]
+    mixed_out = route(Processor(redis_client, proc.model, window_size=4), [*mixed, msg(end, offset=99)], MAX_BYTES)
+    assert _clean(mixed_out) == _clean(json_out) and _state(redis_client) == json_state
 
 
 def test_rows_out_of_seq_order_and_repeated_across_records_are_taken_once(proc: Processor) -> None:
