@@ -38,7 +38,6 @@ from redis.exceptions import NoScriptError
 from scipy import sparse
 
 from stream_app.keys import REPLAYS, ReplayKeys, StepKeys
-from txmon.core.contracts import TxEvent
 from txmon.core.elliptic_format import N_FEATURES, STEP_MAX
 from txmon.core.graph import undirected_adjacency
 from txmon.core.tx_batch import TxColumns
@@ -191,23 +190,9 @@ class NodeBatch:
     edges: NDArray[np.int64]  # [k, 2] directed (src seq, dst seq)
 
     @classmethod
-    def from_events(cls, events: list[TxEvent]) -> NodeBatch:
-        events = sorted(events, key=lambda e: e.seq)
-        keep = [e for i, e in enumerate(events) if i == 0 or e.seq != events[i - 1].seq]  # duplicates in a batch
-        rec = np.zeros(len(keep), dtype=RECORD)
-        rec["tx_id"] = [e.tx_id for e in keep]
-        rec["event_time"] = [e.event_time for e in keep]
-        if keep:
-            rec["features"] = np.stack([e.features for e in keep])
-        pairs = [(t, e.seq) for e in keep for _, t in e.inputs_from]  # they pay into e
-        pairs += [(e.seq, t) for e in keep for _, t in e.outputs_to]  # e pays into them
-        edges = np.array(pairs, dtype=np.int64).reshape(-1, 2)
-        edges = edges[edges[:, 0] != edges[:, 1]]
-        return cls(np.array([e.seq for e in keep], dtype=np.int64), rec, edges)
-
-    @classmethod
     def from_columns(cls, cols: TxColumns) -> NodeBatch:
-        """``from_events`` for a batch's columns whose rows are sorted by seq, each seq once: the same arrays."""
+        """A batch's columns whose rows are sorted by seq, each seq once; edges as (src seq, dst seq): each row's
+        inputs_from pay into it, its outputs_to are paid by it (all inputs first, in row order, then all outputs)."""
         rec = np.zeros(len(cols), dtype=RECORD)
         rec["tx_id"] = cols.tx_id
         rec["event_time"] = cols.event_time

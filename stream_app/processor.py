@@ -91,12 +91,6 @@ class Processor:
         self._pruned: set[str] = set()
         self._not_pruned: dict[str, float] = {}  # replay id -> until when "not pruned" is believed
 
-    def late_events(self, events: list[TxEvent], offsets: list[int], partition: int) -> set[int]:
-        """ids of the events whose record came after ``partition``'s step_end for their step (one round trip)."""
-        marker = self.step_end_offsets(sorted({(e.replay_id, e.step) for e in events}), partition)
-        return {id(e) for e, o in zip(events, offsets, strict=True)
-                if (e.replay_id, e.step) in marker and o > marker[(e.replay_id, e.step)]}
-
     def step_end_offsets(self, steps: list[tuple[str, int]], partition: int) -> dict[tuple[str, int], int]:
         """The offset of ``partition``'s step_end for each of ``steps`` that has passed it (one round trip): records
         after it are late."""

@@ -33,6 +33,7 @@ from stream_app.routing import Consumed, Outputs, record_published, route
 from stream_app.scorer import LoadedModel
 from txmon.core.contracts import ARRIVAL_WINDOW, ReplayEnd, StepEnd, TxEvent
 from txmon.core.graph import undirected_adjacency
+from txmon.core.tx_batch import TxColumns
 from txmon.testing.records import MAX_BYTES, TOPIC
 
 pytestmark = [pytest.mark.integration, pytest.mark.filterwarnings("ignore:Sparse:UserWarning")]
@@ -567,7 +568,8 @@ def test_records_round_trip_in_full_size_chunks(r: redis.Redis, redis_url: str, 
     store = GraphStore(r)
     keys = StepKeys("rec", 1)
     events = [e for e in replay_events(ds, "rec") if e.step == int(ds.steps.min())]
-    batch = NodeBatch.from_events(events[::3] + events[1::3])  # gaps and several runs
+    kept = sorted(events[::3] + events[1::3], key=lambda e: e.seq)  # gaps and several runs
+    batch = NodeBatch.from_columns(TxColumns.from_events(kept))
     store.write_batch(keys, batch)
     assert r.strlen(keys.node(0)) == NODES_PER_CHUNK * RECORD.itemsize  # created at full size
     got = store.read_records(keys, batch.seqs[::-1])
