@@ -6,8 +6,8 @@ against its own redis-server. The baseline's runs import a copy of the revision 
 this checkout, in the same environment (the installed packages are this checkout's). Runs alternate, --repeat
 times each. Prints each side's CPU seconds of the process per transaction (median, ratio; the step closes'
 share) and whether the two raised the same alerts, statistics and final scores — compared as their JSON
-without the clock fields (event_time is the time the plan was built, processing_time and computed_at the time
-of the run).
+without the clock fields and schema_version (event_time is the time the plan was built, processing_time and
+computed_at the time of the run; a revision may bump the version).
 
     python benchmarks/bench_against.py --baseline 3dc080a [--scale 1.0] [--repeat 2]
 """
@@ -77,9 +77,10 @@ def run_once(scale: float, batch: int, seed: int) -> dict:
         "code": str(Path(stream_app.processor.__file__).resolve().parent.parent), "tx": ds.n_nodes, "cpu_s": cpu,
         "close_s": closes,
         "alerts": len(alerts),
-        "alerts_digest": digest([a.model_dump_json(exclude={"processing_time", "event_time"})
+        # schema_version too: a revision that bumps it changes every record's by design
+        "alerts_digest": digest([a.model_dump_json(exclude={"processing_time", "event_time", "schema_version"})
                                  for a in sorted(alerts, key=lambda a: a.alert_id)]),
-        "stats_digest": digest([s.model_dump_json(exclude={"computed_at"}) for s in stats]),
+        "stats_digest": digest([s.model_dump_json(exclude={"computed_at", "schema_version"}) for s in stats]),
         "finals_digest": hashlib.sha256(np.concatenate(finals).tobytes()).hexdigest()[:16],
     }
 
