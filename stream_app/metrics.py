@@ -25,7 +25,8 @@ BATCH_SIZE_BUCKETS = (1, 10, 50, 100, 250, 500, 1000, 2000, 5000)
 
 EVENTS = Counter("txmon_events_processed", "Transactions written to the graph and scored at arrival",
                  ["model_version"])
-RECORDS = Counter("txmon_records_consumed", "Records read from the transactions topic (events, markers, bad ones)")
+RECORDS = Counter("txmon_records_consumed",
+                  "Records read from the transactions topic (tx_batch records, tx events, markers, bad ones)")
 BATCH_SIZE = Histogram("txmon_batch_size", "Records per consumed micro-batch", buckets=BATCH_SIZE_BUCKETS)
 BATCH_SECONDS = Histogram("txmon_batch_seconds", "Time to process one micro-batch, step closes included",
                           buckets=LATENCY_BUCKETS)
