@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, ConsumerStoppedError
@@ -24,7 +24,6 @@ from txmon.core.settings import Settings
 from txmon.core.tx_batch import transactions_in
 
 log = logging.getLogger(__name__)
-FIRST_FETCH = 16  # records
 DEFAULT_FETCH_WAIT_MS = 500  # aiokafka's: Apache Kafka answers a fetch as soon as data arrives
 READY = "ready: joined consumer group"  # logged at each assignment: txmon.pipeline waits for the first
 
@@ -49,6 +48,8 @@ class TransactionsConsumer:
         self.topic = settings.topic_transactions
         self.settings = settings
         self.batch_max = settings.batch_max
+        self._per_record = settings.producer_batch  # the most transactions a record has held (assumed at first)
+        self._seen = False
         self.wait_ms = max(1, int(settings.batch_wait_s * 1000))
         self._listener = _Listener(self.topic, settings.worker_app_id, on_revoked)
         self._consumer: AIOKafkaConsumer | None = None  # made on the event loop, at start
@@ -91,29 +92,36 @@ class TransactionsConsumer:
 
     async def batches(self) -> AsyncIterator[dict[int, list[Record]]]:
         """Micro-batches by partition, until the consumer stops: what arrives within ``batch_wait_s`` of a
-        batch's first record, about ``batch_max`` transactions at most (a ``tx_batch`` record counts its
-        transactions; Faust's ``take``, without a stream per record)."""
+        batch's first record, ``batch_max`` transactions at most, give or take one record (a ``tx_batch`` record
+        counts its transactions; Faust's ``take``, without a stream per record)."""
         assert self._consumer is not None, "start() first"
         while not self._stopping:
             try:
-                # The first fetch is small: records may hold one transaction each, or 64.
-                fetched = await self._consumer.getmany(timeout_ms=self.wait_ms,
-                                                       max_records=min(self.batch_max, FIRST_FETCH))
+                fetched = await self._consumer.getmany(timeout_ms=self.wait_ms, max_records=self._want(0))
                 if not fetched:
                     continue
                 deadline = time.monotonic() + self.wait_ms / 1000
-                records = sum(len(msgs) for msgs in fetched.values())
-                n = sum(transactions_in(m.value) for msgs in fetched.values() for m in msgs)
+                n = self._count(fetched.values())
                 while n < self.batch_max and (left := deadline - time.monotonic()) > 0:
-                    want = max(1, (self.batch_max - n) * records // n)  # at the transactions per record so far
-                    more = await self._consumer.getmany(timeout_ms=int(left * 1000) + 1, max_records=want)
+                    more = await self._consumer.getmany(timeout_ms=int(left * 1000) + 1, max_records=self._want(n))
                     for tp, msgs in more.items():
                         fetched.setdefault(tp, []).extend(msgs)
-                        records += len(msgs)
-                        n += sum(transactions_in(m.value) for m in msgs)
+                    n += self._count(more.values())
             except ConsumerStoppedError:
                 return
             yield {tp.partition: msgs for tp, msgs in fetched.items() if msgs}
+
+    def _want(self, n: int) -> int:
+        """Records to fetch when the micro-batch holds ``n`` transactions: as many as it lacks if every record held
+        the most transactions a record has held so far (``producer_batch`` before the first fetch): one fetch for
+        one-transaction records; once batch records have come, never more than one record beyond ``batch_max``."""
+        return max(1, (self.batch_max - n) // self._per_record)
+
+    def _count(self, fetched: Iterable[list[Record]]) -> int:
+        counts = [transactions_in(m.value) for msgs in fetched for m in msgs]
+        self._per_record = max(self._per_record if self._seen else 1, *counts, 1)
+        self._seen = True
+        return sum(counts)
 
     async def commit(self, partition: int, next_offset: int) -> bool:
         """Commit ``next_offset`` for the group (at-least-once); False when the partition moved meanwhile."""

@@ -57,10 +57,12 @@ def test_a_record_counts_its_transactions() -> None:
     assert transactions_in(None) == 1 and transactions_in(b"TXMB\xff\xff\xff\xff{") == 1
 
 
-@pytest.mark.parametrize("per_record", [1, 64])
-def test_micro_batches_hold_about_batch_max_transactions_whatever_the_records(per_record: int) -> None:
+@pytest.mark.parametrize(("per_record", "batch_max"), [(1, 1000), (64, 1000), (64, 64)])
+def test_micro_batches_hold_about_batch_max_transactions_whatever_the_records(per_record: int,
+                                                                              batch_max: int) -> None:
     value = _batch(per_record) if per_record > 1 else json.dumps(tx()).encode()
-    sizes, fetches = _micro_batches([value] * (20_000 // per_record), batch_max=1000)
+    sizes, fetches = _micro_batches([value] * (20_000 // per_record), batch_max=batch_max)
     assert sum(sizes) == 20_000 // per_record * per_record  # nothing lost
-    assert all(s <= 1000 + per_record - 1 for s in sizes) and np.median(sizes) >= 1000 - per_record + 1
+    assert all(s <= batch_max + per_record - 1 for s in sizes)
+    assert np.median(sizes) >= batch_max - per_record + 1
     assert fetches <= 3 * len(sizes) + 2  # a full micro-batch in a few fetches
