@@ -249,8 +249,9 @@ def same_outputs(client: redis.Redis, collector: Collector, a: str, b: str, step
     def finals(replay_id: str) -> list[bytes | None]:
         return [client.get(StepKeys(replay_id, s).fin) for s in steps]
 
-    got = [alerts(a) == alerts(b), stats(a) == stats(b), finals(a) == finals(b)]
-    return (f"alerts ({len(alerts(a)):,}) identical: {got[0]}; statistics identical: {got[1]}; final scores of "
+    first = alerts(a)
+    got = [first == alerts(b), stats(a) == stats(b), finals(a) == finals(b)]
+    return (f"alerts ({len(first):,}) identical: {got[0]}; statistics identical: {got[1]}; final scores of "
             f"every step identical: {got[2]}")
 
 

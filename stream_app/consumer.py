@@ -48,8 +48,7 @@ class TransactionsConsumer:
         self.topic = settings.topic_transactions
         self.settings = settings
         self.batch_max = settings.batch_max
-        self._per_record = settings.producer_batch  # the most transactions a record has held (assumed at first)
-        self._seen = False
+        self._per_record: int | None = None  # the most transactions a record has held; None before any
         self.wait_ms = max(1, int(settings.batch_wait_s * 1000))
         self._listener = _Listener(self.topic, settings.worker_app_id, on_revoked)
         self._consumer: AIOKafkaConsumer | None = None  # made on the event loop, at start
@@ -115,12 +114,11 @@ class TransactionsConsumer:
         """Records to fetch when the micro-batch holds ``n`` transactions: as many as it lacks if every record held
         the most transactions a record has held so far (``producer_batch`` before the first fetch): one fetch for
         one-transaction records; once batch records have come, never more than one record beyond ``batch_max``."""
-        return max(1, (self.batch_max - n) // self._per_record)
+        return max(1, (self.batch_max - n) // (self._per_record or self.settings.producer_batch))
 
     def _count(self, fetched: Iterable[list[Record]]) -> int:
         counts = [transactions_in(m.value) for msgs in fetched for m in msgs]
-        self._per_record = max(self._per_record if self._seen else 1, *counts, 1)
-        self._seen = True
+        self._per_record = max(self._per_record or 1, 1, *counts)
         return sum(counts)
 
     async def commit(self, partition: int, next_offset: int) -> bool:

@@ -127,37 +127,33 @@ class Processor:
     @staticmethod
     def check(event: TxEvent) -> str | None:
         """Why the worker cannot take this event (the agent dead-letters it), or None."""
-        try:
-            check_replay_id(event.replay_id)
-        except ValueError as e:
-            return str(e)
+        if reason := step_problem(event.replay_id, event.step):
+            return reason
         if event.seq >= MAX_SEQ:
-            return f"seq {event.seq} is beyond {MAX_SEQ - 1}"
-        if event.step > STEP_MAX:
-            return f"step {event.step} is beyond {STEP_MAX}"
+            return _seq_beyond(event.seq)
         if event.tx_id > MAX_TX_ID:  # stored as int64
             return f"tx id {event.tx_id} does not fit in 64 bits"
         if not math.isfinite(event.event_time):
-            return f"event_time {event.event_time} is not finite"
+            return _not_finite(event.event_time)
         for _, s in event.inputs_from + event.outputs_to:
             if not 0 <= s < event.seq:  # the contract: edges travel with the later of their two transactions
-                return f"neighbour seq {s} is not an earlier seq of the step (the event's seq is {event.seq})"
+                return _not_earlier(s, event.seq)
         return None
 
     @staticmethod
     def check_columns(cols: TxColumns) -> list[tuple[int, str]]:
         """``check`` for a batch's rows, as arrays: (row, why) for each row the worker cannot take, in row order.
-        The batch's replay id and step are the caller's to check (the whole record goes with them)."""
+        The batch's replay id and step are the caller's to check (``step_problem``: the whole record goes with
+        them); its tx ids are int64 already."""
         why: dict[int, str] = {}
         for i in np.flatnonzero(cols.seq >= MAX_SEQ).tolist():
-            why[i] = f"seq {int(cols.seq[i])} is beyond {MAX_SEQ - 1}"
+            why[i] = _seq_beyond(int(cols.seq[i]))
         for i in np.flatnonzero(~np.isfinite(cols.event_time)).tolist():
-            why.setdefault(i, f"event_time {float(cols.event_time[i])} is not finite")
+            why.setdefault(i, _not_finite(float(cols.event_time[i])))
         if cols.n_edges:
             own = cols.seq[cols.edge_row]
             for k in np.flatnonzero((cols.edge_seq < 0) | (cols.edge_seq >= own)).tolist():
-                why.setdefault(int(cols.edge_row[k]), f"neighbour seq {int(cols.edge_seq[k])} is not an earlier seq "
-                                                      f"of the step (the event's seq is {int(own[k])})")
+                why.setdefault(int(cols.edge_row[k]), _not_earlier(int(cols.edge_seq[k]), int(own[k])))
         return sorted(why.items())
 
     # -- arrival --------------------------------------------------------------------------------------------------
@@ -445,6 +441,28 @@ class Processor:
         mark_finalised(self.redis, replay_id, step, cause)
         self.cache.drop(keys)
         return replace(result, alerts=arrivals + result.alerts) if arrivals else result
+
+
+def step_problem(replay_id: str, step: int) -> str | None:
+    """Why the worker cannot take a record of this replay and step — an event, a batch of them, a marker — or None."""
+    try:
+        check_replay_id(replay_id)
+    except ValueError as e:
+        return str(e)
+    return f"step {step} is beyond {STEP_MAX}" if step > STEP_MAX else None  # step close walks the steps before it
+
+
+# The reasons ``check`` and ``check_columns`` give, worded once.
+def _seq_beyond(seq: int) -> str:
+    return f"seq {seq} is beyond {MAX_SEQ - 1}"
+
+
+def _not_finite(event_time: float) -> str:
+    return f"event_time {event_time} is not finite"
+
+
+def _not_earlier(neighbour: int, seq: int) -> str:
+    return f"neighbour seq {neighbour} is not an earlier seq of the step (the event's seq is {seq})"
 
 
 def _pruned(replay_id: str) -> str:

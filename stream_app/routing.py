@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from stream_app.claims import Origin
 from stream_app.keys import LATEST_ALERTS, LATEST_N, ReplayKeys
 from stream_app.placement import Handover, Placement
-from stream_app.processor import MarkerRefused, Processor
+from stream_app.processor import MarkerRefused, Processor, step_problem
 from stream_app.retention import mark_ended
 from stream_app.step_close import StepResult
 from txmon.core.contracts import (
@@ -37,11 +37,9 @@ from txmon.core.contracts import (
     StepStats,
     TxEvent,
     WindowsReady,
-    check_replay_id,
     parse_records,
     validation_reason,
 )
-from txmon.core.elliptic_format import STEP_MAX
 from txmon.core.tx_batch import BatchFormatError, TxColumns, is_batch
 
 
@@ -131,14 +129,7 @@ def _dead_letter(msg: Record, reason: str, value: bytes | None = None) -> tuple[
 
 def _marker_problem(record: Marker) -> str | None:
     """Why the worker cannot take this marker, or None: a bad one must be dead-lettered, not crash the agent."""
-    try:
-        check_replay_id(record.replay_id)
-    except ValueError as e:
-        return str(e)
-    last = record.last_step if isinstance(record, ReplayEnd) else record.step
-    if last > STEP_MAX:  # step close walks the steps before it
-        return f"step {last} is beyond {STEP_MAX}"
-    return None
+    return step_problem(record.replay_id, record.last_step if isinstance(record, ReplayEnd) else record.step)
 
 
 @dataclass
@@ -155,15 +146,6 @@ class _Rows:
         if self.rows is None:
             return _dead_letter(self.msgs[i], reason)
         return _row_dead_letter(self.msgs[0], self.cols, i, int(self.rows[i]), reason)
-
-
-def _batch_problem(cols: TxColumns) -> str | None:
-    """Why the worker cannot take any row of this batch record (its replay id, its step), or None."""
-    try:
-        check_replay_id(cols.replay_id)
-    except ValueError as e:
-        return str(e)
-    return f"step {cols.step} is beyond {STEP_MAX}" if cols.step > STEP_MAX else None
 
 
 def _row_dead_letter(msg: Record, cols: TxColumns, i: int, row: int, reason: str) -> tuple[bytes | None, bytes]:
@@ -240,7 +222,7 @@ def route(processor: Processor, batch: Sequence[Record], max_record_bytes: int, 
         except BatchFormatError as e:
             out.dead_letters.append(_dead_letter(msg, f"invalid record: {e}"))
             return
-        if reason := _batch_problem(cols):
+        if reason := step_problem(cols.replay_id, cols.step):
             out.dead_letters.append(_dead_letter(msg, reason))
             return
         refused = dict(cols.problems())

@@ -214,10 +214,12 @@ class TxColumns:
             raise BatchFormatError("edge_row must be non-decreasing row numbers below the count")
         if e and int(edge_out.max()) > 1:
             raise BatchFormatError("edge_out must be 0 or 1")
-        return cls(head.replay_id, head.step, tx_id.astype(np.int64), seq.astype(np.int64),
-                   event_time.astype(np.float64), features.reshape(n, N_FEATURES).astype(np.float32),
-                   edge_row.astype(np.int64), edge_out.astype(bool), edge_tx.astype(np.int64),
-                   edge_seq.astype(np.int64))
+        # Read-only views into ``value`` where the wire type is the column's (the processor takes copies of the
+        # rows it keeps); only edge_row and edge_out are converted.
+        return cls(head.replay_id, head.step, tx_id.astype(np.int64, copy=False), seq.astype(np.int64, copy=False),
+                   event_time.astype(np.float64, copy=False),
+                   features.reshape(n, N_FEATURES).astype(np.float32, copy=False), edge_row.astype(np.int64),
+                   edge_out.astype(bool), edge_tx.astype(np.int64, copy=False), edge_seq.astype(np.int64, copy=False))
 
     # -- the contract's checks, per row ---------------------------------------------------------------------------
 
