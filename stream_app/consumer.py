@@ -16,7 +16,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import CommitFailedError, ConsumerStoppedError
+from aiokafka.errors import CommitFailedError, ConsumerStoppedError, NoOffsetForPartitionError, OffsetOutOfRangeError
 
 from stream_app.placement import Placement
 from stream_app.routing import Record
@@ -41,6 +41,10 @@ class _Listener(ConsumerRebalanceListener):
         log.info("%s %s: partitions %s of %s", READY, self.group, sorted(tp.partition for tp in assigned), self.topic)
 
 
+class PositionLost(RuntimeError):
+    """The broker no longer holds the offset this worker had reached on a partition: it lost its data."""
+
+
 class TransactionsConsumer:
     """Micro-batches of the transactions topic, by partition, in offset order; commits for at-least-once."""
 
@@ -50,7 +54,9 @@ class TransactionsConsumer:
         self.batch_max = settings.batch_max
         self._per_record: int | None = None  # the most transactions a record has held; None before any
         self.wait_ms = max(1, int(settings.batch_wait_s * 1000))
-        self._listener = _Listener(self.topic, settings.worker_app_id, on_revoked)
+        self._listener = _Listener(self.topic, settings.worker_app_id, self._revoked)
+        self._on_revoked = on_revoked
+        self._progressed: set[int] = set()  # partitions this worker has read records of since they were assigned
         self._consumer: AIOKafkaConsumer | None = None  # made on the event loop, at start
         self._stopping = False
 
@@ -61,7 +67,9 @@ class TransactionsConsumer:
             group_id=settings.worker_app_id,
             client_id=f"{settings.worker_app_id}-consumer",
             enable_auto_commit=False,  # offsets are committed with each batch's outputs (stream_app.delivery)
-            auto_offset_reset="earliest",
+            # "none": an offset the broker no longer holds is an error to look at (_fetch), not a silent reset:
+            # records read after a silent reset, before the rebalance that follows, could be published twice.
+            auto_offset_reset="none",
             # A short session: a killed worker's partitions move within seconds (a Tansu join takes session / 2).
             session_timeout_ms=6_000,
             heartbeat_interval_ms=1_000,
@@ -96,19 +104,46 @@ class TransactionsConsumer:
         assert self._consumer is not None, "start() first"
         while not self._stopping:
             try:
-                fetched = await self._consumer.getmany(timeout_ms=self.wait_ms, max_records=self._want(0))
+                fetched = await self._fetch(self.wait_ms, self._want(0))
                 if not fetched:
                     continue
                 deadline = time.monotonic() + self.wait_ms / 1000
                 n = self._count(fetched.values())
                 while n < self.batch_max and (left := deadline - time.monotonic()) > 0:
-                    more = await self._consumer.getmany(timeout_ms=int(left * 1000) + 1, max_records=self._want(n))
+                    more = await self._fetch(int(left * 1000) + 1, self._want(n))
                     for tp, msgs in more.items():
                         fetched.setdefault(tp, []).extend(msgs)
                     n += self._count(more.values())
             except ConsumerStoppedError:
                 return
-            yield {tp.partition: msgs for tp, msgs in fetched.items() if msgs}
+            batch = {tp.partition: msgs for tp, msgs in fetched.items() if msgs}
+            self._progressed.update(batch)
+            yield batch
+
+    async def _fetch(self, timeout_ms: int, max_records: int) -> dict[TopicPartition, list[Record]]:
+        """``getmany``, starting a partition without a committed offset at its beginning (as "earliest" would);
+        PositionLost when a partition this worker has read from no longer holds its position."""
+        assert self._consumer is not None, "start() first"
+        try:
+            return await self._consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
+        except NoOffsetForPartitionError as e:  # the group's first start on this partition
+            await self._consumer.seek_to_beginning(*e.args)
+        except OffsetOutOfRangeError as e:
+            at: dict[TopicPartition, int] = e.args[0]
+            if lost := sorted(tp.partition for tp in at if tp.partition in self._progressed):
+                raise PositionLost(f"partitions {lost}: the broker no longer holds the offsets this worker had "
+                                   f"reached ({', '.join(f'{tp.partition}: {o}' for tp, o in at.items())}): it lost "
+                                   f"its data (restarted empty?). The worker stops rather than guess where to "
+                                   f"resume") from None
+            # A committed offset before the log's start: retention deleted records before any worker read them.
+            log.warning("offsets %s are no longer on the broker (retention?): reading those partitions from their "
+                        "beginning", {tp.partition: o for tp, o in at.items()})
+            await self._consumer.seek_to_beginning(*at)
+        return {}
+
+    async def _revoked(self, partitions: set[int]) -> None:
+        self._progressed -= partitions
+        await self._on_revoked(partitions)
 
     def _want(self, n: int) -> int:
         """Records to fetch when the micro-batch holds ``n`` transactions: as many as it lacks if every record held

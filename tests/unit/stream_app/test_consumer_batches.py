@@ -1,5 +1,6 @@
 """``TransactionsConsumer.batches`` sizes micro-batches in transactions, whether a record holds one (JSON) or many
-(``tx_batch``): a fake consumer stands in for aiokafka's."""
+(``tx_batch``), and starts or stops where the broker has no position for it: a fake consumer stands in for
+aiokafka's."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ import json
 import numpy as np
 import pytest
 from aiokafka import TopicPartition
+from aiokafka.errors import NoOffsetForPartitionError, OffsetOutOfRangeError
 
-from stream_app.consumer import TransactionsConsumer
+from stream_app.consumer import PositionLost, TransactionsConsumer
 from stream_app.routing import Consumed
 from txmon.core.contracts import TxEvent
 from txmon.core.settings import Settings
@@ -66,3 +68,48 @@ def test_micro_batches_hold_about_batch_max_transactions_whatever_the_records(pe
     assert all(s <= batch_max + per_record - 1 for s in sizes)
     assert np.median(sizes) >= batch_max - per_record + 1
     assert fetches <= 3 * len(sizes) + 2  # a full micro-batch in a few fetches
+
+
+class RaisingConsumer:
+    """getmany raises ``error`` once, then serves one record of partition 0 per call; records the seeks."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error: Exception | None = error
+        self.seeks: list[TopicPartition] = []
+
+    async def getmany(self, timeout_ms: int, max_records: int) -> dict[TopicPartition, list[Consumed]]:
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
+        return {TopicPartition(TOPIC, 0): [Consumed(TOPIC, 0, 0, None, json.dumps(tx()).encode())]}
+
+    async def seek_to_beginning(self, *partitions: TopicPartition) -> None:
+        self.seeks += partitions
+
+
+def _first_batch(error: Exception, progressed: set[int]) -> tuple[dict, list[TopicPartition]]:
+    consumer = TransactionsConsumer(Settings(batch_max=1, batch_wait_s=0.01), on_revoked=None)  # type: ignore[arg-type]
+    fake = RaisingConsumer(error)
+    consumer._consumer = fake  # type: ignore[assignment]
+    consumer._progressed = progressed
+
+    async def first() -> dict:
+        async for batch in consumer.batches():
+            return batch
+        return {}
+
+    return asyncio.run(first()), fake.seeks
+
+
+def test_a_partition_without_a_committed_offset_starts_at_its_beginning() -> None:
+    tp = TopicPartition(TOPIC, 3)
+    batch, seeks = _first_batch(NoOffsetForPartitionError(tp), set())
+    assert seeks == [tp] and list(batch) == [0]
+
+
+def test_an_offset_gone_from_the_broker_stops_the_worker_only_where_it_had_read() -> None:
+    tp = TopicPartition(TOPIC, 2)
+    with pytest.raises(PositionLost, match="lost its data"):
+        _first_batch(OffsetOutOfRangeError({tp: 71}), {2})
+    batch, seeks = _first_batch(OffsetOutOfRangeError({tp: 71}), {0, 1})  # a committed offset before the log start
+    assert seeks == [tp] and list(batch) == [0]
