@@ -28,6 +28,7 @@ from stream_app import metrics, views
 from stream_app.consumer import TransactionsConsumer
 from stream_app.delivery import AtLeastOnce, Delivery, DeliveryError, ExactlyOnce, OutputTopics
 from stream_app.processor import Processor
+from stream_app.publishing import Publishing
 from stream_app.redis_client import connect
 from stream_app.retention import prune_ended
 from stream_app.retries import BatchFailed, retrying
@@ -140,8 +141,10 @@ def create_app(settings: Settings, model: LoadedModel | None = None) -> faust.Ap
             log.info("replay %s: done (every partition has passed replay_end, every step is closed)", replay_id)
         return out
 
-    async def handle(by_partition: dict[int, list[Record]]) -> None:
-        work = []
+    Work = list[tuple[int, list[Record], Outputs, str]]  # (partition, its records, their outputs, for logs)
+
+    async def process_all(by_partition: dict[int, list[Record]]) -> Work:
+        work: Work = []
         for partition, fetched in by_partition.items():
             start = await retrying(partial(delivery.admit, partition),
                                    f"partition {partition}: taking it over", settings.batch_retry_s)
@@ -152,25 +155,39 @@ def create_app(settings: Settings, model: LoadedModel | None = None) -> faust.Ap
             out = await retrying(partial(process, msgs), f"{span}: processing", settings.batch_retry_s,
                                  fatal=(StateLost,))
             work.append((partition, msgs, out, span))
+        return work
+
+    async def publish(work: Work, skip: frozenset[int]) -> frozenset[int]:
+        """Publish each partition's outputs with its offsets (stream_app.publishing: ``skip``: the partitions the
+        previous batch could not publish); the partitions it could not publish, no longer ours."""
+        todo = [w for w in work if w[0] not in skip]
         delivered = await asyncio.gather(*(
             retrying(partial(delivery.deliver, p, out, msgs[0].offset, msgs[-1].offset + 1), f"{span}: publishing",
                      settings.batch_retry_s, fatal=(DeliveryError,))
-            for p, msgs, out, span in work))
-        for (_, msgs, out, _), ok in zip(work, delivered, strict=True):
+            for p, msgs, out, span in todo))
+        for (_, msgs, out, _), ok in zip(todo, delivered, strict=True):
             if not ok:
                 continue
             observe(out, len(msgs), processor().model.version)
             if out.dead_letters:
                 log.warning("%d record(s) sent to %s", len(out.dead_letters), settings.topic_dead_letter)
+        return frozenset(p for (p, *_), ok in zip(todo, delivered, strict=True) if not ok)
+
+    def publish_failed(e: BaseException) -> None:
+        if not isinstance(e, BatchFailed):
+            log.error("publishing a batch failed", exc_info=e)
+        fail(str(e) if isinstance(e, BatchFailed) else f"publishing a batch failed: {type(e).__name__}: {e}")
 
     @app.task
     async def score() -> None:
+        publishing = Publishing(publish, publish_failed)
         try:
             await consumer.start()
             async for batch in consumer.batches():
                 t0 = time.perf_counter()
-                await handle(batch)
+                await publishing.submit(await process_all(batch))
                 metrics.BATCH_SECONDS.observe(time.perf_counter() - t0)
+            await publishing.drain()
         except BatchFailed as e:
             fail(str(e))
         except Exception as e:  # noqa: BLE001 - a worker whose consumer died must not live on serving web views

@@ -28,7 +28,8 @@ EVENTS = Counter("txmon_events_processed", "Transactions written to the graph an
 RECORDS = Counter("txmon_records_consumed",
                   "Records read from the transactions topic (tx_batch records, tx events, markers, bad ones)")
 BATCH_SIZE = Histogram("txmon_batch_size", "Records per consumed micro-batch", buckets=BATCH_SIZE_BUCKETS)
-BATCH_SECONDS = Histogram("txmon_batch_seconds", "Time to process one micro-batch, step closes included",
+BATCH_SECONDS = Histogram("txmon_batch_seconds", "Time to process one micro-batch, step closes included, and to "
+                          "wait for the previous one's publish",
                           buckets=LATENCY_BUCKETS)
 EVENT_TO_ALERT = Histogram("txmon_event_to_alert_seconds",
                            "From a transaction's event time (when the producer sent it) to its alert being published",
