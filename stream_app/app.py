@@ -27,6 +27,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from stream_app import metrics, views
 from stream_app.consumer import TransactionsConsumer
 from stream_app.delivery import AtLeastOnce, Delivery, DeliveryError, ExactlyOnce, OutputTopics
+from stream_app.fit_pool import FitPool
 from stream_app.processor import Processor
 from stream_app.publishing import Publishing
 from stream_app.redis_client import connect
@@ -50,6 +51,7 @@ class _Served:
         self.settings = settings
         self.model = model  # verified before the worker joins its group (txmon worker), else loaded on first use
         self._processor: Processor | None = None
+        self.fit_pool = FitPool()  # the step closes' degree fits run there, beside the close's scoring
 
     def __call__(self) -> Processor:
         if self._processor is None:
@@ -65,7 +67,8 @@ class _Served:
                  f"its arrival model, threshold {model.arrival.threshold:.3f}" if model.arrival
                  else "the same GCN: the version has no arrival model", s.model_dir)
         metrics.MODEL_INFO.labels(model.version).set(1)
-        return Processor(connect(s.redis_url), model)
+        self.fit_pool.start()
+        return Processor(connect(s.redis_url), model, fit_pool=self.fit_pool)
 
 
 def fail(reason: str) -> NoReturn:
@@ -209,6 +212,7 @@ def create_app(settings: Settings, model: LoadedModel | None = None) -> faust.Ap
     async def on_shutdown(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         await consumer.stop()  # first: no batch is admitted after this
         await delivery.close()
+        processor.fit_pool.close()
 
     _add_views(app, processor)
     return app

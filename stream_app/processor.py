@@ -29,6 +29,7 @@ from scipy import sparse
 from model_store.arrival import arrival_view
 from stream_app.alerts import Candidate, claim
 from stream_app.claims import Origin, claim_windows
+from stream_app.fit_pool import FitPool
 from stream_app.graph_store import FeatureCache, GraphStore, NodeBatch, StepGraph
 from stream_app.keys import SEQ_BITS, ReplayKeys, StepKeys
 from stream_app.placement import Handover
@@ -72,11 +73,13 @@ class Processor:
     holds before another worker may take over; cache_steps: steps kept in the feature cache;
     torch_threads: intra-op threads for the process (None leaves torch's setting) — one, because a
     batch's GCN is small and extra threads on 2 shared cores cost more in wake-ups than they save
-    (measured: a 200x165 linear layer took 13 ms with 2 threads on a busy machine, 0.02 ms with 1).
+    (measured: a 200x165 linear layer took 13 ms with 2 threads on a busy machine, 0.02 ms with 1);
+    fit_pool: a process for the step closes' degree fits (stream_app.fit_pool; None: fitted in this one).
     """
 
     def __init__(self, client: redis.Redis, model: LoadedModel, *, window: int = 10, close_lease_s: float = 60.0,
-                 cache_steps: int = 4, torch_threads: int | None = 1, window_size: int = ARRIVAL_WINDOW) -> None:
+                 cache_steps: int = 4, torch_threads: int | None = 1, window_size: int = ARRIVAL_WINDOW,
+                 fit_pool: FitPool | None = None) -> None:
         if torch_threads is not None:
             torch.set_num_threads(torch_threads)
         self.redis = client
@@ -86,6 +89,7 @@ class Processor:
         self.window = window
         self.window_size = window_size
         self.close_lease_s = close_lease_s
+        self.fit_pool = fit_pool
         self.instance = instance_token(client)
         self._writes: int | None = None  # txm:writes as this processor last saw it
         self._pruned: set[str] = set()
@@ -433,7 +437,8 @@ class Processor:
         n_windows = -(-graph.size // self.window_size)
         arrivals = self._score_arrivals(keys, graph, np.flatnonzero(graph.seen & ~graph.scored), n_windows,
                                         origin, cause)
-        result = finalise(self.store, self.model, replay_id, step, self.window, origin, cause, unfinished, count)
+        result = finalise(self.store, self.model, replay_id, step, self.window, origin, cause, unfinished, count,
+                          self.fit_pool)
         if result.stats.missing_transactions or result.stats.dangling_edges:
             log.warning("step %d of replay %s closed partial: %d declared transaction(s) never arrived, %d edge(s) "
                         "name a seq that never arrived; its statistics record says so", step, replay_id,

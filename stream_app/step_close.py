@@ -23,11 +23,12 @@ from numpy.typing import NDArray
 
 from stream_app.alerts import Candidate, claim
 from stream_app.claims import Origin
+from stream_app.fit_pool import DegreeFits, FitPool, degree_fits
 from stream_app.graph_store import GraphStore
 from stream_app.keys import ReplayKeys, StepKeys
 from stream_app.scorer import LoadedModel, score, top_neighbours
 from txmon.core.contracts import Alert, AlertKind, StepStats
-from txmon.core.fits import densification_series, fit_power_law
+from txmon.core.fits import densification_series
 from txmon.core.graph import undirected_adjacency
 
 DONE = b"done:"  # a finalisation claim's prefix once the step is finalised: done:<cause>
@@ -96,13 +97,15 @@ def mark_finalised(client: redis.Redis, replay_id: str, step: int, cause: bytes)
 
 
 def step_stats(replay_id: str, step: int, n: int, src: NDArray[np.int64], dst: NDArray[np.int64], triangles: int,
-               history: dict[int, tuple[int, int]], window: int, missing: int = 0, dangling: int = 0) -> StepStats:
+               history: dict[int, tuple[int, int]], window: int, missing: int = 0, dangling: int = 0,
+               fits: DegreeFits | None = None) -> StepStats:
     """Statistics of a step graph on nodes 0..n-1 with directed edges src → dst (each node pair once).
 
     ``history``: step -> (nodes, edges) of the finalised steps (this one is added if missing). ``missing``,
     ``dangling``: declared transactions that never arrived, edges to seqs that never arrived (the record says
-    it is partial).
+    it is partial). ``fits``: this graph's :func:`degree_fits`, when they were computed elsewhere.
     """
+    in_fit, out_fit = fits if fits is not None else degree_fits(n, src, dst)
     e = int(src.size)
     deg = np.bincount(np.r_[src, dst], minlength=n)  # undirected: the log holds each pair once
     wedges = float(np.sum(deg * (deg - 1) / 2))
@@ -117,8 +120,7 @@ def step_stats(replay_id: str, step: int, n: int, src: NDArray[np.int64], dst: N
         nodes_total=int(cum_n[-1]), edges_total=int(cum_e[-1]),
         avg_degree=e / n if n else 0.0, density=e / (n * (n - 1)) if n > 1 else 0.0,
         clustering=3 * triangles / wedges if wedges else 0.0, triangles_step=triangles,
-        in_degree_fit=fit_power_law(np.bincount(dst, minlength=n)),
-        out_degree_fit=fit_power_law(np.bincount(src, minlength=n)),
+        in_degree_fit=in_fit, out_degree_fit=out_fit,
         densification_alpha=dens.alpha if dens else None, densification_r2=dens.r2 if dens else None,
         densification_alpha_window=dens_w.alpha if dens_w else None, window=window,
         missing_transactions=missing, dangling_edges=dangling, computed_at=time.time(),
@@ -130,12 +132,13 @@ def step_stats(replay_id: str, step: int, n: int, src: NDArray[np.int64], dst: N
 
 def finalise(store: GraphStore, model: LoadedModel, replay_id: str, step: int, window: int, origin: Origin,
              cause: bytes, unfinished: dict[int, tuple[int, int]] | None = None,
-             declared: int | None = None) -> StepResult:
+             declared: int | None = None, fit_pool: FitPool | None = None) -> StepResult:
     """Re-score the whole step from Redis, store final scores and history, claim the step-close alerts: each
     arrival alert confirmed or retracted, a final alert for a transaction first flagged now.
 
     ``unfinished``: (nodes, edges) of earlier steps whose close has not stored them in the history yet;
-    ``declared``: the transactions the step's markers say it has."""
+    ``declared``: the transactions the step's markers say it has; ``fit_pool``: where the degree fits run
+    meanwhile (default: here, after the claims)."""
     keys = StepKeys(replay_id, step)
     data = store.read_step(keys)
     g = data.graph
@@ -145,6 +148,7 @@ def finalise(store: GraphStore, model: LoadedModel, replay_id: str, step: int, w
     local[seqs] = np.arange(n)
     e = g.arrived_edges()
     src, dst = local[e[:, 0]], local[e[:, 1]]
+    pending = fit_pool.submit(n, src, dst) if fit_pool else None
     adj = undirected_adjacency(n, src, dst)
     records = data.records[seqs]
     scored = score(model, model.scale(records["features"]), adj) if n else None
@@ -155,7 +159,6 @@ def finalise(store: GraphStore, model: LoadedModel, replay_id: str, step: int, w
     history = {**(unfinished or {}), **store.store_final(keys, by_seq, n, int(src.size))}
     missing = max((declared or 0) - n, 0)
     dangling = int(g.edges.shape[0] - e.shape[0])  # every partition passed step_end: these never arrive
-    stats = step_stats(replay_id, step, n, src, dst, data.triangles, history, window, missing, dangling)
 
     thr = model.threshold
     has_arr = g.scored[seqs]
@@ -174,4 +177,6 @@ def finalise(store: GraphStore, model: LoadedModel, replay_id: str, step: int, w
                 arrival_score=float(arr[i]), final_score=float(fin[i]), event_time=float(records["event_time"][i]),
                 neighbours=[(int(ids[j]), w) for j, w in nbs]))
     alerts = claim(store.redis, replay_id, candidates, thr, model.version, origin, cause)
+    fits = fit_pool.result(pending, n, src, dst) if fit_pool and pending else None
+    stats = step_stats(replay_id, step, n, src, dst, data.triangles, history, window, missing, dangling, fits)
     return StepResult(stats, alerts, records["tx_id"].astype(np.int64), fin)

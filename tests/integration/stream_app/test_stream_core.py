@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,7 @@ from replay.analysis.network import analyze_network
 from replay.data.dataset import EllipticDataset
 from replay.synth import generate
 from stream_app.claims import Origin
+from stream_app.fit_pool import FitPool
 from stream_app.graph_store import NODES_PER_CHUNK, RECORD, GraphStore, NodeBatch
 from stream_app.keys import ReplayKeys, StepKeys
 from stream_app.placement import Placement
@@ -524,11 +526,21 @@ def test_triangles_and_edges_match_offline_in_any_arrival_order(r: redis.Redis, 
         assert stats.triangles_step == expected
 
 
+@pytest.fixture(scope="module")
+def fit_pool() -> Iterator[FitPool]:
+    pool = FitPool()
+    yield pool
+    pool.close()
+
+
+@pytest.mark.parametrize("fits", ["in-line", "in the fit process"])
 @pytest.mark.parametrize("data", ["ds", "dense"])
-def test_step_statistics_equal_the_offline_analysis(r: redis.Redis, data: str, request: pytest.FixtureRequest) -> None:
+def test_step_statistics_equal_the_offline_analysis(r: redis.Redis, data: str, fits: str,
+                                                    request: pytest.FixtureRequest) -> None:
     d: EllipticDataset = request.getfixturevalue(data)
     model, _ = make_model(d)
-    proc = Processor(r, model, window=3)
+    pool = request.getfixturevalue("fit_pool") if fits == "in the fit process" else None
+    proc = Processor(r, model, window=3, fit_pool=pool)
     for b in batches(replay_events(d, "st"), np.random.default_rng(6), 20, 200):
         proc.process_batch(b)
     stats = [res.stats for res in close_all(proc, d, "st").values()]

@@ -1,0 +1,98 @@
+"""The step close's power-law fits in a process of their own, so they run while the close scores and claims.
+
+The two degree fits are about half of a large step's close (powerlaw's xmin scan runs a Nelder–Mead per
+candidate: ~40 ms for Elliptic's largest step) and almost all Python: on a thread beside the GCN scoring and the
+alert claims they fight the close for the GIL (measured: the close got slower, 77 → 84 ms). In a process they
+overlap it, and the consuming loop is held for less time. Same code, same inputs: the same numbers.
+
+The process is spawned (forking a process with torch threads and an event loop is unsafe), on first use, and
+exits when the worker does — also when the worker is killed, which a pool's own process would outlive.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import threading
+import time
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+
+import numpy as np
+from numpy.typing import NDArray
+
+from txmon.core.contracts import PowerLawFit
+from txmon.core.fits import fit_power_law
+
+log = logging.getLogger(__name__)
+
+DegreeFits = tuple[PowerLawFit | None, PowerLawFit | None]
+
+
+def degree_fits(n: int, src: NDArray[np.int64], dst: NDArray[np.int64]) -> DegreeFits:
+    """Power laws fitted to the in- and out-degrees of a step graph on nodes 0..n-1 with edges src → dst."""
+    return fit_power_law(np.bincount(dst, minlength=n)), fit_power_law(np.bincount(src, minlength=n))
+
+
+def _warm() -> None:
+    import powerlaw  # noqa: F401 - imported by the first fit otherwise (~0.6 s)
+
+
+def _exit_with(parent: int) -> None:
+    """In the pool's process: exit once ``parent`` is gone (re-parented processes see another ppid)."""
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="txmon-parent-watch", daemon=True).start()
+
+
+class FitPool:
+    """One process for the fits. ``submit`` starts them there; a pool that broke (its process was killed)
+    is replaced, and the fits of that call are computed here instead — a close never fails for it."""
+
+    def __init__(self) -> None:
+        self._pool: ProcessPoolExecutor | None = None
+
+    def _executor(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=_exit_with, initargs=(os.getpid(),))
+        return self._pool
+
+    def start(self) -> None:
+        """Spawn the process now (it imports numpy, scipy and powerlaw: ~1 s), not at the first close."""
+        self._executor().submit(_warm)
+
+    def pid(self) -> int:
+        """The fit process's pid (it is started if it was not)."""
+        return self._executor().submit(os.getpid).result()
+
+    def submit(self, n: int, src: NDArray[np.int64], dst: NDArray[np.int64]) -> Future[DegreeFits]:
+        try:
+            return self._executor().submit(degree_fits, n, src, dst)
+        except (BrokenProcessPool, RuntimeError) as e:  # RuntimeError: shut down
+            return self._here(e, n, src, dst)
+
+    def result(self, pending: Future[DegreeFits], n: int, src: NDArray[np.int64],
+               dst: NDArray[np.int64]) -> DegreeFits:
+        """``pending``'s fits; computed here if the process died meanwhile."""
+        try:
+            return pending.result()
+        except BrokenProcessPool as e:
+            return self._here(e, n, src, dst).result()
+
+    def _here(self, why: BaseException, n: int, src: NDArray[np.int64], dst: NDArray[np.int64]) -> Future[DegreeFits]:
+        log.warning("the fit process is gone (%s: %s): fitting in the worker, a new process next time",
+                    type(why).__name__, why)
+        self.close()
+        done: Future[DegreeFits] = Future()
+        done.set_result(degree_fits(n, src, dst))
+        return done
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
