@@ -29,7 +29,7 @@ from stream_app.consumer import TransactionsConsumer
 from stream_app.delivery import AtLeastOnce, Delivery, DeliveryError, ExactlyOnce, OutputTopics
 from stream_app.fit_pool import FitPool
 from stream_app.processor import Processor
-from stream_app.publishing import Publishing
+from stream_app.publishing import Part, Publishing
 from stream_app.redis_client import connect
 from stream_app.retention import prune_ended
 from stream_app.retries import BatchFailed, retrying
@@ -144,10 +144,10 @@ def create_app(settings: Settings, model: LoadedModel | None = None) -> faust.Ap
             log.info("replay %s: done (every partition has passed replay_end, every step is closed)", replay_id)
         return out
 
-    Work = list[tuple[int, list[Record], Outputs, str]]  # (partition, its records, their outputs, for logs)
+    Work = tuple[list[Record], Outputs, str]  # a partition's records, their outputs, its span (for logs)
 
-    async def process_all(by_partition: dict[int, list[Record]]) -> Work:
-        work: Work = []
+    async def process_all(by_partition: dict[int, list[Record]], epoch: int) -> list[Part[Work]]:
+        parts: list[Part[Work]] = []
         for partition, fetched in by_partition.items():
             start = await retrying(partial(delivery.admit, partition),
                                    f"partition {partition}: taking it over", settings.batch_retry_s)
@@ -157,24 +157,27 @@ def create_app(settings: Settings, model: LoadedModel | None = None) -> faust.Ap
             span = f"partition {partition}, offsets {msgs[0].offset}-{msgs[-1].offset}"
             out = await retrying(partial(process, msgs), f"{span}: processing", settings.batch_retry_s,
                                  fatal=(StateLost,))
-            work.append((partition, msgs, out, span))
-        return work
+            parts.append(Part(partition, epoch, (msgs, out, span)))
+        return parts
 
-    async def publish(work: Work, skip: frozenset[int]) -> frozenset[int]:
-        """Publish each partition's outputs with its offsets (stream_app.publishing: ``skip``: the partitions the
-        previous batch could not publish); the partitions it could not publish, no longer ours."""
-        todo = [w for w in work if w[0] not in skip]
+    def is_current(epoch: int) -> bool:
+        return consumer.epoch == epoch
+
+    async def publish(parts: list[Part[Work]]) -> frozenset[int]:
+        """Publish each partition's outputs with its offsets (stream_app.publishing says which may be); the
+        partitions it could not publish, no longer ours."""
         delivered = await asyncio.gather(*(
-            retrying(partial(delivery.deliver, p, out, msgs[0].offset, msgs[-1].offset + 1), f"{span}: publishing",
-                     settings.batch_retry_s, fatal=(DeliveryError,))
-            for p, msgs, out, span in todo))
-        for (_, msgs, out, _), ok in zip(todo, delivered, strict=True):
-            if not ok:
-                continue
-            observe(out, len(msgs), processor().model.version)
-            if out.dead_letters:
-                log.warning("%d record(s) sent to %s", len(out.dead_letters), settings.topic_dead_letter)
-        return frozenset(p for (p, *_), ok in zip(todo, delivered, strict=True) if not ok)
+            retrying(partial(delivery.deliver, p.partition, out, msgs[0].offset, msgs[-1].offset + 1,
+                             partial(is_current, p.epoch)),
+                     f"{span}: publishing", settings.batch_retry_s, fatal=(DeliveryError,))
+            for p in parts for msgs, out, span in [p.work]))
+        for p, ok in zip(parts, delivered, strict=True):
+            if ok:
+                msgs, out, _ = p.work
+                observe(out, len(msgs), processor().model.version)
+                if out.dead_letters:
+                    log.warning("%d record(s) sent to %s", len(out.dead_letters), settings.topic_dead_letter)
+        return frozenset(p.partition for p, ok in zip(parts, delivered, strict=True) if not ok)
 
     def publish_failed(e: BaseException) -> None:
         if not isinstance(e, BatchFailed):
@@ -183,12 +186,13 @@ def create_app(settings: Settings, model: LoadedModel | None = None) -> faust.Ap
 
     @app.task
     async def score() -> None:
-        publishing = Publishing(publish, publish_failed)
+        publishing = Publishing(publish, lambda: consumer.epoch, publish_failed)
         try:
             await consumer.start()
             async for batch in consumer.batches():
                 t0 = time.perf_counter()
-                await publishing.submit(await process_all(batch))
+                epoch = consumer.epoch  # the batch's: nothing is awaited between its fetch and here
+                await publishing.submit(await process_all(batch, epoch))
                 metrics.BATCH_SECONDS.observe(time.perf_counter() - t0)
             await publishing.drain()
         except BatchFailed as e:
@@ -210,9 +214,9 @@ def create_app(settings: Settings, model: LoadedModel | None = None) -> faust.Ap
 
     @app.on_before_shutdown.connect
     async def on_shutdown(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
-        await consumer.stop()  # first: no batch is admitted after this
+        processor.fit_pool.close(wait=True)  # no process of the worker's outlives it; later closes fit here
+        await consumer.stop()  # no batch is admitted after this
         await delivery.close()
-        processor.fit_pool.close()
 
     _add_views(app, processor)
     return app

@@ -57,6 +57,9 @@ class TransactionsConsumer:
         self._listener = _Listener(self.topic, settings.worker_app_id, self._revoked)
         self._on_revoked = on_revoked
         self._progressed: set[int] = set()  # partitions this worker has read records of since they were assigned
+        # Counted up at each revocation: aiokafka's rebalances revoke every partition and read the ones assigned
+        # again from their committed offsets, so records fetched in an earlier epoch are fetched again.
+        self.epoch = 0
         self._consumer: AIOKafkaConsumer | None = None  # made on the event loop, at start
         self._stopping = False
 
@@ -109,8 +112,11 @@ class TransactionsConsumer:
                     continue
                 deadline = time.monotonic() + self.wait_ms / 1000
                 n = self._count(fetched.values())
+                epoch = self.epoch
                 while n < self.batch_max and (left := deadline - time.monotonic()) > 0:
                     more = await self._fetch(int(left * 1000) + 1, self._want(n))
+                    if self.epoch != epoch:  # a rebalance: what was fetched before it is fetched again
+                        fetched, n, epoch = {}, 0, self.epoch
                     for tp, msgs in more.items():
                         fetched.setdefault(tp, []).extend(msgs)
                     n += self._count(more.values())
@@ -142,6 +148,7 @@ class TransactionsConsumer:
         return {}
 
     async def _revoked(self, partitions: set[int]) -> None:
+        self.epoch += 1
         self._progressed -= partitions
         await self._on_revoked(partitions)
 

@@ -75,9 +75,11 @@ class Delivery(Protocol):
         """The lowest offset of ``partition`` still to process (records below it are done), -1: not ours now."""
         ...
 
-    async def deliver(self, partition: int, out: Outputs, first_offset: int, next_offset: int) -> bool:
+    async def deliver(self, partition: int, out: Outputs, first_offset: int, next_offset: int,
+                      current: Callable[[], bool] = lambda: True) -> bool:
         """Publish ``out``, the outputs of the records ``first_offset`` .. ``next_offset`` - 1, and commit
-        ``next_offset``; False when the partition is no longer ours (drop the batch: its next owner does it)."""
+        ``next_offset``; False when the partition is no longer ours (drop the batch: its next owner does it), or
+        ``current()`` says a rebalance came since the records were read (they are read again)."""
         ...
 
     async def revoke(self, partitions: set[int]) -> None: ...
@@ -149,10 +151,11 @@ class ExactlyOnce:
         meta = found.get(tp)
         return meta.offset if meta is not None and meta.offset >= 0 else 0
 
-    async def deliver(self, partition: int, out: Outputs, first_offset: int, next_offset: int) -> bool:
+    async def deliver(self, partition: int, out: Outputs, first_offset: int, next_offset: int,
+                      current: Callable[[], bool] = lambda: True) -> bool:
         owner = self._owners.get(partition)
         if owner is None:
-            if not self.assigned(partition):
+            if not self.assigned(partition) or not current():
                 return False
             owner = await self._open(partition)  # a retry after a failed transaction (the old one was dropped)
             committed = await self._committed(partition)
@@ -163,6 +166,8 @@ class ExactlyOnce:
             if committed > first_offset:
                 raise DeliveryError(f"partition {partition}: offset {committed} was committed by another worker "
                                     f"while this one held records from {first_offset}")
+        if not current():  # checked after the awaits above: a revocation from here on abandons the publish
+            return False
         if out.empty and time.monotonic() - owner.last_commit < self.commit_interval_s:
             return True  # nothing to publish: the offset rides along with the partition's next transaction
         # The transaction runs as a task of its own, abandoned when a rebalance takes the partition: a producer
@@ -268,7 +273,10 @@ class AtLeastOnce:
     async def admit(self, partition: int) -> int:
         return 0
 
-    async def deliver(self, partition: int, out: Outputs, first_offset: int, next_offset: int) -> bool:
+    async def deliver(self, partition: int, out: Outputs, first_offset: int, next_offset: int,
+                      current: Callable[[], bool] = lambda: True) -> bool:
+        if not current():
+            return False
         for topic, key, value, to in self.topics.records(out):
             await self._send(topic, key, value, to)
         if not out.empty:

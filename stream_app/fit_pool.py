@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import signal
 import threading
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -40,7 +41,11 @@ def _warm() -> None:
 
 
 def _exit_with(parent: int) -> None:
-    """In the pool's process: exit once ``parent`` is gone (re-parented processes see another ppid)."""
+    """In the pool's process: exit once ``parent`` is gone (re-parented processes see another ppid). A Ctrl-C
+    reaches the terminal's whole process group: the worker handles it (a SIGTERM to the group ends this process,
+    and a close under way fits in the worker)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
     def watch() -> None:
         while os.getppid() == parent:
             time.sleep(0.5)
@@ -55,8 +60,11 @@ class FitPool:
 
     def __init__(self) -> None:
         self._pool: ProcessPoolExecutor | None = None
+        self._closed = False  # closed for good: a close after it (the worker stopping) fits in the worker
 
     def _executor(self) -> ProcessPoolExecutor:
+        if self._closed:
+            raise RuntimeError("the fit pool is closed")
         if self._pool is None:
             self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
                                              initializer=_exit_with, initargs=(os.getpid(),))
@@ -64,6 +72,7 @@ class FitPool:
 
     def start(self) -> None:
         """Spawn the process now (it imports numpy, scipy and powerlaw: ~1 s), not at the first close."""
+        self._closed = False
         self._executor().submit(_warm)
 
     def pid(self) -> int:
@@ -71,6 +80,8 @@ class FitPool:
         return self._executor().submit(os.getpid).result()
 
     def submit(self, n: int, src: NDArray[np.int64], dst: NDArray[np.int64]) -> Future[DegreeFits]:
+        if self._closed:
+            return _done(degree_fits(n, src, dst))
         try:
             return self._executor().submit(degree_fits, n, src, dst)
         except (BrokenProcessPool, RuntimeError) as e:  # RuntimeError: shut down
@@ -87,12 +98,22 @@ class FitPool:
     def _here(self, why: BaseException, n: int, src: NDArray[np.int64], dst: NDArray[np.int64]) -> Future[DegreeFits]:
         log.warning("the fit process is gone (%s: %s): fitting in the worker, a new process next time",
                     type(why).__name__, why)
-        self.close()
-        done: Future[DegreeFits] = Future()
-        done.set_result(degree_fits(n, src, dst))
-        return done
+        self._stop(wait=False)
+        return _done(degree_fits(n, src, dst))
 
-    def close(self) -> None:
+    def close(self, wait: bool = False) -> None:
+        """Stop the process for good (later fits run in the caller); ``wait``: until it has exited (a fit under way
+        ends first: ~50 ms at most)."""
+        self._closed = True
+        self._stop(wait)
+
+    def _stop(self, wait: bool) -> None:
         if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool.shutdown(wait=wait, cancel_futures=True)
             self._pool = None
+
+
+def _done(fits: DegreeFits) -> Future[DegreeFits]:
+    done: Future[DegreeFits] = Future()
+    done.set_result(fits)
+    return done

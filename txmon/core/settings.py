@@ -42,7 +42,9 @@ class Settings(BaseSettings):
     # The stream worker.
     worker_app_id: str = Field("txmon-worker", description="Faust app id = the Kafka consumer group")
     model_version: str = Field("latest", description="GCN version the worker serves, or latest")
-    batch_max: int = Field(1000, ge=1, description="transactions per micro-batch, about (a tx_batch record is "
+    # 4000, not 1000: with a batch's publishing overlapping the next batch, a backlog went 4-8 % faster and cost
+    # the broker 15 % less CPU a transaction (fewer Kafka transactions); a paced stream never fills either.
+    batch_max: int = Field(4000, ge=1, description="transactions per micro-batch, about (a tx_batch record is "
                                                    "not split: its transactions may go beyond it)")
     batch_wait_s: float = Field(0.05, gt=0, description="how long a micro-batch waits to fill")
     max_record_bytes: int = Field(64 * 1024, ge=1024, description="larger records are dead-lettered")

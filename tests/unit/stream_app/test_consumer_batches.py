@@ -113,3 +113,37 @@ def test_an_offset_gone_from_the_broker_stops_the_worker_only_where_it_had_read(
         _first_batch(OffsetOutOfRangeError({tp: 71}), {2})
     batch, seeks = _first_batch(OffsetOutOfRangeError({tp: 71}), {0, 1})  # a committed offset before the log start
     assert seeks == [tp] and list(batch) == [0]
+
+
+def test_records_fetched_before_a_rebalance_are_dropped_from_the_micro_batch() -> None:
+    """A rebalance revokes every partition and reads them again from their committed offsets: a micro-batch
+    that was filling keeps only what came after it, and the epoch says a rebalance came."""
+    consumer = TransactionsConsumer(Settings(batch_max=1000, batch_wait_s=0.2), on_revoked=_ignore)
+    calls = 0
+
+    class Rebalancing:
+        async def getmany(self, timeout_ms: int, max_records: int) -> dict[TopicPartition, list[Consumed]]:
+            nonlocal calls
+            calls += 1
+            if calls == 2:  # the rebalance happens inside the second fetch, as aiokafka's does
+                await consumer._revoked({0})
+            if calls > 3:
+                consumer._stopping = True
+                return {}
+            value = json.dumps(tx(seq=calls)).encode()
+            return {TopicPartition(TOPIC, 0): [Consumed(TOPIC, 0, 10 * calls, None, value)]}
+
+    consumer._consumer = Rebalancing()  # type: ignore[assignment]
+
+    async def first() -> dict:
+        async for batch in consumer.batches():
+            return batch
+        return {}
+
+    batch = asyncio.run(first())
+    assert consumer.epoch == 1
+    assert [m.offset for m in batch[0]] == [20, 30]  # offset 10, fetched before the rebalance, is gone
+
+
+async def _ignore(partitions: set[int]) -> None:
+    return None

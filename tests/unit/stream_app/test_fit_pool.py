@@ -10,6 +10,7 @@ import textwrap
 import time
 
 import numpy as np
+import pytest
 
 from stream_app.fit_pool import FitPool, degree_fits
 
@@ -81,3 +82,15 @@ def test_the_fit_process_exits_when_its_worker_is_killed(tmp_path) -> None:  # n
             break
         time.sleep(0.1)
     assert not _alive(child), f"fit process {child} outlived its killed worker"
+
+
+def test_a_closed_pool_has_stopped_its_process_and_fits_in_the_caller() -> None:
+    pool = FitPool()
+    pool.start()
+    child = pool.pid()
+    pool.close(wait=True)  # what the worker does at shutdown
+    assert not _alive(child)
+    n, src, dst = _graph(2)
+    assert pool.result(pool.submit(n, src, dst), n, src, dst) == degree_fits(n, src, dst)  # fitted here
+    with pytest.raises(RuntimeError, match="closed"):
+        pool.pid()  # no new process after the close
