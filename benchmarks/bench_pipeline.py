@@ -596,17 +596,17 @@ def main() -> None:
         (f"p99 event→alert at {args.rate:,.0f} tx/s", f"{results['p99_ms']:,.0f} ms", f"<= {TARGETS['p99_ms']} ms",
          results["p99_ms"] <= TARGETS["p99_ms"]),
         ("busiest / mean worker CPU, full replay",
-         f"{results['balance']:.2f}" if "balance" in results else "one worker (--workers 2)",
-         f"<= {TARGETS['balance']}", results.get("balance", float("inf")) <= TARGETS["balance"]),
+         f"{results['balance']:.2f}" if "balance" in results else "one worker (run with --workers 2)",
+         f"<= {TARGETS['balance']}", results["balance"] <= TARGETS["balance"] if "balance" in results else None),
         ("vs naive per-event path", f"{results['ratio']:,.1f}x" if "ratio" in results else "not run (--naive 0)",
-         f">= {TARGETS['ratio']}x", results.get("ratio", 0.0) >= TARGETS["ratio"]),
+         f">= {TARGETS['ratio']}x", results["ratio"] >= TARGETS["ratio"] if "ratio" in results else None),
         ("Redis memory per transaction", f"{results['bytes_per_tx']:,.0f} B", f"<= {TARGETS['bytes_per_tx']:,} B",
          results["bytes_per_tx"] <= TARGETS["bytes_per_tx"]),
         (f"step close, {counts[largest]:,}-tx step (in-process)", f"{results['close_ms']:,.0f} ms",
          f"<= {TARGETS['close_ms']} ms", results["close_ms"] <= TARGETS["close_ms"]),
     ]
     for name, got, want, ok in rows:
-        print(f"| {name} | {got} | {want} | {'met' if ok else 'NOT met'} |")
+        print(f"| {name} | {got} | {want} | {'not measured' if ok is None else 'met' if ok else 'NOT met'} |")
     print(f"(scale {args.scale}, {PARTITIONS} partitions, {args.workers} worker(s), batch max {settings.batch_max}, "
           f"batch wait {settings.batch_wait_s} s, "
           f"fetch wait {pipeline.settings.fetch_wait_ms or DEFAULT_FETCH_WAIT_MS} ms, "
