@@ -19,6 +19,7 @@ import threading
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
@@ -54,6 +55,26 @@ def _exit_with(parent: int) -> None:
     threading.Thread(target=watch, name="txmon-parent-watch", daemon=True).start()
 
 
+@dataclass
+class PendingFits:
+    """A step graph's degree fits under way in the fit process (``future``), or to compute here (None)."""
+
+    pool: FitPool
+    future: Future[DegreeFits] | None
+    n: int
+    src: NDArray[np.int64]
+    dst: NDArray[np.int64]
+
+    def result(self) -> DegreeFits:
+        """The fits; computed here if they were not sent or the process died meanwhile."""
+        if self.future is not None:
+            try:
+                return self.future.result()
+            except BrokenProcessPool as e:
+                self.pool.lost(e)
+        return degree_fits(self.n, self.src, self.dst)
+
+
 class FitPool:
     """One process for the fits. ``submit`` starts them there; a pool that broke (its process was killed)
     is replaced, and the fits of that call are computed here instead — a close never fails for it."""
@@ -72,34 +93,27 @@ class FitPool:
 
     def start(self) -> None:
         """Spawn the process now (it imports numpy, scipy and powerlaw: ~1 s), not at the first close."""
-        self._closed = False
-        self._executor().submit(_warm)
+        if not self._closed:
+            self._executor().submit(_warm)
 
     def pid(self) -> int:
         """The fit process's pid (it is started if it was not)."""
         return self._executor().submit(os.getpid).result()
 
-    def submit(self, n: int, src: NDArray[np.int64], dst: NDArray[np.int64]) -> Future[DegreeFits]:
-        if self._closed:
-            return _done(degree_fits(n, src, dst))
-        try:
-            return self._executor().submit(degree_fits, n, src, dst)
-        except (BrokenProcessPool, RuntimeError) as e:  # RuntimeError: shut down
-            return self._here(e, n, src, dst)
+    def submit(self, n: int, src: NDArray[np.int64], dst: NDArray[np.int64]) -> PendingFits:
+        future = None
+        if not self._closed:
+            try:
+                future = self._executor().submit(degree_fits, n, src, dst)
+            except (BrokenProcessPool, RuntimeError) as e:  # RuntimeError: the interpreter is shutting down
+                self.lost(e)
+        return PendingFits(self, future, n, src, dst)
 
-    def result(self, pending: Future[DegreeFits], n: int, src: NDArray[np.int64],
-               dst: NDArray[np.int64]) -> DegreeFits:
-        """``pending``'s fits; computed here if the process died meanwhile."""
-        try:
-            return pending.result()
-        except BrokenProcessPool as e:
-            return self._here(e, n, src, dst).result()
-
-    def _here(self, why: BaseException, n: int, src: NDArray[np.int64], dst: NDArray[np.int64]) -> Future[DegreeFits]:
+    def lost(self, why: BaseException) -> None:
+        """The process died: the next submit starts a new one."""
         log.warning("the fit process is gone (%s: %s): fitting in the worker, a new process next time",
                     type(why).__name__, why)
         self._stop(wait=False)
-        return _done(degree_fits(n, src, dst))
 
     def close(self, wait: bool = False) -> None:
         """Stop the process for good (later fits run in the caller); ``wait``: until it has exited (a fit under way
@@ -111,9 +125,3 @@ class FitPool:
         if self._pool is not None:
             self._pool.shutdown(wait=wait, cancel_futures=True)
             self._pool = None
-
-
-def _done(fits: DegreeFits) -> Future[DegreeFits]:
-    done: Future[DegreeFits] = Future()
-    done.set_result(fits)
-    return done

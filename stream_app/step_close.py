@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import cast
 
 import numpy as np
-import powerlaw  # noqa: F401 - fits.py imports it lazily; a worker fits at every close, so pay ~0.6 s at start-up
 import redis
 from numpy.typing import NDArray
 
@@ -177,6 +176,6 @@ def finalise(store: GraphStore, model: LoadedModel, replay_id: str, step: int, w
                 arrival_score=float(arr[i]), final_score=float(fin[i]), event_time=float(records["event_time"][i]),
                 neighbours=[(int(ids[j]), w) for j, w in nbs]))
     alerts = claim(store.redis, replay_id, candidates, thr, model.version, origin, cause)
-    fits = fit_pool.result(pending, n, src, dst) if fit_pool and pending else None
-    stats = step_stats(replay_id, step, n, src, dst, data.triangles, history, window, missing, dangling, fits)
+    stats = step_stats(replay_id, step, n, src, dst, data.triangles, history, window, missing, dangling,
+                       pending.result() if pending else None)
     return StepResult(stats, alerts, records["tx_id"].astype(np.int64), fin)

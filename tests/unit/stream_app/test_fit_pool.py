@@ -35,9 +35,9 @@ def test_fits_in_the_process_equal_the_fits_in_line() -> None:
     try:
         for seed in range(3):
             n, src, dst = _graph(seed)
-            assert pool.result(pool.submit(n, src, dst), n, src, dst) == degree_fits(n, src, dst)
+            assert pool.submit(n, src, dst).result() == degree_fits(n, src, dst)
         n, src, dst = 5, np.array([0, 1], dtype=np.int64), np.array([1, 2], dtype=np.int64)
-        assert pool.result(pool.submit(n, src, dst), n, src, dst) == (None, None)  # too few values to fit
+        assert pool.submit(n, src, dst).result() == (None, None)  # too few values to fit
     finally:
         pool.close()
 
@@ -47,7 +47,7 @@ def test_a_killed_fit_process_costs_no_close_and_is_replaced() -> None:
     try:
         n, src, dst = _graph(1)
         want = degree_fits(n, src, dst)
-        assert pool.result(pool.submit(n, src, dst), n, src, dst) == want
+        assert pool.submit(n, src, dst).result() == want
         first = pool.pid()
         assert first is not None
         os.kill(first, signal.SIGKILL)  # the process this pool started
@@ -55,8 +55,8 @@ def test_a_killed_fit_process_costs_no_close_and_is_replaced() -> None:
             if not _alive(first):
                 break
             time.sleep(0.1)
-        assert pool.result(pool.submit(n, src, dst), n, src, dst) == want  # computed in-line, with a warning
-        assert pool.result(pool.submit(n, src, dst), n, src, dst) == want  # a new process
+        assert pool.submit(n, src, dst).result() == want  # computed in-line, with a warning
+        assert pool.submit(n, src, dst).result() == want  # a new process
         assert pool.pid() not in (None, first)
     finally:
         pool.close()
@@ -91,6 +91,6 @@ def test_a_closed_pool_has_stopped_its_process_and_fits_in_the_caller() -> None:
     pool.close(wait=True)  # what the worker does at shutdown
     assert not _alive(child)
     n, src, dst = _graph(2)
-    assert pool.result(pool.submit(n, src, dst), n, src, dst) == degree_fits(n, src, dst)  # fitted here
+    assert pool.submit(n, src, dst).result() == degree_fits(n, src, dst)  # fitted here
     with pytest.raises(RuntimeError, match="closed"):
         pool.pid()  # no new process after the close
