@@ -160,17 +160,17 @@ def create_app(settings: Settings, model: LoadedModel | None = None) -> faust.Ap
             parts.append(Part(partition, epoch, (msgs, out, span)))
         return parts
 
-    def is_current(epoch: int) -> bool:
-        return consumer.epoch == epoch
+    async def publish_part(part: Part[Work]) -> bool:
+        msgs, out, span = part.work
+        return await retrying(
+            partial(delivery.deliver, part.partition, out, msgs[0].offset, msgs[-1].offset + 1,
+                    partial(publishing.current, part)),
+            f"{span}: publishing", settings.batch_retry_s, fatal=(DeliveryError,))
 
     async def publish(parts: list[Part[Work]]) -> frozenset[int]:
         """Publish each partition's outputs with its offsets (stream_app.publishing says which may be); the
         partitions it could not publish, no longer ours."""
-        delivered = await asyncio.gather(*(
-            retrying(partial(delivery.deliver, p.partition, out, msgs[0].offset, msgs[-1].offset + 1,
-                             partial(is_current, p.epoch)),
-                     f"{span}: publishing", settings.batch_retry_s, fatal=(DeliveryError,))
-            for p in parts for msgs, out, span in [p.work]))
+        delivered = await asyncio.gather(*(publish_part(p) for p in parts))
         for p, ok in zip(parts, delivered, strict=True):
             if ok:
                 msgs, out, _ = p.work
@@ -184,9 +184,10 @@ def create_app(settings: Settings, model: LoadedModel | None = None) -> faust.Ap
             log.error("publishing a batch failed", exc_info=e)
         fail(str(e) if isinstance(e, BatchFailed) else f"publishing a batch failed: {type(e).__name__}: {e}")
 
+    publishing = Publishing(publish, lambda: consumer.epoch, publish_failed)
+
     @app.task
     async def score() -> None:
-        publishing = Publishing(publish, lambda: consumer.epoch, publish_failed)
         try:
             await consumer.start()
             async for batch in consumer.batches():

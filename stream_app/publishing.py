@@ -60,8 +60,12 @@ class Publishing(Generic[T]):
         pending, self._pending = self._pending, None
         return await pending if pending is not None else frozenset()
 
+    def current(self, part: Part[T]) -> bool:
+        """Whether no rebalance came since ``part`` was read (publish checks it again before each attempt)."""
+        return part.epoch == self._epoch()
+
     def publishable(self, part: Part[T]) -> bool:
-        return part.epoch == self._epoch() and self._lost.get(part.partition) != part.epoch
+        return self.current(part) and self._lost.get(part.partition) != part.epoch
 
     async def _run(self, parts: list[Part[T]]) -> frozenset[int]:
         todo = [p for p in parts if self.publishable(p)]
