@@ -389,19 +389,34 @@ class FeatureCache:
     is needed by another worker, and a fresh worker starts empty. Held in chunks of CACHE_CHUNK seqs made on
     first use, so memory follows the nodes cached, not the largest seq a record names (one record with seq
     2^20 - 1 used to grow the step's arrays to 660 MB).
+
+    A step's entry is dropped when the step closes; ``max_bytes`` bounds the rest, least recently used step
+    first (a step whose close never comes). Bounded by bytes, not steps: on a backlog a worker's partitions
+    run several steps apart (measured on the full replay: steps 9 to 17 open at once), and a cap of 4 steps
+    evicted open steps, whose windows then read their features back from Redis (672 reads in one replay).
     """
 
-    def __init__(self, n_features: int, max_steps: int = 4) -> None:
+    def __init__(self, n_features: int, max_bytes: int = 128 << 20) -> None:
         self.n_features = n_features
-        self.max_steps = max_steps
+        self.max_bytes = max_bytes
         self._steps: dict[StepKeys, dict[int, tuple[NDArray[np.float32], NDArray, NDArray[np.bool_]]]] = {}
+        self._chunk_bytes = CACHE_CHUNK * (4 * n_features + _META.itemsize + 1)
+        self._held = 0  # chunks held, all steps
+
+    @property
+    def nbytes(self) -> int:
+        return self._held * self._chunk_bytes
 
     def _chunks(self, keys: StepKeys) -> dict[int, tuple[NDArray[np.float32], NDArray, NDArray[np.bool_]]]:
         chunks = self._steps.pop(keys, None) or {}
         self._steps[keys] = chunks  # most recently used last
-        while len(self._steps) > self.max_steps:
-            del self._steps[next(iter(self._steps))]
         return chunks
+
+    def _evict(self, keep: StepKeys) -> None:
+        """Drop least recently used steps, never ``keep``, until the cache fits ``max_bytes``."""
+        while self.nbytes > self.max_bytes and len(self._steps) > 1:
+            oldest = next(k for k in self._steps if k != keep)
+            self._held -= len(self._steps.pop(oldest))
 
     @staticmethod
     def _split(seqs: NDArray[np.int64]) -> list[tuple[int, NDArray[np.bool_], NDArray[np.int64]]]:
@@ -416,9 +431,11 @@ class FeatureCache:
             if c not in chunks:
                 chunks[c] = (np.zeros((CACHE_CHUNK, self.n_features), np.float32), np.zeros(CACHE_CHUNK, _META),
                              np.zeros(CACHE_CHUNK, bool))
+                self._held += 1
             cx, meta, have = chunks[c]
             cx[off], have[off] = x[sel], True
             meta["tx_id"][off], meta["event_time"][off] = records["tx_id"][sel], records["event_time"][sel]
+        self._evict(keys)
 
     def missing(self, keys: StepKeys, seqs: NDArray[np.int64]) -> NDArray[np.int64]:
         chunks = self._chunks(keys)
@@ -439,7 +456,7 @@ class FeatureCache:
         return x, meta
 
     def drop(self, keys: StepKeys) -> None:
-        self._steps.pop(keys, None)
+        self._held -= len(self._steps.pop(keys, {}))
 
 
 CACHE_CHUNK = 1024

@@ -70,7 +70,7 @@ class Processor:
 
     window: steps in the rolling densification fit; window_size: transactions per arrival window (below);
     close_lease_s: how long a finalisation claim
-    holds before another worker may take over; cache_steps: steps kept in the feature cache;
+    holds before another worker may take over; cache_bytes: the feature cache's bound (FeatureCache);
     torch_threads: intra-op threads for the process (None leaves torch's setting) — one, because a
     batch's GCN is small and extra threads on 2 shared cores cost more in wake-ups than they save
     (measured: a 200x165 linear layer took 13 ms with 2 threads on a busy machine, 0.02 ms with 1);
@@ -78,14 +78,14 @@ class Processor:
     """
 
     def __init__(self, client: redis.Redis, model: LoadedModel, *, window: int = 10, close_lease_s: float = 60.0,
-                 cache_steps: int = 4, torch_threads: int | None = 1, window_size: int = ARRIVAL_WINDOW,
+                 cache_bytes: int = 128 << 20, torch_threads: int | None = 1, window_size: int = ARRIVAL_WINDOW,
                  fit_pool: FitPool | None = None) -> None:
         if torch_threads is not None:
             torch.set_num_threads(torch_threads)
         self.redis = client
         self.model = model
         self.store = GraphStore(client)
-        self.cache = FeatureCache(model.n_features, cache_steps)
+        self.cache = FeatureCache(model.n_features, cache_bytes)
         self.window = window
         self.window_size = window_size
         self.close_lease_s = close_lease_s

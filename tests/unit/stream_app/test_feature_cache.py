@@ -35,3 +35,30 @@ def test_one_record_with_the_largest_seq_costs_one_chunk() -> None:
     cache.put(keys, seqs, np.ones((3, N), np.float32), _records(seqs))
     held = sum(a.nbytes for chunk in cache._steps[keys].values() for a in chunk)
     assert held <= 2 * CACHE_CHUNK * (4 * N + 17)  # two chunks; the dense arrays it replaced took 700 MB
+
+
+def test_steps_stay_cached_until_the_byte_bound_then_the_least_recently_used_go() -> None:
+    one_chunk = FeatureCache(N)._chunk_bytes
+    cache = FeatureCache(N, max_bytes=3 * one_chunk)
+    seqs = np.arange(10)
+    steps = [StepKeys("r", s) for s in range(1, 5)]
+    for keys in steps[:3]:  # three open steps, one chunk each: within the bound, however many steps
+        cache.put(keys, seqs, np.ones((seqs.size, N), np.float32), _records(seqs))
+    assert all(cache.missing(k, seqs).size == 0 for k in steps[:3]) and cache.nbytes == 3 * one_chunk
+    cache.get(steps[0], seqs)  # step 1 used last: step 2 is now the least recently used
+    cache.put(steps[3], seqs, np.ones((seqs.size, N), np.float32), _records(seqs))
+    assert cache.missing(steps[1], seqs).tolist() == seqs.tolist()
+    assert [cache.missing(k, seqs).size for k in (steps[0], steps[2], steps[3])] == [0, 0, 0]
+    assert cache.nbytes == 3 * one_chunk
+
+
+def test_a_step_larger_than_the_bound_is_kept_while_it_is_used_and_a_close_frees_its_bytes() -> None:
+    one_chunk = FeatureCache(N)._chunk_bytes
+    cache, big, small = FeatureCache(N, max_bytes=one_chunk), StepKeys("r", 1), StepKeys("r", 2)
+    cache.put(small, np.arange(3), np.ones((3, N), np.float32), _records(np.arange(3)))
+    seqs = np.arange(3 * CACHE_CHUNK)
+    cache.put(big, seqs, np.ones((seqs.size, N), np.float32), _records(seqs))
+    assert cache.missing(big, seqs).size == 0  # the step being written is never the one evicted
+    assert cache.missing(small, np.arange(3)).size == 3 and cache.nbytes == 3 * one_chunk
+    cache.drop(big)
+    assert cache.nbytes == 0
