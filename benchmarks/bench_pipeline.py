@@ -70,9 +70,10 @@ TARGETS = {"throughput": 15_000, "worker_us": 50, "producer_us": 25, "p99_ms": 2
            "bytes_per_tx": 1_000, "close_ms": 150}
 
 # The worker as `txmon worker` runs it, plus a one-line log per route call, i.e. per partition of a micro-batch
-# (wall time, transactions processed, seconds in route, records).
+# (wall time, transactions processed, seconds in route, records), and one per garbage collection of the older
+# generations (wall time at its end, generation, seconds): a collection stops the loop.
 INSTRUMENTED_WORKER = """
-import os, sys, time
+import gc, os, sys, time
 import stream_app.app as app_module
 _route, _log = app_module.route, open(os.environ["BENCH_BATCH_LOG"], "a", buffering=1)
 def route(processor, batch, max_record_bytes, *rest):
@@ -81,6 +82,13 @@ def route(processor, batch, max_record_bytes, *rest):
     _log.write(f"{time.time():.4f} {out.processed} {time.perf_counter() - t:.6f} {len(batch)}\\n")
     return out
 app_module.route = route
+_gc_log, _gc_start = open(os.environ["BENCH_GC_LOG"], "a", buffering=1), [0.0]
+def _collected(phase, info):
+    if phase == "start":
+        _gc_start[0] = time.perf_counter()
+    elif info["generation"] > 0:
+        _gc_log.write(f"{time.time():.4f} {info['generation']} {time.perf_counter() - _gc_start[0]:.6f}\\n")
+gc.callbacks.append(_collected)
 sys.argv = ["txmon", "worker"]
 from txmon.cli import main
 main()
@@ -152,6 +160,13 @@ class CpuMeter:
                 line += (f"; workers' shares {', '.join(f'{100 * u / sum(workers):.0f}%' for u in workers)}, "
                          f"busiest / mean {max(workers) / statistics.mean(workers):.2f}")
         return line
+
+
+def gc_pauses(path: Path, start: float, end: float) -> str:
+    """The worker's full collections (generation 2) between ``start`` and ``end``: how many, the longest."""
+    rows = np.loadtxt(path, ndmin=2) if path.exists() and path.stat().st_size else np.zeros((0, 3))
+    full = rows[(rows[:, 0] >= start) & (rows[:, 0] <= end) & (rows[:, 1] == 2), 2]
+    return f"{full.size} full garbage collection(s)" + (f", longest {full.max() * 1e3:,.0f} ms" if full.size else "")
 
 
 def batch_log(path: Path, start: float, end: float) -> tuple[np.ndarray, np.ndarray]:
@@ -374,7 +389,8 @@ def main() -> None:
             command = None if args.plain_worker else [sys.executable, "-c", INSTRUMENTED_WORKER]
             # one after the other: each joins the group once the last is ready
             workers = pipeline.start_workers(args.workers, args.timeout, command=command,
-                                             BENCH_BATCH_LOG=str(tmp / "batches.log"))
+                                             BENCH_BATCH_LOG=str(tmp / "batches.log"),
+                                             BENCH_GC_LOG=str(tmp / "gc.log"))
             worker = workers[0]
             if args.slow_worker:
                 hog = slow_down(workers[-1].pid)
@@ -438,7 +454,8 @@ def main() -> None:
                       f"{sizes.mean():,.0f} transactions on average (median "
                       f"{np.median(sizes):,.0f}, max {sizes.max():,.0f}); route() busy {secs.sum():.1f} s of "
                       f"{end - start:.1f} s ({100 * secs.sum() / (end - start):.0f}%), {1e6 * secs.sum() / n:,.0f} µs "
-                      f"per tx; the rest is Faust, the Kafka clients and waiting")
+                      f"per tx; the rest is Faust, the Kafka clients and waiting; "
+                      f"{gc_pauses(tmp / 'gc.log', start, end)}")
             print(f"  {cpu_full}")
             if len(workers) > 1:
                 print("  work per worker: steps closed " + " / ".join(f"{c:.0f}" for c, _ in work)
@@ -500,7 +517,8 @@ def main() -> None:
                 if sizes.size:
                     print(f"  worker: {sizes.size:,} route calls, {sizes.mean():,.0f} transactions on average, route() "
                           f"p50 {np.median(secs) * 1e3:,.0f} ms, p99 {np.percentile(secs, 99) * 1e3:,.0f} ms per "
-                          f"batch, busy {100 * secs.sum() / (done - start):.0f}% of the {done - start:.1f} s")
+                          f"batch, busy {100 * secs.sum() / (done - start):.0f}% of the {done - start:.1f} s; "
+                          f"{gc_pauses(tmp / 'gc.log', start, done)}")
                 print(f"  {cpu}")
                 print(f"  event → alert emitted (processing_time − event_time): p50 {percentile_ms(lat, 50):,.0f} "
                       f"ms, p99 {percentile_ms(lat, 99):,.0f} ms, max {percentile_ms(lat, 100):,.0f} ms")
