@@ -38,3 +38,13 @@ def child_processes(pid: int | None = None) -> dict[int, str]:
 def session_pids(sid: int) -> set[int]:
     """Live processes (zombies excluded) in session ``sid``: a worker runs in a session of its own."""
     return {p for p, _, fields in _live() if int(fields[3]) == sid}
+
+
+def describe(pids: set[int]) -> str:
+    """``pid: command line`` of each of ``pids`` (for a failure message)."""
+    def cmdline(pid: int) -> str:
+        try:
+            return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            return "(gone)"
+    return "; ".join(f"{p}: {cmdline(p)[:200]}" for p in sorted(pids))
