@@ -63,6 +63,7 @@ from stream_app.step_close import finalise
 from txmon.core.settings import Settings
 from txmon.pipeline.runner import Pipeline
 from txmon.testing.e2e import TopicReader, claimed_alert_ids, save_gcn, wait_for
+from txmon.testing.procs import cpu_seconds
 
 PARTITIONS = 4
 # Issue 13's targets (throughput: 25,000 the stretch), and the earlier ones: the naive ratio, memory, the close.
@@ -93,32 +94,6 @@ sys.argv = ["txmon", "worker"]
 from txmon.cli import main
 main()
 """
-
-
-def _stat(pid: int | str) -> list[str] | None:
-    try:  # the fields after the command name, which may hold spaces and parentheses
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-
-
-def cpu_seconds(pid: int | None) -> float:
-    """User + system CPU seconds of a process and its live descendants so far (a worker's fit process is the
-    worker's work); 0 if it is gone."""
-    if pid is None or (own := _stat(pid)) is None:
-        return 0.0
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and (fields := _stat(entry.name)) is not None:
-            children.setdefault(int(fields[1]), []).append(int(entry.name))  # ppid
-    ticks, todo = 0, [pid]
-    while todo:
-        p = todo.pop()
-        fields = own if p == pid else _stat(p)
-        if fields is not None:
-            ticks += int(fields[11]) + int(fields[12])  # utime, stime
-        todo += children.get(p, [])
-    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def machine_busy_seconds() -> float:
@@ -158,23 +133,28 @@ class CpuMeter:
             if len(workers) > 1:
                 self.balance = max(workers) / statistics.mean(workers)
                 line += (f"; workers' shares {', '.join(f'{100 * u / sum(workers):.0f}%' for u in workers)}, "
-                         f"busiest / mean {max(workers) / statistics.mean(workers):.2f}")
+                         f"busiest / mean {self.balance:.2f}")
         return line
+
+
+def _logged(path: Path, columns: int, start: float, end: float) -> np.ndarray:
+    """The rows of a worker's log (wall time first) written between ``start`` and ``end``."""
+    rows = np.loadtxt(path, ndmin=2) if path.exists() and path.stat().st_size else np.zeros((0, columns))
+    return rows[(rows[:, 0] >= start) & (rows[:, 0] <= end)]
 
 
 def gc_pauses(path: Path, start: float, end: float) -> str:
     """The worker's full collections (generation 2) between ``start`` and ``end``: how many, the longest."""
-    rows = np.loadtxt(path, ndmin=2) if path.exists() and path.stat().st_size else np.zeros((0, 3))
-    full = rows[(rows[:, 0] >= start) & (rows[:, 0] <= end) & (rows[:, 1] == 2), 2]
+    rows = _logged(path, 3, start, end)
+    full = rows[rows[:, 1] == 2, 2]
     return f"{full.size} full garbage collection(s)" + (f", longest {full.max() * 1e3:,.0f} ms" if full.size else "")
 
 
 def batch_log(path: Path, start: float, end: float) -> tuple[np.ndarray, np.ndarray]:
     """Transactions and route seconds of the route calls (a partition's share of a micro-batch each) the worker
     finished between ``start`` and ``end``."""
-    rows = np.loadtxt(path, ndmin=2) if path.exists() and path.stat().st_size else np.zeros((0, 4))
-    sel = (rows[:, 0] >= start) & (rows[:, 0] <= end)
-    return rows[sel, 1], rows[sel, 2]
+    rows = _logged(path, 4, start, end)
+    return rows[:, 1], rows[:, 2]
 
 
 @dataclass

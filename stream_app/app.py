@@ -175,14 +175,16 @@ def create_app(settings: Settings, model: LoadedModel | None = None) -> faust.Ap
     async def publish(parts: list[Part[Work]]) -> frozenset[int]:
         """Publish each partition's outputs with its offsets (stream_app.publishing says which may be); the
         partitions it could not publish, no longer ours."""
-        delivered = await asyncio.gather(*(publish_part(p) for p in parts))
-        for p, ok in zip(parts, delivered, strict=True):
-            if ok:
-                msgs, out, _ = p.work
-                observe(out, len(msgs), processor().model.version)
-                if out.dead_letters:
-                    log.warning("%d record(s) sent to %s", len(out.dead_letters), settings.topic_dead_letter)
-        return frozenset(p.partition for p, ok in zip(parts, delivered, strict=True) if not ok)
+        lost = set()
+        for p, ok in zip(parts, await asyncio.gather(*(publish_part(p) for p in parts)), strict=True):
+            msgs, out, _ = p.work
+            if not ok:
+                lost.add(p.partition)
+                continue
+            observe(out, len(msgs), processor().model.version)
+            if out.dead_letters:
+                log.warning("%d record(s) sent to %s", len(out.dead_letters), settings.topic_dead_letter)
+        return frozenset(lost)
 
     def publish_failed(e: BaseException) -> None:
         if not isinstance(e, BatchFailed):

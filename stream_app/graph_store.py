@@ -401,11 +401,10 @@ class FeatureCache:
         self.max_bytes = max_bytes
         self._steps: dict[StepKeys, dict[int, tuple[NDArray[np.float32], NDArray, NDArray[np.bool_]]]] = {}
         self._chunk_bytes = CACHE_CHUNK * (4 * n_features + _META.itemsize + 1)
-        self._held = 0  # chunks held, all steps
 
     @property
     def nbytes(self) -> int:
-        return self._held * self._chunk_bytes
+        return sum(len(chunks) for chunks in self._steps.values()) * self._chunk_bytes
 
     def _chunks(self, keys: StepKeys) -> dict[int, tuple[NDArray[np.float32], NDArray, NDArray[np.bool_]]]:
         chunks = self._steps.pop(keys, None) or {}
@@ -415,8 +414,7 @@ class FeatureCache:
     def _evict(self, keep: StepKeys) -> None:
         """Drop least recently used steps, never ``keep``, until the cache fits ``max_bytes``."""
         while self.nbytes > self.max_bytes and len(self._steps) > 1:
-            oldest = next(k for k in self._steps if k != keep)
-            self._held -= len(self._steps.pop(oldest))
+            del self._steps[next(k for k in self._steps if k != keep)]
 
     @staticmethod
     def _split(seqs: NDArray[np.int64]) -> list[tuple[int, NDArray[np.bool_], NDArray[np.int64]]]:
@@ -431,7 +429,6 @@ class FeatureCache:
             if c not in chunks:
                 chunks[c] = (np.zeros((CACHE_CHUNK, self.n_features), np.float32), np.zeros(CACHE_CHUNK, _META),
                              np.zeros(CACHE_CHUNK, bool))
-                self._held += 1
             cx, meta, have = chunks[c]
             cx[off], have[off] = x[sel], True
             meta["tx_id"][off], meta["event_time"][off] = records["tx_id"][sel], records["event_time"][sel]
@@ -456,7 +453,7 @@ class FeatureCache:
         return x, meta
 
     def drop(self, keys: StepKeys) -> None:
-        self._held -= len(self._steps.pop(keys, {}))
+        self._steps.pop(keys, None)
 
 
 CACHE_CHUNK = 1024

@@ -46,7 +46,7 @@ class Publishing(Generic[T]):
         self._publish = publish
         self._epoch = epoch
         self._on_error = on_error
-        self._pending: asyncio.Future[frozenset[int]] | None = None
+        self._pending: asyncio.Future[None] | None = None
         self._lost: dict[int, int] = {}  # partition -> the epoch in which a batch of it was not published
 
     async def submit(self, parts: list[Part[T]]) -> None:
@@ -55,10 +55,11 @@ class Publishing(Generic[T]):
         self._pending = asyncio.ensure_future(self._run(parts))
         self._pending.add_done_callback(self._done)
 
-    async def drain(self) -> frozenset[int]:
-        """Wait for the publish in flight; the partitions it could not publish."""
+    async def drain(self) -> None:
+        """Wait for the publish in flight."""
         pending, self._pending = self._pending, None
-        return await pending if pending is not None else frozenset()
+        if pending is not None:
+            await pending
 
     def current(self, part: Part[T]) -> bool:
         """Whether no rebalance came since ``part`` was read (publish checks it again before each attempt)."""
@@ -67,14 +68,13 @@ class Publishing(Generic[T]):
     def publishable(self, part: Part[T]) -> bool:
         return self.current(part) and self._lost.get(part.partition) != part.epoch
 
-    async def _run(self, parts: list[Part[T]]) -> frozenset[int]:
+    async def _run(self, parts: list[Part[T]]) -> None:
         todo = [p for p in parts if self.publishable(p)]
         lost = await self._publish(todo)
         for p in todo:
             if p.partition in lost:
                 self._lost[p.partition] = p.epoch
-        return lost
 
-    def _done(self, pending: asyncio.Future[frozenset[int]]) -> None:
+    def _done(self, pending: asyncio.Future[None]) -> None:
         if not pending.cancelled() and (e := pending.exception()) is not None:
             self._on_error(e)
