@@ -25,6 +25,11 @@ from txmon.core.tx_batch import transactions_in
 
 log = logging.getLogger(__name__)
 DEFAULT_FETCH_WAIT_MS = 500  # aiokafka's: Apache Kafka answers a fetch as soon as data arrives
+# aiokafka's default is 1 MiB a partition, ~1,500 transactions of tx_batch records: on a backlog a micro-batch
+# (TXMON_BATCH_MAX 4,000) then waited for fetch round trips the consuming loop could only start between route()
+# calls. 8 MiB holds a whole micro-batch of one partition: a full replay's median 15,558 → 16,834 tx/s (ten
+# alternating pairs, benchmarks/bench_pipeline.py); at most 8 MiB buffered a partition.
+PARTITION_FETCH_BYTES = 8 << 20
 READY = "ready: joined consumer group"  # logged at each assignment: txmon.pipeline waits for the first
 
 
@@ -77,7 +82,7 @@ class TransactionsConsumer:
             session_timeout_ms=6_000,
             heartbeat_interval_ms=1_000,
             fetch_max_wait_ms=settings.fetch_wait_ms or DEFAULT_FETCH_WAIT_MS,
-            max_partition_fetch_bytes=max(1 << 20, settings.max_record_bytes),
+            max_partition_fetch_bytes=max(PARTITION_FETCH_BYTES, settings.max_record_bytes),
             # Workers hand work over to each other on this topic inside their transactions (stream_app.placement):
             # an aborted hand-over is never seen. Tansu has no transactions (and at-least-once sends none).
             isolation_level="read_committed" if settings.processing_guarantee in (None, "exactly_once")

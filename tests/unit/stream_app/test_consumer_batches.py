@@ -12,7 +12,7 @@ import pytest
 from aiokafka import TopicPartition
 from aiokafka.errors import NoOffsetForPartitionError, OffsetOutOfRangeError
 
-from stream_app.consumer import PositionLost, TransactionsConsumer
+from stream_app.consumer import PARTITION_FETCH_BYTES, PositionLost, TransactionsConsumer
 from stream_app.routing import Consumed
 from txmon.core.contracts import TxEvent
 from txmon.core.settings import Settings
@@ -51,6 +51,14 @@ def _micro_batches(values: list[bytes], batch_max: int) -> tuple[list[int], int]
         return [sum(transactions_in(m.value) for m in msgs) async for b in consumer.batches() for msgs in b.values()]
 
     return asyncio.run(collect()), fake.fetches
+
+
+def test_one_partition_fetch_holds_a_whole_micro_batch_of_batch_records() -> None:
+    """On a backlog a micro-batch is not left waiting for a second fetch round trip of one partition."""
+    settings = Settings()
+    record = _batch(settings.producer_batch)
+    per_tx = len(record) / settings.producer_batch
+    assert settings.batch_max * per_tx + len(record) <= PARTITION_FETCH_BYTES
 
 
 def test_a_record_counts_its_transactions() -> None:
