@@ -64,6 +64,7 @@ from stream_app.step_close import finalise
 from txmon.core.settings import Settings
 from txmon.pipeline.runner import Pipeline
 from txmon.testing.e2e import TopicReader, claimed_alert_ids, save_gcn, wait_for
+from txmon.testing.gc_log import full_collections, log_full_collections
 from txmon.testing.procs import cpu_seconds
 
 PARTITIONS = 4
@@ -72,11 +73,12 @@ TARGETS = {"throughput": 15_000, "worker_us": 50, "producer_us": 25, "p99_ms": 2
            "bytes_per_tx": 1_000, "close_ms": 150}
 
 # The worker as `txmon worker` runs it, plus a one-line log per route call, i.e. per partition of a micro-batch
-# (wall time, transactions processed, seconds in route, records), and one per garbage collection of the older
-# generations (wall time at its end, generation, seconds): a collection stops the loop.
+# (wall time, transactions processed, seconds in route, records), and its full garbage collections, which stop
+# the loop (txmon.testing.gc_log).
 INSTRUMENTED_WORKER = """
-import gc, os, sys, time
+import os, sys, time
 import stream_app.app as app_module
+from txmon.testing.gc_log import log_full_collections
 _route, _log = app_module.route, open(os.environ["BENCH_BATCH_LOG"], "a", buffering=1)
 def route(processor, batch, max_record_bytes, *rest):
     t = time.perf_counter()
@@ -84,39 +86,11 @@ def route(processor, batch, max_record_bytes, *rest):
     _log.write(f"{time.time():.4f} {out.processed} {time.perf_counter() - t:.6f} {len(batch)}\\n")
     return out
 app_module.route = route
-_gc_log, _gc_start = open(os.environ["BENCH_GC_LOG"], "a", buffering=1), [0.0]
-def _collected(phase, info):
-    if phase == "start":
-        _gc_start[0] = time.perf_counter()
-    elif info["generation"] > 0:
-        _gc_log.write(f"{time.time():.4f} {info['generation']} {time.perf_counter() - _gc_start[0]:.6f}\\n")
-gc.callbacks.append(_collected)
+log_full_collections(os.environ["BENCH_GC_LOG"])
 sys.argv = ["txmon", "worker"]
 from txmon.cli import main
 main()
 """
-
-
-class OwnCollections:
-    """This process's full garbage collections (wall time at the end, seconds). The producer runs here, beside
-    readers that keep every record they read: a full collection of that heap (~250 ms by the paced phase) stops
-    the sends, and the alerts of the transactions it held back looked late (a producer on its own, as ``txmon
-    produce``, collects in 10–17 ms). So each phase starts with the heap frozen, and these are printed."""
-
-    def __init__(self) -> None:
-        self.log: list[tuple[float, float]] = []
-        self._start = 0.0
-        gc.callbacks.append(self._callback)
-
-    def _callback(self, phase: str, info: dict) -> None:
-        if phase == "start":
-            self._start = time.perf_counter()
-        elif info["generation"] == 2:
-            self.log.append((time.time(), time.perf_counter() - self._start))
-
-    def during(self, start: float, end: float) -> str:
-        full = [s for t, s in self.log if start <= t <= end]
-        return f"{len(full)} full garbage collection(s)" + (f", longest {max(full) * 1e3:,.0f} ms" if full else "")
 
 
 def machine_busy_seconds() -> float:
@@ -160,24 +134,12 @@ class CpuMeter:
         return line
 
 
-def _logged(path: Path, columns: int, start: float, end: float) -> np.ndarray:
-    """The rows of a worker's log (wall time first) written between ``start`` and ``end``."""
-    rows = np.loadtxt(path, ndmin=2) if path.exists() and path.stat().st_size else np.zeros((0, columns))
-    return rows[(rows[:, 0] >= start) & (rows[:, 0] <= end)]
-
-
-def gc_pauses(path: Path, start: float, end: float) -> str:
-    """The worker's full collections (generation 2) between ``start`` and ``end``: how many, the longest."""
-    rows = _logged(path, 3, start, end)
-    full = rows[rows[:, 1] == 2, 2]
-    return f"{full.size} full garbage collection(s)" + (f", longest {full.max() * 1e3:,.0f} ms" if full.size else "")
-
-
 def batch_log(path: Path, start: float, end: float) -> tuple[np.ndarray, np.ndarray]:
     """Transactions and route seconds of the route calls (a partition's share of a micro-batch each) the worker
     finished between ``start`` and ``end``."""
-    rows = _logged(path, 4, start, end)
-    return rows[:, 1], rows[:, 2]
+    rows = np.loadtxt(path, ndmin=2) if path.exists() and path.stat().st_size else np.zeros((0, 4))
+    sel = (rows[:, 0] >= start) & (rows[:, 0] <= end)
+    return rows[sel, 1], rows[sel, 2]
 
 
 @dataclass
@@ -421,8 +383,12 @@ def main() -> None:
                   f"start ({time.monotonic() - t:.1f} s after the warm-up was sent)")
 
             # 2. throughput, unpaced
-            own_gc = OwnCollections()
-            gc.freeze()  # this process's heap so far (data, model, readers): see OwnCollections
+            # The producer runs in this process, beside readers that keep every record they read: a full collection
+            # of that heap (246 ms by the paced phase) stopped the sends, and the alerts of the transactions it held
+            # back looked late (`txmon produce` alone collects in 10-17 ms). So each phase starts with the heap
+            # frozen, and this process's full collections are printed beside the worker's.
+            log_full_collections(tmp / "gc-bench.log")
+            gc.freeze()
             client.memory_purge()
             mem0 = client.info("memory")["used_memory"]
             if args.profile:
@@ -461,9 +427,9 @@ def main() -> None:
                       f"{np.median(sizes):,.0f}, max {sizes.max():,.0f}); route() busy {secs.sum():.1f} s of "
                       f"{end - start:.1f} s ({100 * secs.sum() / (end - start):.0f}%), {1e6 * secs.sum() / n:,.0f} µs "
                       f"per tx; the rest is Faust, the Kafka clients and waiting; "
-                      f"{gc_pauses(tmp / 'gc.log', start, end)}")
+                      f"{full_collections(tmp / 'gc.log', start, end)}")
             print(f"  {cpu_full}")
-            print(f"  this process (producer, readers): {own_gc.during(start, end)}")
+            print(f"  this process (producer, readers): {full_collections(tmp / 'gc-bench.log', start, end)}")
             if len(workers) > 1:
                 print("  work per worker: steps closed " + " / ".join(f"{c:.0f}" for c, _ in work)
                       + ", arrival alerts " + " / ".join(f"{a:.0f}" for _, a in work))
@@ -506,7 +472,7 @@ def main() -> None:
                         if sent == c:  # the last call at a step's count comes after its step_end was flushed
                             acked[s] = now
 
-                gc.freeze()  # what the readers have kept so far: see OwnCollections
+                gc.freeze()  # what the readers have kept so far (see the throughput phase)
                 meter = CpuMeter({**pids, **services})
                 plan, start, summary = run(replay_id, "the paced replay", first, last, rate=rate, progress=progress)
                 done = time.time()
@@ -526,9 +492,9 @@ def main() -> None:
                     print(f"  worker: {sizes.size:,} route calls, {sizes.mean():,.0f} transactions on average, route() "
                           f"p50 {np.median(secs) * 1e3:,.0f} ms, p99 {np.percentile(secs, 99) * 1e3:,.0f} ms per "
                           f"batch, busy {100 * secs.sum() / (done - start):.0f}% of the {done - start:.1f} s; "
-                          f"{gc_pauses(tmp / 'gc.log', start, done)}")
+                          f"{full_collections(tmp / 'gc.log', start, done)}")
                 print(f"  {cpu}")
-                print(f"  this process (producer, readers): {own_gc.during(start, done)}")
+                print(f"  this process (producer, readers): {full_collections(tmp / 'gc-bench.log', start, done)}")
                 print(f"  event → alert emitted (processing_time − event_time): p50 {percentile_ms(lat, 50):,.0f} "
                       f"ms, p99 {percentile_ms(lat, 99):,.0f} ms, max {percentile_ms(lat, 100):,.0f} ms")
                 print(f"  event → alert received from the alert topic: p50 {percentile_ms(recv, 50):,.0f} ms, "

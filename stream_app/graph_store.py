@@ -45,6 +45,7 @@ from txmon.core.tx_batch import TxColumns
 RECORD = np.dtype([("tx_id", "<i8"), ("event_time", "<f8"), ("features", "<f4", (N_FEATURES,))])
 NODES_PER_CHUNK = 96  # 96 * 676 = 64,896 bytes + the sds header fits a 65,536-byte jemalloc class
 EDGE = np.dtype("<i4")
+CACHE_BYTES = 128 << 20  # the feature cache's default bound (FeatureCache)
 ID_ENTRY = np.dtype([("tx_id", "<i8"), ("seq", "<i4")])  # the id log: which seq a tx id has
 
 WRITE_BATCH = """
@@ -396,7 +397,7 @@ class FeatureCache:
     evicted open steps, whose windows then read their features back from Redis (672 reads in one replay).
     """
 
-    def __init__(self, n_features: int, max_bytes: int = 128 << 20) -> None:
+    def __init__(self, n_features: int, max_bytes: int = CACHE_BYTES) -> None:
         self.n_features = n_features
         self.max_bytes = max_bytes
         self._steps: dict[StepKeys, dict[int, tuple[NDArray[np.float32], NDArray, NDArray[np.bool_]]]] = {}

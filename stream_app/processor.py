@@ -30,7 +30,7 @@ from model_store.arrival import arrival_view
 from stream_app.alerts import Candidate, claim
 from stream_app.claims import Origin, claim_windows
 from stream_app.fit_pool import FitPool
-from stream_app.graph_store import FeatureCache, GraphStore, NodeBatch, StepGraph
+from stream_app.graph_store import CACHE_BYTES, FeatureCache, GraphStore, NodeBatch, StepGraph
 from stream_app.keys import SEQ_BITS, ReplayKeys, StepKeys
 from stream_app.placement import Handover
 from stream_app.retention import is_pruned
@@ -78,7 +78,7 @@ class Processor:
     """
 
     def __init__(self, client: redis.Redis, model: LoadedModel, *, window: int = 10, close_lease_s: float = 60.0,
-                 cache_bytes: int = 128 << 20, torch_threads: int | None = 1, window_size: int = ARRIVAL_WINDOW,
+                 cache_bytes: int = CACHE_BYTES, torch_threads: int | None = 1, window_size: int = ARRIVAL_WINDOW,
                  fit_pool: FitPool | None = None) -> None:
         if torch_threads is not None:
             torch.set_num_threads(torch_threads)
